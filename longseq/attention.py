@@ -1,0 +1,99 @@
+"""``longseq.attend``: the one functional entry to every attention pattern."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from longseq.kernels.blocked import blocked_attention
+from longseq.patterns import Dense, Pattern
+
+__all__ = ["attend"]
+
+
+def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, dropout_p, scale) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, H, L, D), got rank {t.dim()} shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    B, H, L, D = q.shape
+    if k.shape[0] != B or k.shape[2] != L or k.shape[3] != D:
+        raise ValueError(f"k/v shape {tuple(k.shape)} does not match q shape {tuple(q.shape)} in B, L or D")
+    if k.shape[1] < 1 or H % k.shape[1] != 0:
+        raise ValueError(f"k heads ({k.shape[1]}) must divide q heads ({H}) for grouped-query attention")
+    if L < 1:
+        raise ValueError("q must hold at least one token (L >= 1)")
+    for name, t in (("k", k), ("v", v)):
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+    if not isinstance(pattern, Pattern):
+        raise ValueError(f"pattern must be a longseq.patterns.Pattern, got {type(pattern).__name__}")
+    if key_mask is not None:
+        if not isinstance(key_mask, Tensor) or key_mask.dtype != torch.bool:
+            raise ValueError("key_mask must be a bool tensor (True = real token that may be attended)")
+        if tuple(key_mask.shape) != (B, L):
+            raise ValueError(f"key_mask must have shape (B, L) = {(B, L)}, got {tuple(key_mask.shape)}")
+        if key_mask.device != q.device:
+            raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
+    if bias is not None and not hasattr(bias, "tile"):
+        raise ValueError("bias must be a longseq.positions bias module (with a .tile method), not a dense tensor")
+    if not (0.0 <= float(dropout_p) < 1.0):
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if scale is not None and not (float(scale) > 0):
+        raise ValueError(f"scale must be positive, got {scale}")
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(pattern: Pattern, L: int, device: torch.device):
+    return pattern.plan(L, device)
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: Pattern,
+    *,
+    key_mask: Tensor | None = None,
+    bias=None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Tensor:
+    """Attention restricted to ``pattern``.
+
+    Args:
+        q: (B, H, L, D) queries.
+        k, v: (B, Hkv, L, D) keys and values; ``Hkv`` divides ``H`` (grouped-query attention).
+        pattern: who may attend to whom (:mod:`longseq.patterns`).
+        key_mask: (B, L) bool, True = a real token that may be attended.
+        bias: a relative-position bias module from :mod:`longseq.positions`, applied per tile.
+        dropout_p: attention-probability dropout.
+        scale: score scale, default ``D ** -0.5``.
+
+    Returns:
+        (B, H, L, D). Rows with no allowed key are zeros.
+    """
+    _check_inputs(q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    B, H, L, D = q.shape
+    pattern.check_length(L)
+    if not getattr(pattern, "supports_gqa", True) and k.shape[1] != H:
+        raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
+    scale = float(scale) if scale is not None else D**-0.5
+    if k.shape[1] != H:
+        rep = H // k.shape[1]
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+    if hasattr(pattern, "attend"):  # data-dependent patterns (LSH) run their own plan
+        return pattern.attend(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
+    plan = _cached_plan(pattern, L, q.device)
+    return blocked_attention(q, k, v, plan, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
+                             dropout_p=float(dropout_p))

@@ -1,0 +1,101 @@
+"""Tile backends: attention of a batch of query blocks against their key spans.
+
+Every backend has the same two functions on 4-D tiles, where ``n`` counts tiles and
+``G`` is the merged batch*heads axis (any strides; key spans may overlap in memory):
+
+* ``forward(q, k, v, mask, scale) -> (out, lse)``: q ``(n, G, bq, D)``, k/v
+  ``(n, G, span, D)``, ``mask`` an additive float tensor broadcastable to
+  ``(n, G, bq, span)`` (``-inf`` = may not attend) or None. ``out`` ``(n, G, bq, D)``,
+  ``lse`` ``(n, G, bq)`` float32 log-sum-exp of the scaled, masked scores.
+* ``backward(dout, q, k, v, out, lse, mask, scale) -> (dq, dk, dv, dmask)``: ``out`` and
+  ``lse`` may be those of a larger softmax this tile is part of (split-key attention),
+  so tiles of one row can be differentiated independently. ``dmask`` (the gradient of
+  the additive mask, i.e. of the scores) is returned only by backends that form it.
+
+``flash`` wraps PyTorch's fused CPU flash-attention kernels (fast, memory-flat, no
+dropout, no score gradient). ``math`` is plain batched matmuls: any device, dropout,
+and score gradients for learnable biases.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["flash_forward", "flash_backward", "math_forward", "math_backward", "dropout_keep"]
+
+
+def flash_forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, False, attn_mask=mask, scale=scale
+    )
+    return out, lse
+
+
+def flash_backward(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Tensor | None, scale: float
+) -> tuple[Tensor, Tensor, Tensor, None]:
+    dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        dout, q, k, v, out, lse, 0.0, False, attn_mask=mask, scale=scale
+    )
+    return dq, dk, dv, None
+
+
+def dropout_keep(shape: torch.Size, p: float, seed: int, device: torch.device) -> Tensor:
+    """Deterministic keep-mask (float, already divided by 1-p) so backward can redraw it."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    keep = torch.rand(shape, generator=gen, device=device) >= p
+    return keep.to(torch.float32) / (1.0 - p)
+
+
+def _scores(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    s = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
+    if mask is not None:
+        s = s.add_(mask)
+    return s
+
+
+def math_forward(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dropout_p: float = 0.0, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    s = _scores(q, k, mask, scale)
+    m = s.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # empty rows: no NaN
+    p = s.sub_(m).exp_()
+    denom = p.sum(-1, keepdim=True)
+    lse = (m + denom.log()).squeeze(-1)  # -inf for rows with no allowed key
+    p = p.div_(denom.clamp_min(torch.finfo(p.dtype).tiny))
+    if dropout_p > 0.0:
+        p = p.mul_(dropout_keep(p.shape, dropout_p, seed, p.device))
+    out = torch.matmul(p.to(v.dtype), v)
+    return out, lse
+
+
+def math_backward(
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    mask: Tensor | None,
+    scale: float,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    p = _scores(q, k, mask, scale).sub_(lse.unsqueeze(-1)).exp_()  # (n, G, bq, span)
+    delta = (dout.float() * out.float()).sum(-1, keepdim=True)
+    dp = torch.matmul(dout, v.transpose(-1, -2)).float()
+    if dropout_p > 0.0:
+        keep = dropout_keep(p.shape, dropout_p, seed, p.device)
+        dv = torch.matmul((p * keep).to(dout.dtype).transpose(-1, -2), dout)
+        dp = dp.mul_(keep)
+    else:
+        dv = torch.matmul(p.to(dout.dtype).transpose(-1, -2), dout)
+    ds = dp.sub_(delta).mul_(p)  # gradient of the (scaled, masked) scores
+    ds_c = ds.to(q.dtype)
+    dq = torch.matmul(ds_c, k).mul_(scale)
+    dk = torch.matmul(ds_c.transpose(-1, -2), q).mul_(scale)
+    return dq, dk, dv, ds

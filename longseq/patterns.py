@@ -1,0 +1,190 @@
+"""Attention patterns: who may attend to whom.
+
+A pattern is a small frozen dataclass. It answers three questions:
+
+* ``allowed(i, j)``: the element rule, on broadcastable integer index tensors
+  (True = query ``i`` may attend key ``j``; the one mask convention of longseq).
+* ``dense_mask(L)``: the same rule as an ``(L, L)`` boolean matrix, the test reference
+  fed to ``torch.nn.functional.scaled_dot_product_attention``.
+* ``plan(L, device)``: how the blocked kernel covers the rule without an ``L x L``
+  tensor (see :mod:`longseq.kernels.plan`).
+
+Patterns never hold tensors of size ``L``; they are cheap to build and hashable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D"]
+
+
+def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class Pattern:
+    """Base class. Subclasses are frozen dataclasses and implement :meth:`allowed`."""
+
+    causal: bool = False
+    #: Whether :func:`longseq.attend` may be called with ``Hkv != H`` for this pattern.
+    supports_gqa: bool = True
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        """Boolean rule on broadcastable integer tensors of query and key indices."""
+        raise NotImplementedError
+
+    def dense_mask(self, L: int, device: torch.device | str | None = None) -> Tensor:
+        """``(L, L)`` bool mask, True = may attend. For tests and small inputs only."""
+        _check_positive_int("L", L)
+        idx = torch.arange(L, device=device)
+        return self.allowed(idx[:, None], idx[None, :])
+
+    def check_length(self, L: int) -> None:
+        """Raise ``ValueError`` when the pattern cannot serve a sequence of length ``L``."""
+
+    def plan(self, L: int, device: torch.device):  # -> longseq.kernels.plan.Plan
+        raise NotImplementedError(f"{type(self).__name__} has no blocked-kernel plan")
+
+
+@dataclass(frozen=True)
+class Dense(Pattern):
+    """Every query attends every key (``j <= i`` when causal)."""
+
+    causal: bool = False
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        if self.causal:
+            return j <= i
+        return torch.ones_like(i - j, dtype=torch.bool)
+
+    def plan(self, L: int, device: torch.device):
+        from longseq.kernels.plan import dense_plan
+
+        return dense_plan(self, L, device)
+
+
+@dataclass(frozen=True)
+class SlidingWindow(Pattern):
+    """Banded attention with optional dilation and global tokens.
+
+    Query ``i`` may attend key ``j`` iff ``(i - j) % dilation == 0`` and
+    ``|i - j| <= window * dilation``. ``window`` is the one-sided reach in steps.
+    ``global_tokens`` (indices) attend everything and are attended by everything.
+    With ``causal=True`` the union above is intersected with ``j <= i``.
+    """
+
+    window: int
+    dilation: int = 1
+    causal: bool = False
+    global_tokens: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int("window", self.window)
+        _check_positive_int("dilation", self.dilation)
+        if self.global_tokens is not None:
+            tokens = tuple(int(t) for t in self.global_tokens)
+            if any(t < 0 for t in tokens):
+                raise ValueError(f"global_tokens must be non-negative indices, got {tokens}")
+            object.__setattr__(self, "global_tokens", tuple(sorted(set(tokens))) or None)
+
+    def band(self, i: Tensor, j: Tensor) -> Tensor:
+        d = i - j
+        band = d.abs() <= self.window * self.dilation
+        if self.dilation > 1:
+            band = band & (d.remainder(self.dilation) == 0)
+        return band
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        mask = self.band(i, j)
+        if self.global_tokens:
+            g = torch.tensor(self.global_tokens, device=i.device)
+            mask = mask | torch.isin(i, g) | torch.isin(j, g)
+        if self.causal:
+            mask = mask & (j <= i)
+        return mask
+
+    def check_length(self, L: int) -> None:
+        if self.global_tokens and self.global_tokens[-1] >= L:
+            raise ValueError(
+                f"global_tokens index {self.global_tokens[-1]} is out of range for length {L}"
+            )
+
+    def plan(self, L: int, device: torch.device):
+        from longseq.kernels.plan import sliding_window_plan
+
+        return sliding_window_plan(self, L, device)
+
+
+@dataclass(frozen=True)
+class Window2D(Pattern):
+    """Non-overlapping ``window_size x window_size`` windows over a row-major grid.
+
+    ``grid = (H, W)`` and ``L = H * W``. Windows are tiled from the top-left after padding
+    the grid up to a multiple of ``window_size``. With ``shift`` the padded grid is rolled
+    by ``-shift`` on both axes before tiling (``torch.roll(x, (-shift, -shift))`` as in
+    Swin), and tokens only attend tokens that were contiguous before the roll (Swin's
+    region mask). Padding tokens are not tokens: they are never attended.
+    """
+
+    window_size: int
+    grid: tuple[int, int]
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("window_size", self.window_size)
+        if len(tuple(self.grid)) != 2:
+            raise ValueError(f"grid must be (H, W), got {self.grid!r}")
+        object.__setattr__(self, "grid", (int(self.grid[0]), int(self.grid[1])))
+        _check_positive_int("grid[0]", self.grid[0])
+        _check_positive_int("grid[1]", self.grid[1])
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not (
+            0 <= self.shift < self.window_size
+        ):
+            raise ValueError(f"shift must be an integer in [0, window_size), got {self.shift!r}")
+
+    @property
+    def padded_grid(self) -> tuple[int, int]:
+        ws = self.window_size
+        return (math.ceil(self.grid[0] / ws) * ws, math.ceil(self.grid[1] / ws) * ws)
+
+    def coords(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Row and column of flattened grid indices."""
+        return idx // self.grid[1], idx % self.grid[1]
+
+    def window_and_region(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For flattened indices: (window id, Swin region id, slot inside the window)."""
+        ws, s = self.window_size, self.shift
+        hp, wp = self.padded_grid
+        y, x = self.coords(idx)
+        ry, rx = (y - s) % hp, (x - s) % wp  # position after torch.roll(-s)
+
+        def region(r: Tensor, n: int) -> Tensor:
+            # Swin's slices (0, -ws), (-ws, -s), (-s, None) on each axis.
+            if s == 0:
+                return torch.zeros_like(r)
+            return (r >= n - ws).long() + (r >= n - s).long()
+
+        window = (ry // ws) * (wp // ws) + rx // ws
+        reg = region(ry, hp) * 3 + region(rx, wp)
+        slot = (ry % ws) * ws + rx % ws
+        return window, reg, slot
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        wi, ri, _ = self.window_and_region(i)
+        wj, rj, _ = self.window_and_region(j)
+        return (wi == wj) & (ri == rj)
+
+    def check_length(self, L: int) -> None:
+        if L != self.grid[0] * self.grid[1]:
+            raise ValueError(f"Window2D over grid {self.grid} needs L={self.grid[0] * self.grid[1]}, got L={L}")
+
+    def plan(self, L: int, device: torch.device):
+        from longseq.kernels.plan import window2d_plan
+
+        return window2d_plan(self, L, device)
