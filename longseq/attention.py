@@ -44,7 +44,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, drop
             raise ValueError(f"key_mask must have shape (B, L) = {(B, L)}, got {tuple(key_mask.shape)}")
         if key_mask.device != q.device:
             raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
-    if bias is not None and not hasattr(bias, "tile"):
+    if bias is not None and (isinstance(bias, Tensor) or not hasattr(bias, "tile")):
         raise ValueError("bias must be a longseq.positions bias module (with a .tile method), not a dense tensor")
     if not (0.0 <= float(dropout_p) < 1.0):
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")

@@ -38,15 +38,20 @@ def use_backend(name: str) -> Iterator[None]:
         _BACKEND = old
 
 
-def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> str:
+def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:
+    """(forward, backward) tile backends.
+
+    On CPU ``auto`` runs the fused flash kernel forward and the matmul backward, which
+    measured faster than the fused CPU backward on window tiles (docs/benchmarks.md).
+    """
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
     if _BACKEND == "flash":
         if not flash_ok:
             raise ValueError("the flash backend needs a CPU tensor, dropout_p=0 and no learnable bias")
-        return "flash"
-    if _BACKEND == "math":
-        return "math"
-    return "flash" if flash_ok else "math"
+        return "flash", "flash"
+    if _BACKEND == "math" or not flash_ok:
+        return "math", "math"
+    return "flash", "math"
 
 
 def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tuple[Tensor, Tensor]:
@@ -58,8 +63,9 @@ def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tup
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     w1, w2 = (lse1 - m).exp(), (lse2 - m).exp()
     total = w1 + w2
-    out = (out1.float() * w1.unsqueeze(-1) + out2.float() * w2.unsqueeze(-1)) / total.clamp_min(
-        torch.finfo(torch.float32).tiny
+    acc = w1.dtype
+    out = (out1.to(acc) * w1.unsqueeze(-1) + out2.to(acc) * w2.unsqueeze(-1)) / total.clamp_min(
+        torch.finfo(acc).tiny
     ).unsqueeze(-1)
     return out.to(out1.dtype), m + total.log()
 
@@ -227,17 +233,17 @@ class _Context:
 
 class _BlockedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, c: _Context, scale: float, dropout_p: float, backend: str, *bias_params):
+    def forward(ctx, q, k, v, c: _Context, scale: float, dropout_p: float, backend: tuple[str, str], *bias_params):
         plan = c.plan
         seed = int(torch.randint(0, 2**62, (1,)).item()) if dropout_p > 0 else 0
         qs, kp, vp = c.to_slots(q), c.to_key_slots(k), c.to_key_slots(v)
         out_s = torch.empty_like(qs)
-        lse_s = torch.empty(qs.shape[:2], dtype=torch.float32, device=q.device)
+        lse_s = torch.empty(qs.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
         D, bq = q.shape[-1], plan.block
         for n0, n1 in c.chunks():
             qv, kv, vv = c.tile_views(qs, kp, vp, n0, n1)
             mask, rows = c.tile_mask(n0, n1, q.dtype)
-            if backend == "flash":
+            if backend[0] == "flash":
                 o, lse = tiles.flash_forward(qv, kv, vv, mask, scale)
                 lse = lse.masked_fill(~rows.expand_as(lse), NEG_INF)
             else:
@@ -248,7 +254,7 @@ class _BlockedAttention(torch.autograd.Function):
         if plan.global_keys is not None:
             kg, vg = k[:, :, plan.global_keys], v[:, :, plan.global_keys]
             mask, rows = c.global_key_mask(q.dtype)
-            if backend == "flash":
+            if backend[0] == "flash":
                 o2, lse2 = tiles.flash_forward(q, kg, vg, mask, scale)
                 lse2 = lse2.masked_fill(~rows.expand_as(lse2), NEG_INF)
             else:
@@ -284,7 +290,7 @@ class _BlockedAttention(torch.autograd.Function):
             ov = os_.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
             lv = lses.view(G, plan.n_blocks, bq)[sl].transpose(0, 1)
             mask, _ = c.tile_mask(n0, n1, q.dtype)
-            if backend == "flash":
+            if backend[1] == "flash":
                 dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
             else:
                 dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, p, seed + n0)
@@ -299,7 +305,7 @@ class _BlockedAttention(torch.autograd.Function):
             g = plan.global_keys
             kg, vg = k[:, :, g], v[:, :, g]
             mask, _ = c.global_key_mask(q.dtype)
-            if backend == "flash":
+            if backend[1] == "flash":
                 dq2, dkg, dvg, dmask = tiles.flash_backward(dout, q, kg, vg, out, lse_b, mask, scale)
             else:
                 dq2, dkg, dvg, dmask = tiles.math_backward(dout, q, kg, vg, out, lse_b, mask, scale, p, seed - 1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["flash_forward", "flash_backward", "math_forward", "math_backward", "dropout_keep"]
+__all__ = ["flash_forward", "flash_backward", "math_forward", "math_backward", "dropout_keep", "acc_dtype"]
 
 
 def flash_forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
@@ -41,16 +41,21 @@ def flash_backward(
     return dq, dk, dv, None
 
 
-def dropout_keep(shape: torch.Size, p: float, seed: int, device: torch.device) -> Tensor:
+def dropout_keep(shape: torch.Size, p: float, seed: int, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
     """Deterministic keep-mask (float, already divided by 1-p) so backward can redraw it."""
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     keep = torch.rand(shape, generator=gen, device=device) >= p
-    return keep.to(torch.float32) / (1.0 - p)
+    return keep.to(dtype) / (1.0 - p)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax statistics are kept in float32 (float64 for float64 inputs)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def _scores(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    s = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale)
+    s = torch.matmul(q, k.transpose(-1, -2)).to(acc_dtype(q.dtype)).mul_(scale)
     if mask is not None:
         s = s.add_(mask)
     return s
@@ -67,7 +72,7 @@ def math_forward(
     lse = (m + denom.log()).squeeze(-1)  # -inf for rows with no allowed key
     p = p.div_(denom.clamp_min(torch.finfo(p.dtype).tiny))
     if dropout_p > 0.0:
-        p = p.mul_(dropout_keep(p.shape, dropout_p, seed, p.device))
+        p = p.mul_(dropout_keep(p.shape, dropout_p, seed, p.device, p.dtype))
     out = torch.matmul(p.to(v.dtype), v)
     return out, lse
 
@@ -85,11 +90,17 @@ def math_backward(
     seed: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
-    p = _scores(q, k, mask, scale).sub_(lse.unsqueeze(-1)).exp_()  # (n, G, bq, span)
-    delta = (dout.float() * out.float()).sum(-1, keepdim=True)
-    dp = torch.matmul(dout, v.transpose(-1, -2)).float()
+    p = _scores(q, k, mask, scale).sub_(lse.unsqueeze(-1))  # (n, G, bq, span)
+    if q.dtype in (torch.float16, torch.bfloat16):
+        # Scores recomputed from half-precision products can exceed the forward's
+        # log-sum-exp by their rounding error; probabilities are <= 1 by definition.
+        p = p.clamp_max_(0.0)
+    p = p.exp_()
+    acc = acc_dtype(q.dtype)
+    delta = (dout.to(acc) * out.to(acc)).sum(-1, keepdim=True)
+    dp = torch.matmul(dout, v.transpose(-1, -2)).to(acc)
     if dropout_p > 0.0:
-        keep = dropout_keep(p.shape, dropout_p, seed, p.device)
+        keep = dropout_keep(p.shape, dropout_p, seed, p.device, p.dtype)
         dv = torch.matmul((p * keep).to(dout.dtype).transpose(-1, -2), dout)
         dp = dp.mul_(keep)
     else:
