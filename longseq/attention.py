@@ -53,8 +53,8 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, drop
 
 
 @lru_cache(maxsize=64)
-def _cached_plan(pattern: Pattern, L: int, device: torch.device):
-    return pattern.plan(L, device)
+def _cached_tiling(pattern: Pattern, L: int, device: torch.device):
+    return pattern.tiling(L, device)
 
 
 def attend(
@@ -94,6 +94,6 @@ def attend(
         v = v.repeat_interleave(rep, dim=1)
     if hasattr(pattern, "attend"):  # data-dependent patterns (LSH) run their own plan
         return pattern.attend(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
-    plan = _cached_plan(pattern, L, q.device)
-    return blocked_attention(q, k, v, plan, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
+    tiling = _cached_tiling(pattern, L, q.device)
+    return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
                              dropout_p=float(dropout_p))

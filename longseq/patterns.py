@@ -6,7 +6,7 @@ A pattern is a small frozen dataclass. It answers three questions:
   (True = query ``i`` may attend key ``j``; the one mask convention of longseq).
 * ``dense_mask(L)``: the same rule as an ``(L, L)`` boolean matrix, the test reference
   fed to ``torch.nn.functional.scaled_dot_product_attention``.
-* ``plan(L, device)``: how the blocked kernel covers the rule without an ``L x L``
+* ``tiling(L, device)``: how the blocked kernel covers the rule without an ``L x L``
   tensor (see :mod:`longseq.kernels.plan`).
 
 Patterns never hold tensors of size ``L``; they are cheap to build and hashable.
@@ -48,8 +48,9 @@ class Pattern:
     def check_length(self, L: int) -> None:
         """Raise ``ValueError`` when the pattern cannot serve a sequence of length ``L``."""
 
-    def plan(self, L: int, device: torch.device):  # -> longseq.kernels.plan.Plan
-        raise NotImplementedError(f"{type(self).__name__} has no blocked-kernel plan")
+    def tiling(self, L: int, device: torch.device):  # -> longseq.kernels.plan.Tiling
+        """How the blocked kernel covers this pattern at length ``L``."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocked-kernel tiling")
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,10 @@ class Dense(Pattern):
             return j <= i
         return torch.ones_like(i - j, dtype=torch.bool)
 
-    def plan(self, L: int, device: torch.device):
-        from longseq.kernels.plan import dense_plan
+    def tiling(self, L: int, device: torch.device):
+        from longseq.kernels.plan import dense_tiling
 
-        return dense_plan(self, L, device)
+        return dense_tiling(self, L, device)
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,10 @@ class SlidingWindow(Pattern):
                 f"global_tokens index {self.global_tokens[-1]} is out of range for length {L}"
             )
 
-    def plan(self, L: int, device: torch.device):
-        from longseq.kernels.plan import sliding_window_plan
+    def tiling(self, L: int, device: torch.device):
+        from longseq.kernels.plan import sliding_window_tiling
 
-        return sliding_window_plan(self, L, device)
+        return sliding_window_tiling(self, L, device)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class Window2D(Pattern):
         if L != self.grid[0] * self.grid[1]:
             raise ValueError(f"Window2D over grid {self.grid} needs L={self.grid[0] * self.grid[1]}, got L={L}")
 
-    def plan(self, L: int, device: torch.device):
-        from longseq.kernels.plan import window2d_plan
+    def tiling(self, L: int, device: torch.device):
+        from longseq.kernels.plan import window2d_tiling
 
-        return window2d_plan(self, L, device)
+        return window2d_tiling(self, L, device)

@@ -1,22 +1,24 @@
-"""The blocked attention kernel: tiles from a :class:`~longseq.kernels.plan.Plan`.
+"""The blocked attention kernel: tiles from a :class:`~longseq.kernels.plan.Tiling`.
 
 Memory: besides q, k, v, the output and their gradients, the kernel keeps one
 log-sum-exp per query and ``O(chunk x block x span)`` working memory; nothing of size
 ``L x L`` is ever formed. Backward recomputes each tile's probabilities from the saved
 log-sum-exp (flash-attention style), so activation memory is independent of the pattern.
+Several parts of a tiling (disjoint key sets per query) are merged by log-sum-exp in
+forward; in backward each part is differentiated against the *merged* output and
+log-sum-exp, which is exactly the gradient of the joint softmax.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from longseq.kernels import tiles
-from longseq.kernels.plan import Plan
+from longseq.kernels.plan import Plan, Tiling
 
 __all__ = ["blocked_attention", "use_backend", "merge_partial"]
 
@@ -57,7 +59,7 @@ def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, st
 def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tuple[Tensor, Tensor]:
     """Combine two softmax-attention results over disjoint key sets.
 
-    ``out*`` (..., L, D), ``lse*`` (..., L) float32; ``-inf`` lse marks an empty part.
+    ``out*`` (..., L, D), ``lse*`` (..., L); ``-inf`` lse marks an empty part.
     """
     m = torch.maximum(lse1, lse2)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
@@ -70,13 +72,18 @@ def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tup
     return out.to(out1.dtype), m + total.log()
 
 
-class _Context:
-    """Index bookkeeping shared by forward and backward of one call."""
+def _float_mask(allowed: Tensor) -> Tensor:
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, NEG_INF)
+
+
+class _Part:
+    """Index bookkeeping of one plan for one call (shared by forward and backward)."""
 
     def __init__(self, plan: Plan, B: int, H: int, device: torch.device, key_mask: Tensor | None,
-                 bias, pattern, dtype: torch.dtype) -> None:
+                 bias, pattern, extra_bias=None) -> None:
         self.plan, self.B, self.H, self.G = plan, B, H, B * H
         self.bias, self.pattern, self.key_mask = bias, pattern, key_mask
+        self.extra_bias = extra_bias  # callable (qi, kj) -> additive (n, bq, span) float, or None
         self.qidx = plan.query_index(device)  # (n_blocks, block)
         self.kidx = plan.key_index(device)  # (Lk,)
         valid = self.kidx >= 0
@@ -84,39 +91,32 @@ class _Context:
         self.kvalid_idx = self.kidx[valid]
         if plan.slots is not None:
             slots = plan.slots.to(device)
-            self.q_slot_of = torch.empty(plan.L, dtype=torch.long, device=device)
+            self.q_slot_of = torch.full((plan.L,), -1, dtype=torch.long, device=device)
             real = slots >= 0
             self.q_slot_of[slots[real]] = torch.nonzero(real).squeeze(1)
+            self.q_missing = bool((self.q_slot_of < 0).any())
         else:
-            self.q_slot_of = None
+            self.q_slot_of, self.q_missing = None, False
         regular = plan.regular if plan.regular is not None else torch.zeros(plan.n_blocks, dtype=torch.bool)
         regular = regular.to(device)
-        if key_mask is not None:
+        if key_mask is not None and bool(regular.any()):
             spans = plan.block_keys(self.kidx, 0, plan.n_blocks).clamp(min=0)  # (n_blocks, span)
-            km_ok = key_mask[:, spans].all(-1).all(0)
-            regular = regular & km_ok
+            regular = regular & key_mask[:, spans].all(-1).all(0)
+        if extra_bias is not None:
+            regular = torch.zeros_like(regular)
         self.regular = regular.cpu()
         self.template = None
         self._template_biased = None
         if plan.template is not None and bool(self.regular.any()):
-            ref = int(torch.nonzero(self.regular)[0])
-            self.ref = ref
-            self.template = self._float_mask(plan.template.to(device), dtype)[None, None]  # (1, 1, bq, span)
+            self.ref = int(torch.nonzero(self.regular)[0])
+            self.template = _float_mask(plan.template.to(device))[None, None]  # (1, 1, bq, span)
             self.template_rows = plan.template.any(-1).to(device)  # (bq,)
-        span = plan.span
-        per_block = max(1, self.G * plan.block * span * 4)
+        per_block = max(1, self.G * plan.block * max(plan.span, 1) * 4)
         self.chunk = max(1, _CHUNK_BYTES // per_block)
 
-    @staticmethod
-    def _float_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
-        return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(
-            ~allowed, NEG_INF
-        )
-
     def chunks(self) -> Iterator[tuple[int, int]]:
+        """Runs of regular / irregular blocks, so regular runs use the broadcast template."""
         n = self.plan.n_blocks
-        # Runs of regular / irregular blocks are chunked separately so regular runs
-        # can use the broadcast template.
         reg = self.regular.tolist()
         start = 0
         while start < n:
@@ -127,11 +127,14 @@ class _Context:
             yield start, end
             start = end
 
+    # Layout ------------------------------------------------------------------------
     def to_slots(self, x: Tensor, zero_pad: bool = False) -> Tensor:
         """(B, H, L, D) -> (G, n_slots, D) query slots; padding slots hold zeros if asked."""
         plan = self.plan
         x = x.reshape(self.G, plan.L, x.shape[-1])
         if plan.slots is None:
+            if plan.n_slots == plan.L:
+                return x  # a view: no copy when L fills whole blocks
             return torch.nn.functional.pad(x, (0, 0, 0, plan.n_slots - plan.L))
         flat = self.qidx.reshape(-1)
         xs = x.index_select(1, flat.clamp(min=0))
@@ -142,48 +145,90 @@ class _Context:
 
     def to_key_slots(self, x: Tensor) -> Tensor:
         """(B, H, L, D) -> (G, Lk, D) padded key slots."""
-        x = x.reshape(self.G, self.plan.L, x.shape[-1])
-        if self.plan.slots is None and not self.plan.wrap:
-            front, back = self.plan.key_pad
-            return torch.nn.functional.pad(x, (0, 0, front, back + self.plan.n_slots - self.plan.L))
+        plan = self.plan
+        x = x.reshape(self.G, plan.L, x.shape[-1])
+        if plan.contiguous_keys:
+            front, back = plan.key_pad(plan.n_slots)
+            return torch.nn.functional.pad(x, (0, 0, front, back + plan.n_slots - plan.L))
         return x.index_select(1, self.kidx.clamp(min=0))
 
     def from_slots(self, xs: Tensor) -> Tensor:
-        """(G, n_slots, ...) -> (B, H, L, ...)."""
+        """(G, n_slots, ...) -> (B, H, L, ...); tokens without a slot get zeros."""
         if self.q_slot_of is None:
             x = xs[:, : self.plan.L]
         else:
-            x = xs.index_select(1, self.q_slot_of)
+            x = xs.index_select(1, self.q_slot_of.clamp(min=0))
+            if self.q_missing:
+                keep = (self.q_slot_of >= 0).view(1, -1, *([1] * (xs.dim() - 2)))
+                x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
         return x.reshape(self.B, self.H, self.plan.L, *xs.shape[2:])
 
     def from_key_slots(self, xs: Tensor) -> Tensor:
-        """(G, Lk, D) key-slot gradients -> (B, H, L, D), summing duplicates (wrap)."""
-        out = xs.new_zeros(self.G, self.plan.L, xs.shape[-1])
+        """(G, Lk, D) key-slot gradients -> (B, H, L, D), summing duplicates."""
+        plan = self.plan
+        if plan.contiguous_keys:
+            front = plan.key_pad(plan.n_slots)[0]
+            return xs[:, front : front + plan.L].reshape(self.B, self.H, plan.L, -1)
+        out = xs.new_zeros(self.G, plan.L, xs.shape[-1])
         out.index_add_(1, self.kvalid_idx, xs.index_select(1, self.kvalid_pos))
-        return out.reshape(self.B, self.H, self.plan.L, -1)
+        return out.reshape(self.B, self.H, plan.L, -1)
 
     def tile_views(self, qs: Tensor, kp: Tensor, vp: Tensor, n0: int, n1: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Overlapping strided views (n, G, bq|span, D): no copies of key blocks."""
+        """(n, G, bq|span, D) tiles: overlapping strided views, or gathered key blocks."""
         plan, G = self.plan, self.G
         D = qs.shape[-1]
         n = n1 - n0
-        qv = qs.as_strided((n, G, plan.block, D), (plan.block * D, qs.stride(0), D, 1), qs.storage_offset() + n0 * plan.block * D)
+        qv = qs.as_strided((n, G, plan.block, D), (plan.block * D, qs.stride(0), D, 1),
+                           qs.storage_offset() + n0 * plan.block * D)
+        if plan.key_blocks is not None:
+            kb = plan.key_blocks[n0:n1].to(kp.device)
+            kb = torch.where(kb >= 0, kb, kp.shape[1] // plan.block - 1)
+
+            def gather(x: Tensor) -> Tensor:
+                blocks = x.view(G, -1, plan.block, D)[:, kb]  # G, n, K, bq, D
+                return blocks.permute(1, 0, 2, 3, 4).reshape(n, G, plan.span, D)
+
+            return qv, gather(kp), gather(vp)
         kshape = (n, G, plan.span, D)
         kstride = (plan.key_step * D, kp.stride(0), D, 1)
         kv = kp.as_strided(kshape, kstride, kp.storage_offset() + n0 * plan.key_step * D)
         vv = vp.as_strided(kshape, kstride, vp.storage_offset() + n0 * plan.key_step * D)
         return qv, kv, vv
 
+    def overlap_add(self, acc: Tensor, d: Tensor, n0: int, n1: int) -> None:
+        """Add per-tile key gradients (n, G, span, D) into padded key slots (G, Lk, D)."""
+        plan = self.plan
+        n, G, span, D = d.shape
+        bq, step = plan.block, plan.key_step
+        d = d.to(acc.dtype)
+        if plan.key_blocks is not None:
+            kb = plan.key_blocks[n0:n1].to(acc.device)
+            kb = torch.where(kb >= 0, kb, acc.shape[1] // bq - 1).reshape(-1)
+            src = d.view(n, G, -1, bq, D).transpose(0, 1).reshape(G, -1, bq, D)
+            acc.view(G, -1, bq, D).index_add_(1, kb, src)
+        elif step == 0:
+            acc[:, :span] += d.sum(0)
+        elif step != bq:
+            for t in range(n):
+                start = (n0 + t) * step
+                acc[:, start : start + span] += d[t]
+        else:
+            for s in range(span // bq):
+                start = (n0 + s) * bq
+                dst = acc[:, start : start + n * bq].view(G, n, bq, D)
+                dst += d[:, :, s * bq : (s + 1) * bq].transpose(0, 1)
+
+    # Masks -------------------------------------------------------------------------
     def bias_tile(self, qi: Tensor, kj: Tensor) -> Tensor:
         """(..., H, bq, span) bias for index tensors qi (..., bq), kj (..., span)."""
         return self.bias.tile(qi, kj, self.pattern)
 
-    def tile_mask(self, n0: int, n1: int, dtype: torch.dtype, with_bias: bool = True) -> tuple[Tensor, Tensor]:
+    def tile_mask(self, n0: int, n1: int) -> tuple[Tensor, Tensor]:
         """Additive mask broadcastable to (n, G, bq, span) and row occupancy (n|1, G|1, bq)."""
         plan = self.plan
         if bool(self.regular[n0]):
             rows = self.template_rows[None, None]
-            if self.bias is None or not with_bias:
+            if self.bias is None:
                 return self.template, rows
             if self._template_biased is None:
                 ref = self.ref
@@ -197,9 +242,11 @@ class _Context:
         if self.key_mask is not None:
             km = self.key_mask[:, kj.clamp(min=0)]  # (B, n, span)
             allowed = allowed & km.permute(1, 0, 2)[:, :, None, :]  # (n, B, bq, span)
-        mask = self._float_mask(allowed, dtype)[:, :, None]  # (n, B|1, 1, bq, span)
+        mask = _float_mask(allowed)[:, :, None]  # (n, B|1, 1, bq, span)
         rows = allowed.any(-1)[:, :, None]  # (n, B|1, 1, bq)
-        if self.bias is not None and with_bias:
+        if self.extra_bias is not None:
+            mask = mask + self.extra_bias(qi, kj)[:, None, None]
+        if self.bias is not None:
             mask = mask + self.bias_tile(qi, kj)[:, None]  # (n, B|1, H, bq, span)
         return self._merge_bh(mask), self._merge_bh(rows)
 
@@ -214,195 +261,155 @@ class _Context:
             return x.squeeze(2)
         return x.expand(n, self.B, self.H, *x.shape[3:]).reshape(n, self.G, *x.shape[3:])
 
-    # Dense parts for global tokens -------------------------------------------------
-    def global_key_mask(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Mask (B|1, H|1, L, Gk) and row occupancy for the global-key part."""
-        plan, L = self.plan, self.plan.L
-        device = self.qidx.device
-        g = plan.global_keys
-        i = torch.arange(L, device=device)
-        allowed = plan.key_rule(i[:, None], g[None, :]) if plan.key_rule else torch.ones(L, len(g), dtype=torch.bool, device=device)
-        allowed = allowed[None, None]
-        if self.key_mask is not None:
-            allowed = allowed & self.key_mask[:, g][:, None, None, :]
-        mask = self._float_mask(allowed, dtype)
-        if self.bias is not None:
-            mask = mask + self.bias_tile(i, g)[None]
-        return mask, allowed.any(-1)
+    # Forward / backward of this part -------------------------------------------------
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str, dropout_p: float,
+                seed: int) -> tuple[Tensor, Tensor]:
+        plan = self.plan
+        qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
+        out_s = torch.empty_like(qs)
+        lse_s = torch.empty(qs.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
+        D, bq = q.shape[-1], plan.block
+        for n0, n1 in self.chunks():
+            qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
+            mask, rows = self.tile_mask(n0, n1)
+            if backend == "flash":
+                o, lse = tiles.flash_forward(qv, kv, vv, mask, scale)
+                lse = lse.masked_fill(~rows.expand_as(lse), NEG_INF)  # flash reports 0 for empty rows
+            else:
+                o, lse = tiles.math_forward(qv, kv, vv, mask, scale, dropout_p, seed + n0)
+            out_s.view(self.G, plan.n_blocks, bq, D)[:, n0:n1] = o.transpose(0, 1)
+            lse_s.view(self.G, plan.n_blocks, bq)[:, n0:n1] = lse.transpose(0, 1)
+        lse = self.from_slots(lse_s)
+        if self.q_missing:  # tokens this part does not cover contribute nothing
+            lse = torch.where((self.q_slot_of >= 0).view(1, 1, -1), lse, torch.full_like(lse, NEG_INF))
+        return self.from_slots(out_s), lse
+
+    def backward(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor, scale: float,
+                 backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
+                 bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        plan, G = self.plan, self.G
+        D, bq = q.shape[-1], plan.block
+        qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
+        dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
+        lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
+        dqs = torch.empty_like(qs)
+        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
+        dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
+        for n0, n1 in self.chunks():
+            qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
+            sl = (slice(None), slice(n0, n1))
+            dov = dos.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
+            ov = os_.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
+            lv = lses.view(G, plan.n_blocks, bq)[sl].transpose(0, 1)
+            mask, _ = self.tile_mask(n0, n1)
+            if backend == "flash":
+                dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
+            else:
+                dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, dropout_p, seed + n0)
+            dqs.view(G, plan.n_blocks, bq, D)[sl] = dq.transpose(0, 1)
+            self.overlap_add(dkp, dk, n0, n1)
+            self.overlap_add(dvp, dv, n0, n1)
+            if bias_grads and dmask is not None:
+                self._bias_backward(n0, n1, dmask, bias_params, bias_grads)
+        dq = self.from_slots(dqs)
+        return dq, self.from_key_slots(dkp), self.from_key_slots(dvp)
+
+    def _bias_backward(self, n0: int, n1: int, dmask: Tensor, params, grads: list[Tensor]) -> None:
+        """Route the score gradient of tiles [n0, n1) into the bias parameters."""
+        plan = self.plan
+        n = n1 - n0
+        ds = dmask.reshape(n, self.B, self.H, plan.block, plan.span).sum(1)  # (n, H, bq, span)
+        with torch.enable_grad():
+            if bool(self.regular[n0]):
+                ref = self.ref
+                tile = self.bias_tile(self.qidx[ref], plan.block_keys(self.kidx, ref, ref + 1)[0])  # (H, bq, span)
+                ds = ds.sum(0)
+            else:
+                # Padding entries carry -inf in the mask and so zero score gradient.
+                tile = self.bias_tile(self.qidx[n0:n1], plan.block_keys(self.kidx, n0, n1))  # (n, H, bq, span)
+        gr = torch.autograd.grad(tile, params, ds.to(tile.dtype), allow_unused=True)
+        for acc_g, g in zip(grads, gr):
+            if g is not None:
+                acc_g += g
 
 
 class _BlockedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, c: _Context, scale: float, dropout_p: float, backend: tuple[str, str], *bias_params):
-        plan = c.plan
+    def forward(ctx, q, k, v, parts: list[_Part], scale: float, dropout_p: float, backend: tuple[str, str],
+                *bias_params):
         seed = int(torch.randint(0, 2**62, (1,)).item()) if dropout_p > 0 else 0
-        qs, kp, vp = c.to_slots(q), c.to_key_slots(k), c.to_key_slots(v)
-        out_s = torch.empty_like(qs)
-        lse_s = torch.empty(qs.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
-        D, bq = q.shape[-1], plan.block
-        for n0, n1 in c.chunks():
-            qv, kv, vv = c.tile_views(qs, kp, vp, n0, n1)
-            mask, rows = c.tile_mask(n0, n1, q.dtype)
-            if backend[0] == "flash":
-                o, lse = tiles.flash_forward(qv, kv, vv, mask, scale)
-                lse = lse.masked_fill(~rows.expand_as(lse), NEG_INF)
-            else:
-                o, lse = tiles.math_forward(qv, kv, vv, mask, scale, dropout_p, seed + n0)
-            out_s.view(c.G, plan.n_blocks, bq, D)[:, n0:n1] = o.transpose(0, 1)
-            lse_s.view(c.G, plan.n_blocks, bq)[:, n0:n1] = lse.transpose(0, 1)
-        out, lse = c.from_slots(out_s), c.from_slots(lse_s)
-        if plan.global_keys is not None:
-            kg, vg = k[:, :, plan.global_keys], v[:, :, plan.global_keys]
-            mask, rows = c.global_key_mask(q.dtype)
-            if backend[0] == "flash":
-                o2, lse2 = tiles.flash_forward(q, kg, vg, mask, scale)
-                lse2 = lse2.masked_fill(~rows.expand_as(lse2), NEG_INF)
-            else:
-                o2, lse2 = tiles.math_forward(q, kg, vg, mask, scale, dropout_p, seed - 1)
-            out, lse = merge_partial(out, lse, o2, lse2)
+        out = lse = None
+        for i, part in enumerate(parts):
+            o, lse_p = part.forward(q, k, v, scale, backend[0], dropout_p, seed + i * (1 << 40))
+            out, lse = (o, lse_p) if out is None else merge_partial(out, lse, o, lse_p)
         ctx.save_for_backward(q, k, v, out, lse, *bias_params)
-        ctx.c, ctx.scale, ctx.dropout_p, ctx.backend, ctx.seed = c, scale, dropout_p, backend, seed
+        ctx.parts, ctx.scale, ctx.dropout_p, ctx.backend, ctx.seed = parts, scale, dropout_p, backend, seed
         ctx.n_bias = len(bias_params)
         return out
 
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse, *bias_params = ctx.saved_tensors
-        c, scale, backend, p, seed = ctx.c, ctx.scale, ctx.backend, ctx.dropout_p, ctx.seed
-        plan = c.plan
-        D, bq = q.shape[-1], plan.block
         dout = dout.contiguous()
-        bias_grad = [torch.zeros_like(t) for t in bias_params] if ctx.n_bias else []
-        qs, kp, vp = c.to_slots(q), c.to_key_slots(k), c.to_key_slots(v)
-        dos, os_ = c.to_slots(dout, zero_pad=True), c.to_slots(out)
+        bias_grads = [torch.zeros_like(t) for t in bias_params] if ctx.n_bias else []
         lse_b = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
-        lses = c.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
-        dqs = torch.empty_like(qs)
-        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
-        dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
-        G = c.G
-        for n0, n1 in c.chunks():
-            n = n1 - n0
-            qv, kv, vv = c.tile_views(qs, kp, vp, n0, n1)
-            sl = (slice(None), slice(n0, n1))
-            dov = dos.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
-            ov = os_.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
-            lv = lses.view(G, plan.n_blocks, bq)[sl].transpose(0, 1)
-            mask, _ = c.tile_mask(n0, n1, q.dtype)
-            if backend[1] == "flash":
-                dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
-            else:
-                dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, p, seed + n0)
-            dqs.view(G, plan.n_blocks, bq, D)[sl] = dq.transpose(0, 1)
-            _overlap_add(dkp, dk, plan, n0, n1)
-            _overlap_add(dvp, dv, plan, n0, n1)
-            if bias_grad and dmask is not None:
-                _bias_backward(c, n0, n1, dmask, bias_params, bias_grad)
-        dq = c.from_slots(dqs)
-        dk, dv = c.from_key_slots(dkp), c.from_key_slots(dvp)
-        if plan.global_keys is not None:
-            g = plan.global_keys
-            kg, vg = k[:, :, g], v[:, :, g]
-            mask, _ = c.global_key_mask(q.dtype)
-            if backend[1] == "flash":
-                dq2, dkg, dvg, dmask = tiles.flash_backward(dout, q, kg, vg, out, lse_b, mask, scale)
-            else:
-                dq2, dkg, dvg, dmask = tiles.math_backward(dout, q, kg, vg, out, lse_b, mask, scale, p, seed - 1)
-            dq = dq + dq2
-            dk = dk.index_add(2, g, dkg.to(dk.dtype))
-            dv = dv.index_add(2, g, dvg.to(dv.dtype))
-            if bias_grad and dmask is not None:
-                i = torch.arange(plan.L, device=q.device)
-                with torch.enable_grad():
-                    tile = c.bias_tile(i, g)  # (H, L, Gk)
-                grads = torch.autograd.grad(tile, bias_params, dmask.sum(0).to(tile.dtype), allow_unused=True)
-                for acc_g, gr in zip(bias_grad, grads):
-                    if gr is not None:
-                        acc_g += gr
-        grads_bias = tuple(bias_grad) if bias_grad else ()
-        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, *grads_bias)
-
-
-def _overlap_add(acc: Tensor, d: Tensor, plan: Plan, n0: int, n1: int) -> None:
-    """Add per-tile key gradients (n, G, span, D) into padded key slots (G, Lk, D)."""
-    n, G, span, D = d.shape
-    bq, step = plan.block, plan.key_step
-    d = d.to(acc.dtype)
-    if step == 0:
-        acc[:, :span] += d.sum(0)
-        return
-    if step != bq:
-        for t in range(n):
-            start = (n0 + t) * step
-            acc[:, start : start + span] += d[t]
-        return
-    for s in range(span // bq):
-        start = (n0 + s) * bq
-        dst = acc[:, start : start + n * bq].view(G, n, bq, D)
-        dst += d[:, :, s * bq : (s + 1) * bq].transpose(0, 1)
-
-
-def _bias_backward(c: _Context, n0: int, n1: int, dmask: Tensor, params, grads: list[Tensor]) -> None:
-    """Route the score gradient of tiles [n0, n1) into the bias parameters."""
-    plan = c.plan
-    n = n1 - n0
-    ds = dmask.reshape(n, c.B, c.H, plan.block, plan.span).sum(1)  # (n, H, bq, span)
-    with torch.enable_grad():
-        if bool(c.regular[n0]):
-            ref = c.ref
-            tile = c.bias_tile(c.qidx[ref], plan.block_keys(c.kidx, ref, ref + 1)[0])  # (H, bq, span)
-            ds = ds.sum(0)
-        else:
-            tile = c.bias_tile(c.qidx[n0:n1], plan.block_keys(c.kidx, n0, n1))  # (n, H, bq, span)
-            # Padding rows/keys carry -inf in the mask and zero gradient; clamp their
-            # index-derived bias lookups harmlessly.
-    gr = torch.autograd.grad(tile, params, ds.to(tile.dtype), allow_unused=True)
-    for acc_g, g in zip(grads, gr):
-        if g is not None:
-            acc_g += g
+        dq = dk = dv = None
+        for i, part in enumerate(ctx.parts):
+            g = part.backward(q, k, v, out, lse_b, dout, ctx.scale, ctx.backend[1], ctx.dropout_p,
+                              ctx.seed + i * (1 << 40), bias_params, bias_grads)
+            dq, dk, dv = g if dq is None else (dq + g[0], dk + g[1], dv + g[2])
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, *bias_grads)
 
 
 def blocked_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    plan: Plan,
+    tiling: Tiling,
     *,
     pattern,
     key_mask: Tensor | None = None,
     bias=None,
     scale: float,
     dropout_p: float = 0.0,
+    extra_bias=None,
 ) -> Tensor:
-    """Attention of q (B, H, L, D) over k, v (B, H, L, D) as tiled by ``plan``."""
+    """Attention of q (B, H, L, D) over k, v (B, H, L, D) as tiled by ``tiling``.
+
+    ``extra_bias`` (optional) is a callable ``(qi (n, bq), kj (n, span)) -> (n, bq, span)``
+    of additive, non-learnable scores (e.g. LSH's duplicate-pair correction).
+    """
     B, H, L, D = q.shape
     params = tuple(p for p in bias.parameters() if p.requires_grad) if bias is not None else ()
     bias_grad = bool(params) and torch.is_grad_enabled()
     backend = _pick_backend(q, dropout_p, bias_grad)
-    c = _Context(plan, B, H, q.device, key_mask, bias, pattern, q.dtype)
-    out = _BlockedAttention.apply(q, k, v, c, scale, dropout_p, backend, *params)
-    if plan.global_rows is not None:
-        out = _global_rows(q, k, v, out, plan, c, scale, dropout_p)
+    parts = [_Part(plan, B, H, q.device, key_mask, bias, pattern, extra_bias) for plan in tiling.parts]
+    out = _BlockedAttention.apply(q, k, v, parts, scale, dropout_p, backend, *params)
+    if tiling.global_rows is not None:
+        out = _global_rows(q, k, v, out, tiling, parts[0], scale, dropout_p)
     return out
 
 
-def _global_rows(q: Tensor, k: Tensor, v: Tensor, out: Tensor, plan: Plan, c: _Context, scale: float,
+def _global_rows(q: Tensor, k: Tensor, v: Tensor, out: Tensor, tiling: Tiling, part: _Part, scale: float,
                  dropout_p: float) -> Tensor:
     """Queries that attend every key: dense over (G x L), written over the tile result."""
-    g = plan.global_rows
-    L = plan.L
+    g = tiling.global_rows
+    L = q.shape[2]
     j = torch.arange(L, device=q.device)
-    allowed = plan.row_rule(g[:, None], j[None, :]) if plan.row_rule else torch.ones(len(g), L, dtype=torch.bool, device=q.device)
+    if tiling.row_rule is not None:
+        allowed = tiling.row_rule(g[:, None], j[None, :])
+    else:
+        allowed = torch.ones(len(g), L, dtype=torch.bool, device=q.device)
     allowed = allowed[None, None]
-    if c.key_mask is not None:
-        allowed = allowed & c.key_mask[:, None, None, :]
+    if part.key_mask is not None:
+        allowed = allowed & part.key_mask[:, None, None, :]
     has_key = allowed.any(-1, keepdim=True)
     # Rows with no allowed key would give NaN: let them attend everything, then zero them.
     allowed = allowed | ~has_key
     mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, NEG_INF)
-    if c.bias is not None:
-        mask = mask + c.bias_tile(g, j)[None].to(q.dtype)
+    if part.bias is not None:
+        mask = mask + part.bias_tile(g, j)[None].to(q.dtype)
     rows = torch.nn.functional.scaled_dot_product_attention(
         q[:, :, g], k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale
     )

@@ -1,22 +1,28 @@
-"""Block plans: how the blocked kernel covers a pattern without an ``L x L`` tensor.
+"""Tilings: how the blocked kernel covers a pattern without an ``L x L`` tensor.
 
-Tokens are laid out in *slots* (an optional permutation of the sequence, padded to a
-multiple of the query block). Query block ``n`` holds slots ``[n*block, (n+1)*block)`` and
-sees the ``span`` key slots starting at ``n*key_step - left`` (zero-padded at both ends,
-or wrapped cyclically). Inside that tile the pattern's element rule decides, on original
-token indices, who may attend whom. Blocks whose tile is a translate of one reference
-tile are *regular*: they share one precomputed ``template`` mask, so the hot loop adds a
-broadcast template instead of evaluating the rule.
+A pattern is covered by a :class:`Tiling`: one or more :class:`Plan` parts whose key sets
+are disjoint for every query (their softmax results are merged by log-sum-exp), plus
+optional *global rows* (queries that attend every key, computed densely and written
+over the result).
 
-Global tokens are covered by two small dense parts instead of tiles: ``global_keys``
-(columns every query may attend, merged with the tiles by log-sum-exp) and
-``global_rows`` (queries that attend every key, computed densely and written over).
+Inside one plan, queries are laid out in *slots* (an optional permutation of the
+sequence, padded to a multiple of the block) and keys in key slots (by default the same
+order). Query block ``n`` holds slots ``[n*block, (n+1)*block)`` and sees either
+
+* a contiguous *span* of key slots starting at ``n*key_step - left`` (zero-padded at both
+  ends, or wrapped cyclically), read through an overlapping strided view, or
+* a list of gathered key blocks ``key_blocks[n]`` (block-sparse layouts such as BigBird).
+
+Inside a tile the plan's element ``rule`` decides, on original token indices, who may
+attend whom. Tiles that are translates of one reference tile are *regular*: they share
+one precomputed ``template`` mask, so the hot loop adds a broadcast template instead of
+evaluating the rule.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -27,31 +33,40 @@ Rule = Callable[[Tensor, Tensor], Tensor]
 DEFAULT_BLOCK = 128
 
 
+def _always(i: Tensor, j: Tensor) -> Tensor:
+    return torch.ones_like(i - j, dtype=torch.bool)
+
+
+def _causal(i: Tensor, j: Tensor) -> Tensor:
+    return j <= i
+
+
 @dataclass
 class Plan:
-    """A pattern's tiling for one sequence length (see module docstring)."""
+    """One part of a tiling (see module docstring)."""
 
     L: int
     block: int
     n_blocks: int
-    left: int
-    span: int
-    slots: Tensor | None  # (n_blocks*block,) original index per slot, -1 = padding; None = identity
-    rule: Rule  # element rule used inside tiles, on original indices
-    template: Tensor | None  # (block, span) bool for regular blocks
-    regular: Tensor | None  # (n_blocks,) bool
-    key_step: int = -1  # slot distance between the key spans of consecutive blocks; -1 = block
+    span: int = 0
+    left: int = 0
+    slots: Tensor | None = None  # (n_blocks*block,) original index per query slot, -1 = padding
+    rule: Rule = _always  # element rule inside tiles, on original indices
+    template: Tensor | None = None  # (block, span) bool for regular blocks
+    regular: Tensor | None = None  # (n_blocks,) bool
+    key_step: int = -1  # key-span start distance between consecutive blocks; -1 = block
     wrap: bool = False
-    global_keys: Tensor | None = None  # (G,) key indices attended by every query (rule: key_rule)
-    key_rule: Rule | None = None
-    global_rows: Tensor | None = None  # (G,) query indices attending every key (rule: row_rule)
-    row_rule: Rule | None = None
+    key_slots: Tensor | None = None  # original index per key slot (-1 = padding); None = query order
+    key_blocks: Tensor | None = None  # (n_blocks, K) gathered key-block indices, -1 = none
 
     def __post_init__(self) -> None:
         if self.key_step < 0:
             self.key_step = self.block
-        # Key spans are cut into `block`-sized segments for the overlap-add of key gradients.
-        self.span = math.ceil(self.span / self.block) * self.block
+        if self.key_blocks is not None:
+            self.span = self.key_blocks.shape[1] * self.block
+        elif self.key_step == self.block:
+            # Spans are cut into block-sized segments for the overlap-add of key gradients.
+            self.span = math.ceil(self.span / self.block) * self.block
 
     @property
     def n_slots(self) -> int:
@@ -66,30 +81,56 @@ class Plan:
             idx = self.slots.to(device)
         return idx.view(self.n_blocks, self.block)
 
+    def _key_base(self, device: torch.device) -> Tensor:
+        if self.key_slots is not None:
+            return self.key_slots.to(device)
+        return self.query_index(device).reshape(-1)
+
     @property
-    def key_pad(self) -> tuple[int, int]:
-        """Slots added before and after the slot sequence so every key span is in range."""
-        last_end = (self.n_blocks - 1) * self.key_step - self.left + self.span
-        return self.left, max(0, last_end - self.n_slots)
+    def contiguous_keys(self) -> bool:
+        """Keys in original order at slot offset ``left`` (no gather needed)."""
+        return self.slots is None and self.key_slots is None and not self.wrap and self.key_blocks is None
+
+    def key_pad(self, n_key_slots: int) -> tuple[int, int]:
+        """Slots added before and after the key slots so every span is in range."""
+        if self.key_blocks is not None:
+            return 0, self.block  # one trash block of padding for "no block" (-1) entries
+        needed = (self.n_blocks - 1) * self.key_step + self.span  # padded key slots read
+        return self.left, max(0, needed - self.left - n_key_slots)
 
     def key_index(self, device: torch.device) -> Tensor:
-        """(left + n_slots + right,) original index of every padded key slot, -1 = padding."""
-        flat = self.query_index(device).reshape(-1)
-        front, back = self.key_pad
+        """(front + key slots + back,) original index of every padded key slot, -1 = padding."""
+        base = self._key_base(device)
+        front, back = self.key_pad(base.numel())
         if self.wrap:
-            reps = math.ceil((front + back) / max(1, self.n_slots)) + 1
-            tiled = flat.repeat(2 * reps + 1)
-            start = reps * self.n_slots - front
-            return tiled[start : start + front + self.n_slots + back]
-        pad = flat.new_full((1,), -1)
-        return torch.cat([pad.expand(front), flat, pad.expand(back)])
+            n = base.numel()
+            reps = math.ceil((front + back) / max(1, n)) + 1
+            start = reps * n - front
+            return base.repeat(2 * reps + 1)[start : start + front + n + back]
+        pad = base.new_full((1,), -1)
+        return torch.cat([pad.expand(front), base, pad.expand(back)])
 
     def block_keys(self, key_index: Tensor, n0: int, n1: int) -> Tensor:
         """(n1-n0, span) original key index per tile of blocks [n0, n1)."""
+        if self.key_blocks is not None:
+            kb = self.key_blocks[n0:n1].to(key_index.device)
+            trash = key_index.numel() // self.block - 1
+            kb = torch.where(kb >= 0, kb, trash)
+            return key_index.view(-1, self.block)[kb].reshape(n1 - n0, self.span)
         return key_index.as_strided((n1 - n0, self.span), (self.key_step, 1), n0 * self.key_step)
 
 
-def _mark_regular(plan: Plan, device: torch.device, extra_irregular: Tensor | None = None) -> Plan:
+@dataclass
+class Tiling:
+    """All parts covering one pattern at one length."""
+
+    parts: list[Plan]
+    global_rows: Tensor | None = None  # (G,) query indices attending every key (rule: row_rule)
+    row_rule: Rule | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def mark_regular(plan: Plan, device: torch.device, extra_irregular: Tensor | None = None) -> Plan:
     """Find tiles that are translates of a reference tile; store its mask as the template.
 
     Only valid for rules that depend on ``i - j`` alone (in original indices).
@@ -109,14 +150,49 @@ def _mark_regular(plan: Plan, device: torch.device, extra_irregular: Tensor | No
     return plan
 
 
-def _block_for(L: int, block: int = DEFAULT_BLOCK) -> int:
-    # Short sequences get one block rounded to 16, not a mostly-padding block of 128.
+def block_for(L: int, block: int = DEFAULT_BLOCK) -> int:
+    """Short sequences get one block rounded to 16, not a mostly-padding block of 128."""
     return min(block, max(16, math.ceil(L / 16) * 16))
 
 
-def sliding_window_plan(pattern, L: int, device: torch.device, block: int = DEFAULT_BLOCK) -> Plan:
+def global_key_plan(L: int, keys: Tensor, rule: Rule | None, device: torch.device) -> Plan:
+    """Every query block sees the same few key columns ``keys`` (global tokens)."""
+    bq = block_for(L)
+    plan = Plan(L=L, block=bq, n_blocks=math.ceil(L / bq), span=len(keys), key_step=0,
+                key_slots=keys.to(device), rule=rule or _always)
+    plan.regular = torch.zeros(plan.n_blocks, dtype=torch.bool, device=device)
+    return plan
+
+
+def band_plan(L: int, window: int, dilation: int, causal: bool, rule: Rule, device: torch.device,
+              irregular_keys: Tensor | None = None, block: int = DEFAULT_BLOCK) -> Plan:
     """Band tiles; dilation lays each residue class mod ``dilation`` out contiguously."""
-    d, w = pattern.dilation, pattern.window
+    d, w = dilation, window
+    if d == 1:
+        bq = block_for(L, block)
+        n_blocks = math.ceil(L / bq)
+        slots = None
+    else:
+        n_class_tokens = math.ceil(L / d)
+        bq = block_for(n_class_tokens, block)
+        per_class = math.ceil(n_class_tokens / bq) * bq
+        n_blocks = d * per_class // bq
+        # slot (r, m) holds token m*d + r; each class padded to whole blocks.
+        r = torch.arange(d, device=device)[:, None]
+        m = torch.arange(per_class, device=device)[None, :]
+        tok = m * d + r
+        slots = torch.where((tok < L) & (m < n_class_tokens), tok, -1).reshape(-1)
+    span = bq + (w if causal else 2 * w)
+    plan = Plan(L=L, block=bq, n_blocks=n_blocks, left=w, span=span, slots=slots, rule=rule)
+    irregular = None
+    if irregular_keys is not None:
+        kidx = plan.block_keys(plan.key_index(device), 0, plan.n_blocks)
+        irregular = torch.isin(kidx, irregular_keys).any(1)
+    return mark_regular(plan, device, irregular)
+
+
+def sliding_window_tiling(pattern, L: int, device: torch.device) -> Tiling:
+    """Band (minus global columns) + a global-key strip + dense global rows."""
     g = pattern.global_tokens
     g_t = torch.tensor(g, device=device, dtype=torch.long) if g else None
 
@@ -128,46 +204,23 @@ def sliding_window_plan(pattern, L: int, device: torch.device, block: int = DEFA
             m = m & ~torch.isin(j, g_t)
         return m
 
-    if d == 1:
-        bq = _block_for(L, block)
-        n_blocks = math.ceil(L / bq)
-        slots = None
-        n_class_tokens = L
-    else:
-        n_class_tokens = math.ceil(L / d)
-        bq = _block_for(n_class_tokens, block)
-        per_class = math.ceil(n_class_tokens / bq) * bq
-        n_blocks = d * per_class // bq
-        # slot (r, m) holds token m*d + r; each class padded to whole blocks.
-        r = torch.arange(d, device=device)[:, None]
-        m = torch.arange(per_class, device=device)[None, :]
-        tok = m * d + r
-        slots = torch.where((tok < L) & (m < n_class_tokens), tok, -1).reshape(-1)
-    span = bq + (w if pattern.causal else 2 * w)
-    plan = Plan(L=L, block=bq, n_blocks=n_blocks, left=w, span=span, slots=slots, rule=rule,
-                template=None, regular=None)
-    irregular = None
-    if g_t is not None:
-        kidx = plan.block_keys(plan.key_index(device), 0, plan.n_blocks)
-        irregular = torch.isin(kidx, g_t).any(1)
-        plan.global_keys = g_t
-        plan.key_rule = (lambda i, j: j <= i) if pattern.causal else None
-        plan.global_rows = g_t
-        plan.row_rule = (lambda i, j: j <= i) if pattern.causal else None
-    return _mark_regular(plan, device, irregular)
+    parts = [band_plan(L, pattern.window, pattern.dilation, pattern.causal, rule, device, g_t)]
+    if g_t is None:
+        return Tiling(parts)
+    parts.append(global_key_plan(L, g_t, _causal if pattern.causal else None, device))
+    return Tiling(parts, global_rows=g_t, row_rule=_causal if pattern.causal else None)
 
 
-def dense_plan(pattern, L: int, device: torch.device, block: int = DEFAULT_BLOCK) -> Plan:
-    """Every block sees every key (key_step 0): used when a bias must be applied densely."""
-    bq = _block_for(L, block)
+def dense_tiling(pattern, L: int, device: torch.device) -> Tiling:
+    """Every block sees every key (key_step 0)."""
+    bq = block_for(L)
     n_blocks = math.ceil(L / bq)
-    plan = Plan(L=L, block=bq, n_blocks=n_blocks, left=0, span=n_blocks * bq, slots=None,
-                rule=pattern.allowed, template=None, regular=None, key_step=0)
+    plan = Plan(L=L, block=bq, n_blocks=n_blocks, span=n_blocks * bq, rule=pattern.allowed, key_step=0)
     plan.regular = torch.zeros(n_blocks, dtype=torch.bool, device=device)
-    return plan
+    return Tiling([plan])
 
 
-def window2d_plan(pattern, L: int, device: torch.device) -> Plan:
+def window2d_tiling(pattern, L: int, device: torch.device) -> Tiling:
     """One tile per (rolled, padded) window: the window attends itself."""
     ws = pattern.window_size
     hp, wp = pattern.padded_grid
@@ -177,8 +230,7 @@ def window2d_plan(pattern, L: int, device: torch.device) -> Plan:
     window, region, slot = pattern.window_and_region(idx)
     slots = torch.full((n_windows * bq,), -1, dtype=torch.long, device=device)
     slots[window * bq + slot] = idx
-    plan = Plan(L=L, block=bq, n_blocks=n_windows, left=0, span=bq, slots=slots,
-                rule=pattern.allowed, template=None, regular=None)
+    plan = Plan(L=L, block=bq, n_blocks=n_windows, span=bq, slots=slots, rule=pattern.allowed)
     # Regular = full window inside one Swin region: everyone attends everyone.
     full = (slots.view(n_windows, bq) >= 0).all(1)
     reg_per_window = torch.zeros(n_windows, 9, dtype=torch.long, device=device)
@@ -186,4 +238,4 @@ def window2d_plan(pattern, L: int, device: torch.device) -> Plan:
     one_region = (reg_per_window > 0).sum(1) == 1
     plan.regular = full & one_region
     plan.template = torch.ones(bq, bq, dtype=torch.bool, device=device)
-    return plan
+    return Tiling([plan])
