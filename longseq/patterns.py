@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D"]
+__all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided", "LSH", "as_causal"]
 
 
 def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
@@ -189,3 +189,160 @@ class Window2D(Pattern):
         from longseq.kernels.plan import window2d_tiling
 
         return window2d_tiling(self, L, device)
+
+
+@dataclass(frozen=True)
+class BigBird(Pattern):
+    """BigBird block-sparse attention (bidirectional only).
+
+    With query block ``a`` and key block ``b`` (blocks of ``block`` tokens, the last may be
+    partial): allowed iff ``|a - b| <= window_blocks``, or ``a`` or ``b`` is among the first
+    or last ``global_blocks`` blocks, or ``b`` is one of ``random_blocks`` blocks drawn for
+    ``a`` without replacement from the blocks not already allowed, by a CPU generator
+    seeded with ``seed`` (so the layout is the same on every device).
+    """
+
+    block: int
+    window_blocks: int = 1
+    global_blocks: int = 1
+    random_blocks: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("block", self.block)
+        _check_positive_int("window_blocks", self.window_blocks, 0)
+        _check_positive_int("global_blocks", self.global_blocks, 0)
+        _check_positive_int("random_blocks", self.random_blocks, 0)
+
+    def n_blocks(self, L: int) -> int:
+        return math.ceil(L / self.block)
+
+    def block_layout(self, L: int) -> Tensor:
+        """(nb, nb) bool block mask (CPU), deterministic from ``seed``."""
+        return _bigbird_layout(self, self.n_blocks(L))
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        L = int(max(int(i.max()), int(j.max()))) + 1
+        layout = self.block_layout(L).to(i.device)
+        return layout[i // self.block, j // self.block]
+
+    def dense_mask(self, L: int, device: torch.device | str | None = None) -> Tensor:
+        _check_positive_int("L", L)
+        idx = torch.arange(L) // self.block
+        return self.block_layout(L)[idx[:, None], idx[None, :]].to(device)
+
+    def count_pairs(self, L: int) -> int:
+        sizes = torch.full((self.n_blocks(L),), self.block, dtype=torch.float64)
+        sizes[-1] = L - self.block * (len(sizes) - 1)
+        return int(sizes @ self.block_layout(L).double() @ sizes)
+
+    def tiling(self, L: int, device: torch.device):
+        from longseq.kernels.plan import bigbird_tiling
+
+        return bigbird_tiling(self, L, device)
+
+
+_LAYOUT_CACHE: dict = {}
+
+
+def _bigbird_layout(p: BigBird, nb: int) -> Tensor:
+    key = (p, nb)
+    if key in _LAYOUT_CACHE:
+        return _LAYOUT_CACHE[key]
+    a = torch.arange(nb)
+    layout = (a[:, None] - a[None, :]).abs() <= p.window_blocks
+    g = p.global_blocks
+    is_global = (a < g) | (a >= nb - g)
+    layout |= is_global[:, None] | is_global[None, :]
+    gen = torch.Generator().manual_seed(p.seed)
+    if p.random_blocks:
+        for row in range(nb):
+            candidates = torch.nonzero(~layout[row]).squeeze(1)
+            if len(candidates):
+                pick = candidates[torch.randperm(len(candidates), generator=gen)[: p.random_blocks]]
+                layout[row, pick] = True
+    if len(_LAYOUT_CACHE) > 32:
+        _LAYOUT_CACHE.clear()
+    _LAYOUT_CACHE[key] = layout
+    return layout
+
+
+@dataclass(frozen=True)
+class Strided(Pattern):
+    """Sparse Transformer factorised patterns (Child et al.).
+
+    ``mode="strided"``: allowed iff ``|i - j| < stride`` or ``(i - j) % stride == 0``.
+    ``mode="fixed"``: allowed iff ``i // stride == j // stride`` or
+    ``j % stride >= stride - summary``. ``causal`` adds ``j <= i``.
+    """
+
+    stride: int
+    mode: str = "strided"
+    summary: int = 1
+    causal: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive_int("stride", self.stride)
+        if self.mode not in ("strided", "fixed"):
+            raise ValueError(f"mode must be 'strided' or 'fixed', got {self.mode!r}")
+        _check_positive_int("summary", self.summary)
+        if self.summary > self.stride:
+            raise ValueError(f"summary ({self.summary}) must not exceed stride ({self.stride})")
+
+    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
+        s = self.stride
+        if self.mode == "strided":
+            d = i - j
+            m = (d.abs() < s) | (d.remainder(s) == 0)
+        else:
+            m = (i // s == j // s) | (j.remainder(s) >= s - self.summary)
+        if self.causal:
+            m = m & (j <= i)
+        return m
+
+    def count_pairs(self, L: int) -> int:
+        from longseq.kernels.plan import band_pair_count
+
+        s = self.stride
+        if self.mode == "strided":
+            sizes = torch.tensor([len(range(r, L, s)) for r in range(min(s, L))], dtype=torch.float64)
+            per_class = sizes * (sizes + 1) / 2 if self.causal else sizes**2
+            return band_pair_count(L, s - 1, self.causal) + int(per_class.sum()) - L
+        n_full, rest = divmod(L, s)
+        sizes = torch.tensor([s] * n_full + ([rest] if rest else []), dtype=torch.float64)
+        total = int((sizes * (sizes + 1) / 2 if self.causal else sizes**2).sum())
+        j = torch.arange(L)
+        summary = j[j.remainder(s) >= s - self.summary]
+        block = summary // s
+        if self.causal:  # queries from the next block on
+            total += int((L - (block + 1) * s).clamp(min=0).sum())
+        else:  # every query outside the column's own block
+            total += int((L - sizes.long()[block]).sum())
+        return total
+
+    def tiling(self, L: int, device: torch.device):
+        from longseq.kernels.plan import strided_tiling
+
+        return strided_tiling(self, L, device)
+
+
+def as_causal(pattern: Pattern) -> Pattern:
+    """The causal version of ``pattern``; ``ValueError`` for patterns that have none."""
+    if getattr(pattern, "causal", False):
+        return pattern
+    if isinstance(pattern, BigBird):
+        raise ValueError("BigBird is bidirectional only: it has no causal form")
+    if hasattr(pattern, "causal") and "causal" in getattr(pattern, "__dataclass_fields__", {}):
+        from dataclasses import replace
+
+        return replace(pattern, causal=True)
+    raise ValueError(f"{type(pattern).__name__} has no causal form")
+
+
+def __getattr__(name: str):
+    # LSH lives in longseq.lsh (it needs the kernel); expose it here lazily to avoid a cycle.
+    if name == "LSH":
+        from longseq.lsh import LSH
+
+        return LSH
+    raise AttributeError(f"module 'longseq.patterns' has no attribute {name!r}")

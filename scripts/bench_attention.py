@@ -58,13 +58,9 @@ def _grid(L: int) -> tuple[int, int]:
 
 def band_pairs(L: int, window: int, dilation: int = 1, causal: bool = False) -> int:
     """Allowed pairs of SlidingWindow without globals, in O(L)."""
-    import torch
+    from longseq.kernels.plan import band_pair_count
 
-    i = torch.arange(L, dtype=torch.float64)
-    t_min = torch.maximum(torch.full_like(i, -window), torch.ceil(-i / dilation))
-    hi = 0 if causal else window
-    t_max = torch.minimum(torch.full_like(i, hi), torch.floor((L - 1 - i) / dilation))
-    return int((t_max - t_min + 1).clamp(min=0).sum())
+    return band_pair_count(L, window, causal, dilation)
 
 
 def allowed_pairs(name: str, pattern, L: int) -> int:

@@ -106,7 +106,7 @@ class Plan:
             n = base.numel()
             reps = math.ceil((front + back) / max(1, n)) + 1
             start = reps * n - front
-            return base.repeat(2 * reps + 1)[start : start + front + n + back]
+            return base.repeat(2 * reps + 1)[start : start + front + n + back].clone()
         pad = base.new_full((1,), -1)
         return torch.cat([pad.expand(front), base, pad.expand(back)])
 
@@ -117,7 +117,9 @@ class Plan:
             trash = key_index.numel() // self.block - 1
             kb = torch.where(kb >= 0, kb, trash)
             return key_index.view(-1, self.block)[kb].reshape(n1 - n0, self.span)
-        return key_index.as_strided((n1 - n0, self.span), (self.key_step, 1), n0 * self.key_step)
+        key_index = key_index.contiguous()
+        return key_index.as_strided((n1 - n0, self.span), (self.key_step, 1),
+                                    key_index.storage_offset() + n0 * self.key_step)
 
 
 @dataclass
@@ -239,3 +241,95 @@ def window2d_tiling(pattern, L: int, device: torch.device) -> Tiling:
     plan.regular = full & one_region
     plan.template = torch.ones(bq, bq, dtype=torch.bool, device=device)
     return Tiling([plan])
+
+
+def band_pair_count(L: int, window: int, causal: bool = False, dilation: int = 1) -> int:
+    """Pairs with ``|i - j| <= window*dilation``, same residue mod dilation, in O(L)."""
+    i = torch.arange(L, dtype=torch.float64)
+    t_min = torch.maximum(torch.full_like(i, -window), torch.ceil(-i / dilation))
+    t_max = torch.minimum(torch.full_like(i, 0 if causal else window), torch.floor((L - 1 - i) / dilation))
+    return int((t_max - t_min + 1).clamp(min=0).sum())
+
+
+def _gathered_plan(L: int, block: int, slots: Tensor | None, key_lists: list[list[int]], rule: Rule,
+                   device: torch.device, full_template: bool) -> Plan:
+    """A plan whose block ``n`` sees the key blocks ``key_lists[n]`` (same slot order)."""
+    n_blocks = len(key_lists)
+    K = max(1, max(len(x) for x in key_lists))
+    kb = torch.full((n_blocks, K), -1, dtype=torch.long)
+    for n, blocks in enumerate(key_lists):
+        kb[n, : len(blocks)] = torch.tensor(blocks, dtype=torch.long)
+    plan = Plan(L=L, block=block, n_blocks=n_blocks, slots=slots, rule=rule, key_blocks=kb.to(device))
+    q = plan.query_index(device)
+    kidx = plan.block_keys(plan.key_index(device), 0, n_blocks)
+    plan.regular = (q >= 0).all(1) & (kidx >= 0).all(1) & full_template
+    plan.template = torch.ones(block, plan.span, dtype=torch.bool, device=device)
+    return plan
+
+
+def bigbird_tiling(pattern, L: int, device: torch.device) -> Tiling:
+    """Gathered key blocks per query block; global query blocks become dense rows."""
+    bq = pattern.block
+    layout = pattern.block_layout(L)
+    nb = layout.shape[0]
+    key_lists = [torch.nonzero(layout[a]).squeeze(1).tolist() for a in range(nb)]
+    g = pattern.global_blocks
+    plan = _gathered_plan(L, bq, None, key_lists, _always, device, True)
+    rows = None
+    if g:
+        blocks = sorted(set(range(min(g, nb))) | set(range(max(0, nb - g), nb)))
+        rows = torch.cat([torch.arange(b * bq, min((b + 1) * bq, L)) for b in blocks]).to(device)
+    return Tiling([plan], global_rows=rows)
+
+
+def _residue_slots(L: int, stride: int, block: int, device: torch.device) -> tuple[Tensor, int, int]:
+    """Slots grouping tokens by ``i % stride``, each class padded to whole blocks."""
+    n_class = math.ceil(L / stride)
+    bq = block_for(n_class, block)
+    per_class = math.ceil(n_class / bq) * bq
+    r = torch.arange(stride, device=device)[:, None]
+    m = torch.arange(per_class, device=device)[None, :]
+    tok = m * stride + r
+    slots = torch.where(tok < L, tok, -1).reshape(-1)
+    return slots, bq, per_class // bq
+
+
+def strided_tiling(pattern, L: int, device: torch.device) -> Tiling:
+    s, causal = pattern.stride, pattern.causal
+    if pattern.mode == "strided":
+        # Part 1: the local band without the diagonal. Part 2: whole residue classes
+        # (which own the diagonal), as gathered blocks.
+        def near(i: Tensor, j: Tensor) -> Tensor:
+            d = i - j
+            m = (d.abs() < s) & (d != 0)
+            return m & (j <= i) if causal else m
+
+        parts = [band_plan(L, max(s - 1, 0), 1, causal, near, device)] if s > 1 else []
+        slots, bq, n_pc = _residue_slots(L, min(s, L), DEFAULT_BLOCK, device)
+        key_lists = []
+        for r in range(min(s, L)):
+            for m in range(n_pc):
+                last = m if causal else n_pc - 1
+                key_lists.append([r * n_pc + t for t in range(last + 1)])
+        same_class = (lambda i, j: j <= i) if causal else _always
+        parts.append(_gathered_plan(L, bq, slots, key_lists, same_class, device, not causal))
+        return Tiling(parts)
+
+    # fixed: blocks of `stride` tokens attend themselves; summary columns of earlier
+    # (or, bidirectionally, all other) blocks are a shared strip of keys.
+    bq = s * max(1, DEFAULT_BLOCK // s)
+
+    def same_block(i: Tensor, j: Tensor) -> Tensor:
+        m = i // s == j // s
+        return m & (j <= i) if causal else m
+
+    band = band_plan(L, s - 1, 1, causal, same_block, device, block=bq)
+    j = torch.arange(L, device=device)
+    summary = j[j.remainder(s) >= s - pattern.summary]
+
+    def other_block(i: Tensor, jj: Tensor) -> Tensor:
+        m = i // s != jj // s
+        return m & (jj <= i) if causal else m
+
+    strip = global_key_plan(L, summary, other_block, device)
+    return Tiling([band, strip])

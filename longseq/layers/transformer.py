@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from longseq.layers.attention import MultiheadAttention
 from longseq.layers.feedforward import ChunkedFeedForward
 from longseq.layers.reversible import ReversibleSequence
-from longseq.patterns import Pattern
+from longseq.patterns import Pattern, as_causal
 
 __all__ = ["DropPath", "TransformerBlock", "Encoder"]
 
@@ -102,7 +102,8 @@ class Encoder(nn.Module):
 
         Encoder(64, depth=4, heads=4, pattern=[SlidingWindow(128)] * 3 + [SlidingWindow(128, global_tokens=[0])])
 
-    With ``reversible=True`` the input is duplicated into two streams that run through a
+    ``causal=True`` turns every pattern causal (``ValueError`` for patterns without a
+    causal form, such as BigBird). With ``reversible=True`` the input is duplicated into two streams that run through a
     :class:`ReversibleSequence` and are averaged at the end, so activation memory does
     not grow with depth. ``forward(x (B, L, dim), key_mask=None, positions=None)``.
     """
@@ -115,6 +116,7 @@ class Encoder(nn.Module):
         pattern: Pattern | Sequence[Pattern] | None = None,
         *,
         reversible: bool = False,
+        causal: bool = False,
         final_norm: bool = True,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         **block_kwargs,
@@ -125,12 +127,17 @@ class Encoder(nn.Module):
             if depth is None or heads is None or pattern is None:
                 raise ValueError("Encoder(dim, depth, heads, pattern) needs depth, heads and pattern")
             patterns = list(pattern) if isinstance(pattern, (list, tuple)) else [pattern] * depth
+            if causal:
+                patterns = [as_causal(p) for p in patterns]
             if len(patterns) != depth:
                 raise ValueError(f"pattern list has {len(patterns)} entries but depth is {depth}")
             blocks = [TransformerBlock(dim, heads, p, norm_layer=norm_layer, **block_kwargs) for p in patterns]
         blocks = list(blocks)
         if not blocks:
             raise ValueError("Encoder needs at least one block")
+        if causal:
+            for b in blocks:
+                b.attn.pattern = as_causal(b.attn.pattern)
         dim = blocks[0].attn.dim
         self.blocks = nn.ModuleList(blocks)
         self.reversible = reversible
