@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels.blocked import blocked_attention
@@ -52,6 +53,17 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, drop
         raise ValueError(f"scale must be positive, got {scale}")
 
 
+def _dense_sdpa(q: Tensor, k: Tensor, v: Tensor, causal: bool, key_mask: Tensor | None, dropout_p: float,
+                scale: float) -> Tensor:
+    """Dense attention through PyTorch's fused kernels (no L x L mask unless padding)."""
+    if key_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal, scale=scale)
+    has_key = key_mask.any(-1)  # (B,): a batch row with no real key would give NaN
+    mask = (key_mask | ~has_key[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    return out * has_key.view(-1, 1, 1, 1).to(out.dtype)
+
+
 @lru_cache(maxsize=64)
 def _cached_tiling(pattern: Pattern, L: int, device: torch.device):
     return pattern.tiling(L, device)
@@ -94,6 +106,8 @@ def attend(
         v = v.repeat_interleave(rep, dim=1)
     if hasattr(pattern, "attend"):  # data-dependent patterns (LSH) run their own plan
         return pattern.attend(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
+    if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
+        return _dense_sdpa(q, k, v, pattern.causal, key_mask, float(dropout_p), scale)
     tiling = _cached_tiling(pattern, L, q.device)
     return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
                              dropout_p=float(dropout_p))
