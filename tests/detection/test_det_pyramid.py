@@ -1,0 +1,63 @@
+"""MultiScaleBackbone: levels, strides and declared channels, for plain and hierarchical bodies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vision  # noqa: F401  (registers the longseq_* timm models)
+from vision.detection.pyramid import MultiScaleBackbone
+
+
+@pytest.mark.parametrize("name", ["longseq_vit_tiny", "longseq_swin_tiny", "test_convnext"])
+def test_levels_have_declared_channels_and_strides(name: str) -> None:
+    torch.manual_seed(0)
+    m = MultiScaleBackbone(name, channels=(24, 40, 56)).eval()
+    assert m.output_shape() == {"p3": (24, 8), "p4": (40, 16), "p5": (56, 32)}
+    for hw in [(100, 70), (64, 96)]:  # non-square, not a multiple of the window or the stride
+        with torch.no_grad():
+            feats = m(torch.randn(2, 3, *hw))
+        # Input padded to a multiple of 32: (100, 70) -> (128, 96).
+        hp, wp = -(-hw[0] // 32) * 32, -(-hw[1] // 32) * 32
+        assert [tuple(f.shape) for f in feats] == [(2, c, hp // s, wp // s) for c, s in zip((24, 40, 56), (8, 16, 32))]
+        assert all(torch.isfinite(f).all() for f in feats)
+
+
+def test_plain_vit_uses_simple_feature_pyramid() -> None:
+    m = MultiScaleBackbone("longseq_vit_tiny", channels=(16, 16, 16))
+    assert set(m.in_strides) == {16}
+    # stride 8 from a transposed conv, stride 16 as is, stride 32 max-pooled: all from the deepest map.
+    assert m.sources == [len(m.in_strides) - 1] * 3
+    assert any(isinstance(x, torch.nn.ConvTranspose2d) for x in m.resample[0].modules())
+    assert any(isinstance(x, torch.nn.MaxPool2d) for x in m.resample[2].modules())
+
+
+def test_hierarchical_body_picks_matching_stages() -> None:
+    m = MultiScaleBackbone("longseq_swin_tiny", channels=(16, 16, 16))
+    assert [m.in_strides[i] for i in m.sources] == [8, 16, 32]
+    assert all(isinstance(r, torch.nn.Identity) for r in m.resample)
+
+
+def test_model_kwargs_reach_timm() -> None:
+    m = MultiScaleBackbone("test_convnext", (8, 8, 8), {"out_indices": (1, 2)})
+    assert m.in_strides == [8, 16]
+    # stride 32 is missing from the body: pooled from its deepest (stride 16) map.
+    assert m.sources == [0, 1, 1]
+    assert [f.shape[-1] for f in m(torch.randn(1, 3, 64, 64))] == [8, 4, 2]
+    with pytest.raises(ValueError, match="model_kwargs"):
+        MultiScaleBackbone(m.body, (8, 8, 8), {"out_indices": (1,)})
+
+
+def test_gradients_reach_the_body() -> None:
+    m = MultiScaleBackbone("test_vit", channels=(8, 8, 8))
+    sum(f.mean() for f in m(torch.randn(1, 3, 64, 64))).backward()
+    assert all(p.grad is not None for p in m.body.parameters() if p.requires_grad)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        MultiScaleBackbone("test_vit", channels=(8, 8), strides=(8, 16, 32))
+    with pytest.raises(ValueError, match="ascending"):
+        MultiScaleBackbone("test_vit", channels=(8, 8), strides=(16, 8))
+    with pytest.raises(ValueError, match="powers of two"):
+        MultiScaleBackbone("test_vit", channels=(8,), strides=(24,))

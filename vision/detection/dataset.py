@@ -1,0 +1,53 @@
+"""A torch ``Dataset`` over one split of a YOLO-format folder, in torchvision's target format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vision.detection.yolo_format import LabelReport, scan_split, yolo_to_xyxy
+
+
+class YoloDetectionDataset(Dataset):
+    """Images and boxes of ``root/images/<split>`` with their YOLO labels.
+
+    Bad label rows and orphan label files are dropped and reported (``self.report``);
+    everything else loads. Images are converted to RGB (grayscale and RGBA included).
+
+    Item ``i``: ``(image, target)`` with image float32 (3, H, W) in [0, 1] and target
+    ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}``.
+    """
+
+    def __init__(self, root: str | Path, split: str, num_classes: int | None = None):
+        self.root = Path(root)
+        self.split = split
+        self.samples, self.report = scan_split(self.root, split, num_classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from PIL import Image
+
+        s = self.samples[i]
+        with Image.open(s.image) as im:
+            arr = np.array(im.convert("RGB"))  # writable copy for torch
+        h, w = arr.shape[:2]
+        image = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+        boxes = torch.as_tensor(yolo_to_xyxy(s.boxes, w, h), dtype=torch.float32).reshape(-1, 4)
+        return image, {"boxes": boxes, "labels": torch.as_tensor(s.labels, dtype=torch.int64)}
+
+    @property
+    def bad_labels(self) -> LabelReport:
+        return self.report
+
+
+def collate_detection(
+    batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Keep images and targets as lists (torchvision detectors take varying sizes)."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)

@@ -1,0 +1,138 @@
+"""Lightning training for the torchvision detectors: a LightningModule and a data module."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchmetrics.detection import MeanAveragePrecision
+
+from vision.detection.dataset import YoloDetectionDataset, collate_detection
+from vision.detection.generate import make_scattered_digits_yolo
+from vision.detection.pyramid import MultiScaleBackbone
+from vision.detection.torchvision_detectors import DetectorKind, build_detector
+from vision.detection.yolo_format import load_data_yaml
+
+log = logging.getLogger(__name__)
+
+
+class DetectionModule(L.LightningModule):
+    """Trains a torchvision detector built around ``backbone``; validates with COCO mAP.
+
+    Args:
+        backbone: the multi-scale backbone (not saved in hyperparameters; pass it again to
+            ``load_from_checkpoint(path, backbone=...)``).
+        num_classes: object classes (background excluded).
+        detector: ``"fasterrcnn"``, ``"retinanet"`` or ``"fcos"``.
+        image_size: training canvas side (torchvision's transform then resizes nothing).
+        fpn_channels: FPN width.
+        lr, weight_decay: AdamW settings; cosine decay over the trainer's estimated steps.
+
+    Logs ``train/loss`` (and each loss term) and ``val/map``, ``val/map_50``, ``val/map_75``.
+    """
+
+    def __init__(
+        self,
+        backbone: MultiScaleBackbone,
+        num_classes: int = 10,
+        detector: DetectorKind = "fasterrcnn",
+        image_size: int = 1024,
+        fpn_channels: int = 128,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.model = build_detector(detector, backbone, num_classes, image_size, fpn_channels)
+        self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """images: list of (3, H, W) in [0, 1] -> per image ``{"boxes" (N, 4), "labels" (N,), "scores" (N,)}``."""
+        return self.model(images)
+
+    def training_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        bs = len(images)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> None:
+        images, targets = batch
+        self.val_map.update(self.model(images), targets)
+
+    def on_validation_epoch_end(self) -> None:
+        res = self.val_map.compute()
+        for k in ("map", "map_50", "map_75"):
+            self.log(f"val/{k}", res[k], prog_bar=k == "map_50")
+        self.val_map.reset()
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class YoloDataModule(L.LightningDataModule):
+    """A YOLO-format data set (``data_yaml``), or the scattered-digits default generated
+    on first use in ``prepare_data``.
+
+    Args:
+        data_yaml: path to a ``data.yaml``; None generates the default data set.
+        img_size, n_train, n_val, seed: settings of the generated default.
+        batch_size, num_workers: DataLoader settings.
+    """
+
+    def __init__(
+        self,
+        data_yaml: str | None = None,
+        img_size: int = 1024,
+        n_train: int = 512,
+        n_val: int = 64,
+        seed: int = 0,
+        batch_size: int = 2,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_yaml: Path | None = Path(data_yaml) if data_yaml else None
+        self.train_set: YoloDetectionDataset | None = None
+        self.val_set: YoloDetectionDataset | None = None
+
+    def prepare_data(self) -> None:
+        if self.data_yaml is None:
+            h = self.hparams
+            self.data_yaml = make_scattered_digits_yolo(
+                img_size=h.img_size, n_train=h.n_train, n_val=h.n_val, seed=h.seed
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data_yaml is None:  # prepare_data ran in another process (multi-device)
+            self.prepare_data()
+        data = load_data_yaml(self.data_yaml)
+        nc = len(data["names"])
+        self.num_classes = nc
+        self.train_set = YoloDetectionDataset(data["path"], Path(data["train"]).name, nc)
+        self.val_set = YoloDetectionDataset(data["path"], Path(data["val"]).name, nc)
+
+    def _loader(self, ds: YoloDetectionDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_detection,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

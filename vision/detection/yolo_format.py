@@ -1,0 +1,232 @@
+"""YOLO-format detection data sets: writing, scanning and bad-label reporting.
+
+Layout (the one ultralytics reads)::
+
+    root/
+      data.yaml                 # path, train, val, nc, names
+      images/<split>/<stem>.png
+      labels/<split>/<stem>.txt # one row per box: "class cx cy w h", coordinates normalised to [0, 1]
+
+Boxes inside this package are ``xyxy`` pixel coordinates (float, shape (N, 4)), the
+convention torchvision detectors use; conversion to the normalised YOLO rows happens
+only here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Normalised coordinates may overshoot [0, 1] by float rounding when written by other tools.
+_COORD_TOLERANCE = 1e-3
+
+
+def xyxy_to_yolo(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pixel ``xyxy`` boxes (N, 4) -> normalised ``cx, cy, w, h`` (N, 4)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.empty_like(boxes)
+    out[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2 / width
+    out[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / height
+    out[:, 2] = (boxes[:, 2] - boxes[:, 0]) / width
+    out[:, 3] = (boxes[:, 3] - boxes[:, 1]) / height
+    return out
+
+
+def yolo_to_xyxy(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised ``cx, cy, w, h`` (N, 4) -> pixel ``xyxy`` boxes (N, 4)."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    cx, cy, w, h = rows[:, 0] * width, rows[:, 1] * height, rows[:, 2] * width, rows[:, 3] * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def format_label_rows(labels: Sequence[int], yolo_boxes: np.ndarray) -> str:
+    """One ``"class cx cy w h"`` line per box (6 decimals, enough for 1e6-pixel sides)."""
+    rows = np.asarray(yolo_boxes).reshape(-1, 4)
+    lines = [f"{int(c)} {b[0]:.6f} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f}" for c, b in zip(labels, rows)]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def write_sample(
+    root: str | Path,
+    split: str,
+    stem: str,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: Sequence[int],
+) -> Path:
+    """Write one image (H, W) or (H, W, 3) uint8 and its ``xyxy`` pixel boxes (N, 4) as a YOLO pair.
+
+    Returns the image path. Boxes are clipped to the image first, so a writer never
+    produces the out-of-image rows that :func:`scan_split` reports.
+    """
+    from PIL import Image
+
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"image must be a uint8 (H, W) or (H, W, C) array, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    if len(boxes) != len(labels):
+        raise ValueError(f"boxes ({len(boxes)}) and labels ({len(labels)}) differ in length")
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    img_dir, lbl_dir = Path(root) / "images" / split, Path(root) / "labels" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lbl_dir.mkdir(parents=True, exist_ok=True)
+    img_path = img_dir / f"{stem}.png"
+    Image.fromarray(image).save(img_path)
+    (lbl_dir / f"{stem}.txt").write_text(format_label_rows(labels, xyxy_to_yolo(boxes, width, height)))
+    return img_path
+
+
+def write_data_yaml(root: str | Path, names: Sequence[str], splits: Sequence[str] = ("train", "val")) -> Path:
+    """Write ``root/data.yaml`` (absolute ``path``, one entry per split, ``nc`` and ``names``).
+
+    Splits already present under ``root/images/`` are kept, so converting train and val in
+    two calls gives one data.yaml naming both.
+    """
+    root = Path(root).resolve()
+    existing = sorted(p.name for p in (root / "images").iterdir() if p.is_dir()) if (root / "images").is_dir() else []
+    all_splits = list(dict.fromkeys([*splits, *existing]))
+    data = {"path": str(root), **{s: f"images/{s}" for s in all_splits}}
+    data.update(nc=len(names), names=dict(enumerate(names)))
+    out = root / "data.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def load_data_yaml(path: str | Path) -> dict:
+    """Read a YOLO ``data.yaml``; ``names`` comes back as a list and ``path`` absolute."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or "names" not in data:
+        raise ValueError(f"data yaml {path} has no 'names' entry")
+    names = data["names"]
+    data["names"] = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    root = Path(data.get("path") or path.parent)
+    data["path"] = str(root if root.is_absolute() else (path.parent / root).resolve())
+    return data
+
+
+@dataclass
+class LabelReport:
+    """Bad label rows and files found by :func:`scan_split`, grouped per file.
+
+    ``problems`` maps a file path to its list of messages (one per bad row or one for
+    the whole file); ``count`` is the total number of problems.
+    """
+
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, path: Path | str, message: str) -> None:
+        self.problems.setdefault(str(path), []).append(message)
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.problems.values())
+
+    def lines(self) -> list[str]:
+        """One summary line per file: ``path: N problem(s): first message; ...``."""
+        out = []
+        for path, msgs in sorted(self.problems.items()):
+            shown = "; ".join(msgs[:3]) + (f"; ... ({len(msgs) - 3} more)" if len(msgs) > 3 else "")
+            out.append(f"{path}: {len(msgs)} problem(s): {shown}")
+        return out
+
+    def log(self, level: int = logging.WARNING) -> None:
+        if self.count:
+            log.log(level, "%d bad label(s) in %d file(s)", self.count, len(self.problems))
+            for line in self.lines():
+                log.log(level, "  %s", line)
+
+
+@dataclass(frozen=True)
+class YoloSample:
+    """One loadable image and its valid boxes: ``boxes`` normalised cx, cy, w, h (N, 4), ``labels`` (N,)."""
+
+    image: Path
+    labels: np.ndarray
+    boxes: np.ndarray
+
+
+def parse_label_file(path: Path, num_classes: int | None, report: LabelReport) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one label file, dropping (and reporting) rows with the wrong column count,
+    non-numbers, unknown classes or coordinates outside the image. Returns (labels (N,), boxes (N, 4))."""
+    labels, boxes = [], []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 5:
+            report.add(path, f"line {lineno}: expected 5 columns, got {len(parts)}")
+            continue
+        try:
+            cls_f, *coords = (float(p) for p in parts)
+        except ValueError:
+            report.add(path, f"line {lineno}: non-numeric value")
+            continue
+        if cls_f != int(cls_f) or cls_f < 0 or (num_classes is not None and cls_f >= num_classes):
+            report.add(path, f"line {lineno}: class {parts[0]} not in [0, {num_classes})")
+            continue
+        cx, cy, w, h = coords
+        lo, hi = -_COORD_TOLERANCE, 1 + _COORD_TOLERANCE
+        if w <= 0 or h <= 0 or cx - w / 2 < lo or cy - h / 2 < lo or cx + w / 2 > hi or cy + h / 2 > hi:
+            report.add(path, f"line {lineno}: box outside the image or empty ({cx:g} {cy:g} {w:g} {h:g})")
+            continue
+        labels.append(int(cls_f))
+        boxes.append(coords)
+    return np.asarray(labels, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def scan_split(
+    root: str | Path, split: str, num_classes: int | None = None, report: LabelReport | None = None
+) -> tuple[list[YoloSample], LabelReport]:
+    """List the loadable samples of ``root/images/<split>`` with their valid boxes.
+
+    Bad rows are dropped, label files without an image are skipped, and every problem is
+    recorded in the returned :class:`LabelReport` (and logged); the rest still loads.
+    An image without a label file is a valid background image (no boxes).
+    """
+    root = Path(root)
+    owns_report = report is None  # a caller that passes its own report logs it once, at the end
+    report = LabelReport() if report is None else report
+    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+    if not img_dir.is_dir():
+        raise ValueError(f"split {split!r}: no image folder {img_dir}")
+    images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if lbl_dir.is_dir():
+        for lbl in sorted(lbl_dir.glob("*.txt")):
+            if lbl.stem not in images:
+                report.add(lbl, "missing image")
+    samples = []
+    for stem, img in images.items():
+        lbl = lbl_dir / f"{stem}.txt"
+        if lbl.exists():
+            labels, boxes = parse_label_file(lbl, num_classes, report)
+        else:
+            labels, boxes = np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+        samples.append(YoloSample(img, labels, boxes))
+    if owns_report:
+        report.log()
+    return samples, report
+
+
+def check_dataset(data_yaml: str | Path, splits: Sequence[str] = ("train", "val")) -> LabelReport:
+    """Scan every split of a data set and return one report of its bad labels."""
+    data = load_data_yaml(data_yaml)
+    report = LabelReport()
+    for split in splits:
+        if split in data:
+            split_dir = Path(data[split])
+            if split_dir.parts[:1] != ("images",):
+                raise ValueError(f"split {split!r}: expected images/<split>, got {data[split]!r}")
+            scan_split(data["path"], split_dir.name, len(data["names"]), report)
+    report.log()
+    return report
