@@ -128,95 +128,112 @@ class _Part:
             start = end
 
     # Layout ------------------------------------------------------------------------
+    # Slots are token-major: (n_slots, G, D) with G = B*H innermost but D, so a block of
+    # slots is one contiguous run of memory, tiles are strided views of it, and the key
+    # gradients of overlapping spans are added back with contiguous adds.
+    def _token_major(self, x: Tensor) -> Tensor:
+        """(B, H, L, ...) -> (L, G, ...); a view when x already is token-major with B=1."""
+        L = self.plan.L
+        return x.movedim(2, 0).reshape(L, self.G, *x.shape[3:])
+
+    def _from_token_major(self, x: Tensor) -> Tensor:
+        """(L, G, ...) -> (B, H, L, ...) view."""
+        return x.reshape(self.plan.L, self.B, self.H, *x.shape[2:]).movedim(0, 2)
+
     def to_slots(self, x: Tensor, zero_pad: bool = False) -> Tensor:
-        """(B, H, L, D) -> (G, n_slots, D) query slots; padding slots hold zeros if asked."""
+        """(B, H, L, D) -> (n_slots, G, D) query slots; padding slots hold zeros if asked."""
         plan = self.plan
-        x = x.reshape(self.G, plan.L, x.shape[-1])
+        x = self._token_major(x)
         if plan.slots is None:
             if plan.n_slots == plan.L:
-                return x  # a view: no copy when L fills whole blocks
-            return torch.nn.functional.pad(x, (0, 0, 0, plan.n_slots - plan.L))
+                return x.contiguous()
+            return torch.nn.functional.pad(x, (0, 0, 0, 0, 0, plan.n_slots - plan.L))
         flat = self.qidx.reshape(-1)
-        xs = x.index_select(1, flat.clamp(min=0))
+        xs = x.index_select(0, flat.clamp(min=0))
         if zero_pad:
             # Padding slots borrowed token 0's values; their output gradient must be zero.
-            xs = xs * (flat >= 0).to(xs.dtype)[None, :, None]
+            xs = xs * (flat >= 0).to(xs.dtype)[:, None, None]
         return xs
 
     def to_key_slots(self, x: Tensor) -> Tensor:
-        """(B, H, L, D) -> (G, Lk, D) padded key slots."""
+        """(B, H, L, D) -> (Lk, G, D) padded key slots."""
         plan = self.plan
-        x = x.reshape(self.G, plan.L, x.shape[-1])
+        x = self._token_major(x)
         if plan.contiguous_keys:
             front, back = plan.key_pad(plan.n_slots)
-            return torch.nn.functional.pad(x, (0, 0, front, back + plan.n_slots - plan.L))
-        return x.index_select(1, self.kidx.clamp(min=0))
+            pad = front + back + plan.n_slots - plan.L
+            if pad == 0:
+                return x.contiguous()  # tile views assume the token-major memory layout
+            return torch.nn.functional.pad(x, (0, 0, 0, 0, front, back + plan.n_slots - plan.L))
+        return x.index_select(0, self.kidx.clamp(min=0))
 
     def from_slots(self, xs: Tensor) -> Tensor:
-        """(G, n_slots, ...) -> (B, H, L, ...); tokens without a slot get zeros."""
+        """(n_slots, G, ...) -> (B, H, L, ...); tokens without a slot get zeros."""
         if self.q_slot_of is None:
-            x = xs[:, : self.plan.L]
+            x = xs[: self.plan.L]
         else:
-            x = xs.index_select(1, self.q_slot_of.clamp(min=0))
+            x = xs.index_select(0, self.q_slot_of.clamp(min=0))
             if self.q_missing:
-                keep = (self.q_slot_of >= 0).view(1, -1, *([1] * (xs.dim() - 2)))
+                keep = (self.q_slot_of >= 0).view(-1, *([1] * (xs.dim() - 1)))
                 x = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        return x.reshape(self.B, self.H, self.plan.L, *xs.shape[2:])
+        return self._from_token_major(x)
 
     def from_key_slots(self, xs: Tensor) -> Tensor:
-        """(G, Lk, D) key-slot gradients -> (B, H, L, D), summing duplicates."""
+        """(Lk, G, D) key-slot gradients -> (B, H, L, D), summing duplicates."""
         plan = self.plan
         if plan.contiguous_keys:
             front = plan.key_pad(plan.n_slots)[0]
-            return xs[:, front : front + plan.L].reshape(self.B, self.H, plan.L, -1)
-        out = xs.new_zeros(self.G, plan.L, xs.shape[-1])
-        out.index_add_(1, self.kvalid_idx, xs.index_select(1, self.kvalid_pos))
-        return out.reshape(self.B, self.H, plan.L, -1)
+            return self._from_token_major(xs[front : front + plan.L])
+        out = xs.new_zeros(plan.L, *xs.shape[1:])
+        out.index_add_(0, self.kvalid_idx, xs.index_select(0, self.kvalid_pos))
+        return self._from_token_major(out)
 
     def tile_views(self, qs: Tensor, kp: Tensor, vp: Tensor, n0: int, n1: int) -> tuple[Tensor, Tensor, Tensor]:
         """(n, G, bq|span, D) tiles: overlapping strided views, or gathered key blocks."""
         plan, G = self.plan, self.G
         D = qs.shape[-1]
-        n = n1 - n0
-        qv = qs.as_strided((n, G, plan.block, D), (plan.block * D, qs.stride(0), D, 1),
-                           qs.storage_offset() + n0 * plan.block * D)
+        n, bq = n1 - n0, plan.block
+        qv = qs.as_strided((n, G, bq, D), (bq * G * D, D, G * D, 1), qs.storage_offset() + n0 * bq * G * D)
         if plan.key_blocks is not None:
             kb = plan.key_blocks[n0:n1].to(kp.device)
-            kb = torch.where(kb >= 0, kb, kp.shape[1] // plan.block - 1)
+            kb = torch.where(kb >= 0, kb, kp.shape[0] // bq - 1)
 
             def gather(x: Tensor) -> Tensor:
-                blocks = x.view(G, -1, plan.block, D)[:, kb]  # G, n, K, bq, D
-                return blocks.permute(1, 0, 2, 3, 4).reshape(n, G, plan.span, D)
+                blocks = x.view(-1, bq, G, D)[kb]  # n, K, bq, G, D
+                return blocks.reshape(n, plan.span, G, D).transpose(1, 2)
 
             return qv, gather(kp), gather(vp)
         kshape = (n, G, plan.span, D)
-        kstride = (plan.key_step * D, kp.stride(0), D, 1)
-        kv = kp.as_strided(kshape, kstride, kp.storage_offset() + n0 * plan.key_step * D)
-        vv = vp.as_strided(kshape, kstride, vp.storage_offset() + n0 * plan.key_step * D)
+        kstride = (plan.key_step * G * D, D, G * D, 1)
+        kv = kp.as_strided(kshape, kstride, kp.storage_offset() + n0 * plan.key_step * G * D)
+        vv = vp.as_strided(kshape, kstride, vp.storage_offset() + n0 * plan.key_step * G * D)
         return qv, kv, vv
 
+    def block_rows(self, xs: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, bq, ...) view of query-slot rows of blocks [n0, n1) of xs (n_slots, G, ...)."""
+        bq = self.plan.block
+        return xs.view(self.plan.n_blocks, bq, *xs.shape[1:])[n0:n1].transpose(1, 2)
+
     def overlap_add(self, acc: Tensor, d: Tensor, n0: int, n1: int) -> None:
-        """Add per-tile key gradients (n, G, span, D) into padded key slots (G, Lk, D)."""
+        """Add per-tile key gradients (n, G, span, D) into padded key slots (Lk, G, D)."""
         plan = self.plan
         n, G, span, D = d.shape
         bq, step = plan.block, plan.key_step
-        d = d.to(acc.dtype)
+        d = d.to(acc.dtype).transpose(1, 2)  # n, span, G, D
         if plan.key_blocks is not None:
             kb = plan.key_blocks[n0:n1].to(acc.device)
-            kb = torch.where(kb >= 0, kb, acc.shape[1] // bq - 1).reshape(-1)
-            src = d.view(n, G, -1, bq, D).transpose(0, 1).reshape(G, -1, bq, D)
-            acc.view(G, -1, bq, D).index_add_(1, kb, src)
+            kb = torch.where(kb >= 0, kb, acc.shape[0] // bq - 1).reshape(-1)
+            acc.view(-1, bq, G, D).index_add_(0, kb, d.reshape(-1, bq, G, D))
         elif step == 0:
-            acc[:, :span] += d.sum(0)
+            acc[:span] += d.sum(0)
         elif step != bq:
             for t in range(n):
                 start = (n0 + t) * step
-                acc[:, start : start + span] += d[t]
+                acc[start : start + span] += d[t]
         else:
             for s in range(span // bq):
                 start = (n0 + s) * bq
-                dst = acc[:, start : start + n * bq].view(G, n, bq, D)
-                dst += d[:, :, s * bq : (s + 1) * bq].transpose(0, 1)
+                acc[start : start + n * bq].view(n, bq, G, D).add_(d[:, s * bq : (s + 1) * bq])
 
     # Masks -------------------------------------------------------------------------
     def bias_tile(self, qi: Tensor, kj: Tensor) -> Tensor:
@@ -268,7 +285,6 @@ class _Part:
         qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
         out_s = torch.empty_like(qs)
         lse_s = torch.empty(qs.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
-        D, bq = q.shape[-1], plan.block
         for n0, n1 in self.chunks():
             qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
             mask, rows = self.tile_mask(n0, n1)
@@ -277,8 +293,8 @@ class _Part:
                 lse = lse.masked_fill(~rows.expand_as(lse), NEG_INF)  # flash reports 0 for empty rows
             else:
                 o, lse = tiles.math_forward(qv, kv, vv, mask, scale, dropout_p, seed + n0)
-            out_s.view(self.G, plan.n_blocks, bq, D)[:, n0:n1] = o.transpose(0, 1)
-            lse_s.view(self.G, plan.n_blocks, bq)[:, n0:n1] = lse.transpose(0, 1)
+            self.block_rows(out_s, n0, n1).copy_(o)
+            self.block_rows(lse_s, n0, n1).copy_(lse)
         lse = self.from_slots(lse_s)
         if self.q_missing:  # tokens this part does not cover contribute nothing
             lse = torch.where((self.q_slot_of >= 0).view(1, 1, -1), lse, torch.full_like(lse, NEG_INF))
@@ -287,8 +303,6 @@ class _Part:
     def backward(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor, scale: float,
                  backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
                  bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        plan, G = self.plan, self.G
-        D, bq = q.shape[-1], plan.block
         qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
         dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
         lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
@@ -298,16 +312,14 @@ class _Part:
         dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
         for n0, n1 in self.chunks():
             qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
-            sl = (slice(None), slice(n0, n1))
-            dov = dos.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
-            ov = os_.view(G, plan.n_blocks, bq, D)[sl].transpose(0, 1)
-            lv = lses.view(G, plan.n_blocks, bq)[sl].transpose(0, 1)
+            dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)
+            lv = self.block_rows(lses, n0, n1)
             mask, _ = self.tile_mask(n0, n1)
             if backend == "flash":
                 dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
             else:
                 dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, dropout_p, seed + n0)
-            dqs.view(G, plan.n_blocks, bq, D)[sl] = dq.transpose(0, 1)
+            self.block_rows(dqs, n0, n1).copy_(dq)
             self.overlap_add(dkp, dk, n0, n1)
             self.overlap_add(dvp, dv, n0, n1)
             if bias_grads and dmask is not None:
