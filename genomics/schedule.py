@@ -1,0 +1,66 @@
+"""Sequence-length warm-up (as in HyenaDNA): train on short windows first, then the full length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Stage", "warmup_schedule"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    seq_len: int
+    batch_size: int
+    steps: int
+
+    @property
+    def tokens(self) -> int:
+        return self.seq_len * self.batch_size * self.steps
+
+
+def warmup_schedule(
+    seq_len: int,
+    batch_size: int = 1,
+    *,
+    max_steps: int | None = None,
+    train_tokens: int = 8_000_000,
+    start_len: int = 4096,
+    factor: int = 4,
+    warmup_fraction: float = 0.5,
+    warmup_tokens_per_step: int = 65536,
+) -> list[Stage]:
+    """Stages of growing length ``start_len * factor**i`` ending at ``seq_len``.
+
+    Warm-up stages take ``warmup_fraction`` of the budget, split evenly, with batches of
+    about ``warmup_tokens_per_step`` tokens (never fewer than ``batch_size`` windows); the
+    last stage runs ``batch_size`` windows of ``seq_len``. The budget is ``max_steps``
+    optimizer steps if given, else ``train_tokens`` tokens. Every stage has at least one
+    step; with too few steps the earliest stages are dropped. ``start_len >= seq_len``
+    disables the warm-up.
+    """
+    if seq_len < 2 or batch_size < 1 or factor < 2:
+        raise ValueError(f"need seq_len >= 2, batch_size >= 1, factor >= 2; got {seq_len}, {batch_size}, {factor}")
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+    lengths = []
+    length = start_len
+    while length < seq_len:
+        lengths.append(length)
+        length *= factor
+    warm_batches = [max(batch_size, warmup_tokens_per_step // n) for n in lengths]
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        keep = min(len(lengths), max_steps - 1)
+        lengths, warm_batches = lengths[len(lengths) - keep :], warm_batches[len(warm_batches) - keep :]
+        warm_total = min(round(max_steps * warmup_fraction), max_steps - 1) if lengths else 0
+        warm_total = max(warm_total, len(lengths))
+        n = max(len(lengths), 1)
+        warm_steps = [warm_total // n + (i < warm_total % n) for i in range(len(lengths))]
+        final_steps = max_steps - sum(warm_steps)
+    else:
+        per_stage = train_tokens * warmup_fraction / max(len(lengths), 1)
+        warm_steps = [max(1, round(per_stage / (n * b))) for n, b in zip(lengths, warm_batches)]
+        final_steps = max(1, round(train_tokens * (1 - warmup_fraction if lengths else 1) / (seq_len * batch_size)))
+    stages = [Stage(n, b, s) for n, b, s in zip(lengths, warm_batches, warm_steps)]
+    return stages + [Stage(seq_len, batch_size, final_steps)]
