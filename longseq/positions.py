@@ -140,9 +140,12 @@ class RoPE1D(nn.Module):
         if pos.shape != (L,):
             raise ValueError(f"RoPE1D positions must have shape (L,) = ({L},), got {tuple(pos.shape)}")
         ang = _rope_angles(pos, self.dim, self.base)
-        xr, rest = x[..., : self.dim], x[..., self.dim :]
-        out = xr.float() * ang.cos() + _rotate_half(xr.float()) * ang.sin()
-        return torch.cat((out.to(x.dtype), rest), dim=-1)
+        xr = x[..., : self.dim]
+        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+        out = xr * cos + _rotate_half(xr) * sin
+        if x.shape[-1] == self.dim:
+            return out
+        return torch.cat((out, x[..., self.dim :]), dim=-1)
 
 
 class RoPE2D(nn.Module):

@@ -68,10 +68,11 @@ class MultiheadAttention(nn.Module):
         k, v = self.kv(x).view(B, L, 2, self.kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # B, Hkv, L, Dh
         if self.rope is not None:
             q, k = self.rope(q, positions), self.rope(k, positions)
+        # No .contiguous(): the kernel works token-major, which is how these views already lie.
         out = attend(
-            q.contiguous(),
-            k.contiguous(),
-            v.contiguous(),
+            q,
+            k,
+            v,
             pattern or self.pattern,
             key_mask=key_mask,
             bias=self.bias,
