@@ -43,17 +43,16 @@ def use_backend(name: str) -> Iterator[None]:
 def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:
     """(forward, backward) tile backends.
 
-    On CPU ``auto`` runs the fused flash kernel forward and the matmul backward, which
-    measured faster than the fused CPU backward on window tiles (docs/benchmarks.md).
+    ``auto`` uses PyTorch's fused CPU flash-attention kernels where they apply (CPU, no
+    dropout, no learnable bias): on window tiles they measured faster than the matmul
+    path in both directions (docs/benchmarks.md). Elsewhere the matmul path runs.
     """
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
-    if _BACKEND == "flash":
-        if not flash_ok:
-            raise ValueError("the flash backend needs a CPU tensor, dropout_p=0 and no learnable bias")
-        return "flash", "flash"
+    if _BACKEND == "flash" and not flash_ok:
+        raise ValueError("the flash backend needs a CPU tensor, dropout_p=0 and no learnable bias")
     if _BACKEND == "math" or not flash_ok:
         return "math", "math"
-    return "flash", "math"
+    return "flash", "flash"
 
 
 def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tuple[Tensor, Tensor]:
