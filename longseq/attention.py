@@ -64,6 +64,26 @@ def _dense_sdpa(q: Tensor, k: Tensor, v: Tensor, causal: bool, key_mask: Tensor 
     return out * has_key.view(-1, 1, 1, 1).to(out.dtype)
 
 
+def _attend_masked_dense(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None, bias,
+                        scale: float) -> Tensor:
+    """Traceable fallback for ``torch.export`` / ONNX: SDPA with the pattern's dense mask.
+
+    Quadratic in L, but free of the Python-side tiling that export cannot trace.
+    """
+    L = q.shape[2]
+    idx = torch.arange(L, device=q.device)
+    allowed = pattern.allowed(idx[:, None], idx[None, :])[None, None]
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, None, :]
+    mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill(~allowed, float("-inf"))
+    if bias is not None:
+        mask = mask + bias.tile(idx, idx, pattern).to(q.dtype)
+    has_key = allowed.any(-1, keepdim=True)
+    mask = torch.where(has_key, mask, torch.zeros_like(mask))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return torch.where(has_key, out, torch.zeros_like(out))
+
+
 @lru_cache(maxsize=64)
 def _cached_tiling(pattern: Pattern, L: int, device: torch.device):
     return pattern.tiling(L, device)
@@ -108,6 +128,8 @@ def attend(
         return pattern.attend(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
     if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
         return _dense_sdpa(q, k, v, pattern.causal, key_mask, float(dropout_p), scale)
+    if torch.compiler.is_exporting():
+        return _attend_masked_dense(q, k, v, pattern, key_mask, bias, scale)
     tiling = _cached_tiling(pattern, L, q.device)
     return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
                              dropout_p=float(dropout_p))

@@ -24,6 +24,8 @@ __all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided"
 
 
 def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, torch.SymInt):  # symbolic sizes while exporting
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -141,7 +143,8 @@ class Window2D(Pattern):
         _check_positive_int("window_size", self.window_size)
         if len(tuple(self.grid)) != 2:
             raise ValueError(f"grid must be (H, W), got {self.grid!r}")
-        object.__setattr__(self, "grid", (int(self.grid[0]), int(self.grid[1])))
+        grid = tuple(g if isinstance(g, torch.SymInt) else int(g) for g in self.grid)
+        object.__setattr__(self, "grid", grid)
         _check_positive_int("grid[0]", self.grid[0])
         _check_positive_int("grid[1]", self.grid[1])
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not (
@@ -152,18 +155,21 @@ class Window2D(Pattern):
     @property
     def padded_grid(self) -> tuple[int, int]:
         ws = self.window_size
-        return (math.ceil(self.grid[0] / ws) * ws, math.ceil(self.grid[1] / ws) * ws)
+        # integer ceil without negative floor division (which ONNX export mistranslates)
+        return ((self.grid[0] + ws - 1) // ws * ws, (self.grid[1] + ws - 1) // ws * ws)
 
     def coords(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Row and column of flattened grid indices."""
-        return idx // self.grid[1], idx % self.grid[1]
+        row = idx // self.grid[1]
+        return row, idx - row * self.grid[1]  # no symbolic % in onnxscript
 
     def window_and_region(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """For flattened indices: (window id, Swin region id, slot inside the window)."""
         ws, s = self.window_size, self.shift
         hp, wp = self.padded_grid
         y, x = self.coords(idx)
-        ry, rx = (y - s) % hp, (x - s) % wp  # position after torch.roll(-s)
+        # position after torch.roll(-s), as floor-division remainders (export-friendly)
+        ry, rx = (y - s) - ((y - s) // hp) * hp, (x - s) - ((x - s) // wp) * wp
 
         def region(r: Tensor, n: int) -> Tensor:
             # Swin's slices (0, -ws), (-ws, -s), (-s, None) on each axis.

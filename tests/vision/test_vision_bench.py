@@ -1,0 +1,37 @@
+"""scripts/bench_vision.py on a tiny size: one in-process measurement and the plot."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_vision_script", ROOT / "scripts" / "bench_vision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_worker_row_and_plot(tmp_path):
+    bench = _load()
+    row = bench.worker(dict(model="longseq_vit_tiny", size=48, mode="train", batch=1, repeats=1, threads=1, flops=True))
+    assert row["status"] == "ok" and set(bench.FIELDS) == set(row)
+    assert row["seconds"] > 0 and row["peak_rss_gb"] > 0 and row["params_m"] > 1
+    # 3 x 3 tokens x ~2 FLOPs per parameter (5.5M): ~0.1 GFLOP forward, tripled for training.
+    assert 0.05 < row["gflops"] < 5 and abs(row["gflops_per_s"] * row["seconds"] - row["gflops"]) < 1e-6
+    infer = bench.worker(dict(model="longseq_vit_tiny", size=48, mode="infer", batch=1, repeats=1, threads=1,
+                              flops=True))
+    assert abs(row["gflops"] - 3 * infer["gflops"]) < 1e-6
+    bench.plot([row, infer, {"model": "x", "size": 48, "mode": "train", "status": "timeout>1s"}],
+               tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_bigbird_variant_builds():
+    bench = _load()
+    model = bench.build("longseq_vit_tiny+bigbird", 64)
+    assert type(model.blocks[2].pattern).__name__ == "BigBird"
+    assert type(model.blocks[0].pattern).__name__ == "Window2D"

@@ -1,0 +1,89 @@
+"""Image folders with grayscale, RGBA, palette and broken files: converted or skipped, never a crash."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vision.data.datamodules import ImageFolderDataModule
+from vision.data.image_folder import SafeImageFolder, read_rgb, scan_image_folder
+
+
+def _make_folder(root):
+    rng = np.random.default_rng(0)
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / "cat" / f"rgb{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (30, 30), dtype=np.uint8), "L").save(root / "dog" / f"gray{i}.png")
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., 0] = 200  # red, fully transparent on the left half
+    rgba[:, 10:, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(root / "cat" / "alpha.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8), "L").convert("P").save(root / "dog" / "pal.gif")
+    (root / "cat" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 255, 200, dtype=np.uint8)))
+    jpg = root / "dog" / "truncated.jpg"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpg)
+    jpg.write_bytes(jpg.read_bytes()[:300])
+    (root / "dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_scan_skips_broken_and_counts_conversions(tmp_path, caplog):
+    root = _make_folder(tmp_path / "imgs")
+    with caplog.at_level(logging.WARNING, logger="vision.data.image_folder"):
+        samples, classes = scan_image_folder(root)
+    assert classes == ["cat", "dog"]
+    names = sorted(p.name for p, _ in samples)
+    assert names == sorted(["rgb0.jpg", "rgb1.jpg", "rgb2.jpg", "alpha.png", "gray0.png", "gray1.png",
+                            "gray2.png", "pal.gif"])
+    text = caplog.text
+    assert "skipped 2 unreadable" in text and "corrupt.png" in text and "truncated.jpg" in text
+    assert "converting 5 non-RGB" in text
+
+
+def test_read_rgb_converts_modes(tmp_path):
+    root = _make_folder(tmp_path / "imgs")
+    gray = read_rgb(root / "dog" / "gray0.png")
+    assert gray.mode == "RGB"
+    g = np.asarray(gray)
+    assert np.array_equal(g[..., 0], g[..., 1])
+    alpha = np.asarray(read_rgb(root / "cat" / "alpha.png"))
+    assert alpha[0, 0].tolist() == [255, 255, 255]  # transparent -> white background
+    assert alpha[0, 15].tolist() == [200, 0, 0]
+
+
+def test_datamodule_loads_mixed_folder(tmp_path, caplog):
+    root = _make_folder(tmp_path / "imgs")
+    dm = ImageFolderDataModule(str(root), img_size=(24, 32), batch_size=4, num_workers=0, val_fraction=0.25)
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert dm.num_classes == 2
+    assert len(dm.train_set) + len(dm.val_set) == 8 and len(dm.val_set) >= 2
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        for x, y in loader:
+            assert x.shape[1:] == (3, 24, 32) and x.dtype == torch.float32 and torch.isfinite(x).all()
+            assert y.dtype == torch.int64
+
+
+def test_file_broken_after_scan_is_replaced(tmp_path, caplog):
+    root = _make_folder(tmp_path / "imgs")
+    samples, classes = scan_image_folder(root)
+    ds = SafeImageFolder(samples, classes, transform=None)
+    samples[0][0].write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING, logger="vision.data.image_folder"):
+        image, label = ds[0]
+    assert image.mode == "RGB" and "using the next image" in caplog.text
+    assert int(label) == samples[1][1]
+
+
+def test_bad_roots(tmp_path):
+    with pytest.raises(ValueError, match="root"):
+        scan_image_folder(tmp_path / "missing")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no readable images"):
+        scan_image_folder(tmp_path / "empty")

@@ -1,0 +1,168 @@
+"""Lightning data modules: scattered digits (the offline default) and a user's image folder."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import lightning as L
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from vision.data.datasets import ScatteredDigitsClassification
+from vision.data.image_folder import SafeImageFolder, scan_image_folder
+from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
+
+__all__ = ["ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = IMAGENET_DEFAULT_MEAN
+IMAGENET_STD = IMAGENET_DEFAULT_STD
+
+
+def _size(img_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(img_size, int):
+        img_size = (img_size, img_size)
+    h, w = (int(v) for v in img_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"img_size must be positive, got {img_size!r}")
+    return h, w
+
+
+class _ClassificationLoaders(L.LightningDataModule):
+    """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``."""
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        # drop_last keeps training steps equal-sized, but never empties a set smaller than a batch.
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, drop_last=shuffle and len(dataset) > hp.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+
+class ScatteredDigitsDataModule(_ClassificationLoaders):
+    """Classification on scattered-digits canvases (10 classes, 3 x H x W in ``[0, 1]``).
+
+    Args:
+        img_size: canvas side, or ``(H, W)``.
+        train_size / val_size: canvases per split (generated once, then cached).
+        seed: generation seed.
+        batch_size, num_workers: DataLoader settings.
+        cache_dir: where canvases are cached (default ``~/.cache/longseq/scattered_digits``).
+    """
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 512,
+        train_size: int = 8000,
+        val_size: int = 1000,
+        seed: int = 0,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("train_size", train_size), ("val_size", val_size), ("batch_size", batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.save_hyperparameters()
+        self.settings = CanvasSettings(canvas_size=_size(img_size))
+        self.classes = [str(i) for i in range(10)]
+
+    def _split(self, split: str):
+        hp = self.hparams
+        n = hp.train_size if split == "train" else hp.val_size
+        return scattered_digits_split(split, n, seed=hp.seed, settings=self.settings, cache_dir=hp.cache_dir)
+
+    def prepare_data(self) -> None:
+        self._split("train")
+        self._split("val")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = ScatteredDigitsClassification(self._split("train"))
+        self.val_set = ScatteredDigitsClassification(self._split("val"))
+
+
+
+class ImageFolderDataModule(_ClassificationLoaders):
+    """Classification on ``root/<class>/<image>`` or ``root/{train,val}/<class>/<image>``.
+
+    Without ``train``/``val`` sub-folders, ``val_fraction`` of each class (shuffled with
+    ``seed``) validates. Corrupt files are skipped and non-RGB images converted, with a
+    logged warning (see :mod:`vision.data.image_folder`).
+
+    Transforms: training takes a random resized crop (scale 0.35-1) and a horizontal flip;
+    validation resizes the short side and centre-crops; both normalise with ImageNet
+    statistics.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        img_size: int | tuple[int, int] = 512,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.size = _size(img_size)
+        self.classes: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        if not self.classes:
+            self.setup()
+        return len(self.classes)
+
+    def transforms(self, train: bool) -> v2.Compose:
+        tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        if train:
+            head = [v2.RandomResizedCrop(self.size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+        else:
+            head = [v2.Resize(min(self.size), antialias=True), v2.CenterCrop(self.size)]
+        return v2.Compose(head + tail)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.classes:
+            return
+        root = Path(self.hparams.root)
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            train, classes = scan_image_folder(root / "train")
+            val, val_classes = scan_image_folder(root / "val")
+            if val_classes != classes:
+                raise ValueError(f"train and val class folders differ under {root}: {classes} vs {val_classes}")
+        else:
+            samples, classes = scan_image_folder(root)
+            rng = random.Random(self.hparams.seed)
+            train, val = [], []
+            for c in range(len(classes)):
+                items = [s for s in samples if s[1] == c]
+                rng.shuffle(items)
+                n_val = max(1, round(len(items) * self.hparams.val_fraction)) if len(items) > 1 else 0
+                val += items[:n_val]
+                train += items[n_val:]
+            if not val:
+                raise ValueError(f"too few images under {root} to hold out a validation set")
+        self.classes = classes
+        self.train_set = SafeImageFolder(train, classes, self.transforms(train=True))
+        self.val_set = SafeImageFolder(val, classes, self.transforms(train=False))
+        log.info("image folder %s: %d classes, %d train, %d val", root, len(classes), len(train), len(val))

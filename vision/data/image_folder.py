@@ -1,0 +1,109 @@
+"""A forgiving image-folder reader: ``root/<class>/<image>``.
+
+Real folders hold grayscale scans, RGBA screenshots, palette PNGs and the odd truncated
+download. Unreadable files are skipped and non-RGB images converted, each with a logged
+warning; neither stops training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_EXTENSIONS", "scan_image_folder", "read_rgb", "SafeImageFolder"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_BAD = (OSError, UnidentifiedImageError, ValueError, SyntaxError)  # what PIL raises on broken files
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Decode an image fully and return it in RGB; raises on unreadable files."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode == "RGB":
+            return im.copy()
+        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+            # Composite on white instead of dropping alpha, so transparent areas do not turn black.
+            rgba = im.convert("RGBA")
+            out = Image.new("RGB", rgba.size, (255, 255, 255))
+            out.paste(rgba, mask=rgba.getchannel("A"))
+            return out
+        return im.convert("RGB")
+
+
+def scan_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """Index ``root/<class>/<file>`` and drop files that cannot be decoded.
+
+    Every file is decoded once here, so a broken file is found before training starts.
+    Returns ``(samples, classes)`` where samples are ``(path, class index)`` and classes
+    are the sorted sub-folder names. Logs one warning listing skipped files and one
+    counting images that will be converted to RGB.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root must be an existing folder, got {str(root)!r}")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"root {str(root)!r} has no class sub-folders (expected root/<class>/<image>)")
+    samples: list[tuple[Path, int]] = []
+    skipped: list[str] = []
+    converted: dict[str, int] = {}
+    for idx, name in enumerate(classes):
+        for path in sorted((root / name).rglob("*")):
+            if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                with Image.open(path) as im:
+                    mode = im.mode
+                    im.load()
+            except _BAD as err:
+                skipped.append(f"{path} ({type(err).__name__}: {err})")
+                continue
+            if mode != "RGB":
+                converted[mode] = converted.get(mode, 0) + 1
+            samples.append((path, idx))
+    if skipped:
+        log.warning("skipped %d unreadable image(s) under %s: %s", len(skipped), root, "; ".join(skipped))
+    if converted:
+        log.warning("converting %d non-RGB image(s) under %s to RGB (modes: %s)",
+                    sum(converted.values()), root, converted)
+    if not samples:
+        raise ValueError(f"no readable images under {str(root)!r}")
+    return samples, classes
+
+
+class SafeImageFolder(Dataset):
+    """``(transform(RGB PIL image), label int64 scalar)`` over :func:`scan_image_folder` samples.
+
+    A file that breaks after the scan (changed on disk) is replaced by the next readable
+    sample, with a warning, instead of killing a DataLoader worker.
+    """
+
+    def __init__(self, samples: list[tuple[Path, int]], classes: list[str],
+                 transform: Callable[[Image.Image], Tensor] | None = None) -> None:
+        if not samples:
+            raise ValueError("samples must not be empty")
+        self.samples, self.classes, self.transform = samples, classes, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        for k in range(len(self.samples)):
+            path, label = self.samples[(i + k) % len(self.samples)]
+            try:
+                image = read_rgb(path)
+            except _BAD as err:
+                log.warning("could not read %s (%s); using the next image instead", path, err)
+                continue
+            x = self.transform(image) if self.transform is not None else image
+            return x, torch.as_tensor(label)
+        raise RuntimeError("no readable image left in the data set")

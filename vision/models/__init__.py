@@ -1,0 +1,13 @@
+"""longseq backbones, registered with timm on import."""
+
+from vision.models.swin import LongseqSwin
+from vision.models.vit import LongseqViT
+
+#: Every timm name this package registers (the first six are the public contract).
+MODEL_NAMES = (
+    "longseq_vit_tiny", "longseq_vit_small", "longseq_vit_base",
+    "longseq_swin_tiny", "longseq_swin_small", "longseq_swin_base",
+    "longseq_vit_digits",
+)
+
+__all__ = ["LongseqViT", "LongseqSwin", "MODEL_NAMES"]

@@ -1,0 +1,37 @@
+"""timm plumbing shared by the longseq backbone families."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.models import build_model_with_cfg
+from torch import nn
+
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
+
+__all__ = ["build_backbone", "default_cfg"]
+
+
+def default_cfg(**overrides: Any) -> dict[str, Any]:
+    """timm pretrained-cfg entry for a backbone without weights (any input size)."""
+    return {
+        "url": "", "num_classes": 1000, "input_size": (3, 512, 512), "pool_size": None,
+        "fixed_input_size": False, "crop_pct": 1.0, "interpolation": "bicubic",
+        "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+        "first_conv": "patch_embed.proj", "classifier": "head.fc", "license": "apache-2.0",
+        **overrides,
+    }
+
+
+def build_backbone(cls: type[nn.Module], variant: str, pretrained: bool, default_out_indices, **kwargs: Any) -> nn.Module:
+    """Build ``cls`` through timm so ``features_only`` / ``out_indices`` work.
+
+    ``features_only=True`` wraps the model in timm's ``FeatureGetterNet``, which calls the
+    model's ``forward_intermediates`` and reads its ``feature_info``.
+    """
+    if pretrained:
+        raise ValueError(f"{variant} has no pretrained weights; use pretrained=False")
+    out_indices = kwargs.pop("out_indices", default_out_indices)
+    return build_model_with_cfg(
+        cls, variant, pretrained, feature_cfg=dict(feature_cls="getter", out_indices=out_indices), **kwargs
+    )

@@ -1,0 +1,235 @@
+"""Plain ViT with windowed attention and a few global blocks (ViTDet style), on longseq.
+
+Most blocks attend inside non-overlapping ``window_size x window_size`` windows of the
+patch grid (:class:`longseq.patterns.Window2D`, built per forward because the grid follows
+the image size; the grid is padded inside the pattern, so any ``H, W`` works). The blocks
+listed in ``global_blocks`` use ``global_pattern``: dense by default, or any longseq
+pattern that connects every token to every other (global tokens, BigBird, LSH), which keeps
+the global blocks sub-quadratic at high resolution. Positions enter through 2D rotary
+embeddings, so there is no position table to interpolate when the resolution changes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from longseq.layers import TransformerBlock
+from longseq.patterns import Dense, Pattern, Window2D
+from longseq.positions import RoPE2D
+from timm.models import register_model
+from timm.models._features import feature_take_indices
+from timm.models._registry import generate_default_cfgs
+
+from vision.models._builder import build_backbone, default_cfg
+from vision.models.layers import ClassifierHead, ConvStem, PatchEmbed, drop_path_rates, grid_positions
+
+__all__ = ["LongseqViT"]
+
+
+class LongseqViT(nn.Module):
+    """ViTDet-style plain backbone.
+
+    Args:
+        img_size: unused (any size works); accepted for timm API parity.
+        patch_size: side of a patch in pixels (the stride of every feature map).
+        in_chans: input channels.
+        num_classes: classifier outputs; 0 for no classifier.
+        global_pool: ``"avg"``, ``"max"``, ``"avgmax"`` or ``""``.
+        embed_dim, depth, num_heads, mlp_ratio: transformer sizes.
+        window_size: window side in patches for the windowed blocks.
+        global_blocks: indices of blocks that use ``global_pattern`` instead of windows.
+        global_pattern: longseq pattern of the global blocks (default :class:`Dense`).
+        drop_rate: dropout before the classifier. drop_path_rate: max stochastic depth.
+        ff_chunks: feed-forward chunks (memory at high resolution).
+        norm_layer: normalisation layer type.
+        embed_layer: patchify layer type, ``(patch_size, in_chans, embed_dim)``:
+            :class:`PatchEmbed` (linear) or :class:`ConvStem`.
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] | None = None,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        window_size: int = 14,
+        global_blocks: Sequence[int] = (2, 5, 8, 11),
+        global_pattern: Pattern | None = None,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        ff_chunks: int = 1,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        embed_layer: type[nn.Module] = PatchEmbed,
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads or (embed_dim // num_heads) % 4:
+            raise ValueError(f"embed_dim / num_heads must be a multiple of 4 (2D RoPE), got {embed_dim}/{num_heads}")
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        global_blocks = tuple(sorted({int(i) for i in global_blocks}))
+        if any(not 0 <= i < depth for i in global_blocks):
+            raise ValueError(f"global_blocks must be block indices in [0, {depth}), got {global_blocks}")
+        self.patch_size, self.window_size, self.global_blocks = patch_size, window_size, global_blocks
+        self.global_pattern = global_pattern if global_pattern is not None else Dense()
+        self.num_classes, self.embed_dim = num_classes, embed_dim
+        self.num_features = self.head_hidden_size = embed_dim
+
+        self.patch_embed = embed_layer(patch_size, in_chans, embed_dim)
+        # One rotary module shared by all blocks: it holds no parameters, only frequencies.
+        self.rope = RoPE2D(embed_dim // num_heads)
+        placeholder = Window2D(window_size, grid=(window_size, window_size))  # replaced per forward
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                embed_dim, num_heads, self.global_pattern if i in global_blocks else placeholder,
+                mlp_ratio=mlp_ratio, rope=self.rope, ff_chunks=ff_chunks, drop_path=dpr, norm_layer=norm_layer,
+            )
+            for i, dpr in enumerate(drop_path_rates(drop_path_rate, depth))
+        )
+        self.norm = norm_layer(embed_dim)
+        self.head = ClassifierHead(embed_dim, num_classes, global_pool, drop_rate)
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
+        #: torch.export needs every symbolic grid side >= 2 (sizes 0 and 1 are specialised).
+        self.min_export_side = 2 * patch_size
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # -- timm interface -------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head.reset(num_classes, global_pool)
+
+    def _run_blocks(self, x: Tensor, take: set[int] = frozenset(), stop: int | None = None
+                    ) -> tuple[Tensor, dict[int, Tensor]]:
+        """Blocks ``0..stop`` (all when None) on ``(B, gh, gw, C)``.
+
+        Returns the last output and ``{i: (B, gh, gw, C)}`` for block indices in ``take``.
+        """
+        B, gh, gw, C = x.shape
+        tokens = x.reshape(B, gh * gw, C)
+        positions = grid_positions(gh, gw, x.device)
+        window = Window2D(self.window_size, grid=(gh, gw))  # the grid follows the image size
+        taken: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks[: len(self.blocks) if stop is None else stop + 1]):
+            tokens = block(tokens, pattern=None if i in self.global_blocks else window, positions=positions)
+            if i in take:
+                taken[i] = tokens.reshape(B, gh, gw, C)
+        return tokens.reshape(B, gh, gw, C), taken
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W)`` -> normalised features ``(B, ceil(H/p), ceil(W/p), embed_dim)``."""
+        x, _ = self._run_blocks(self.patch_embed(x))
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """``(B, gh, gw, C)`` -> ``(B, num_classes)``."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W)`` -> logits ``(B, num_classes)`` (pooled features if ``num_classes=0``)."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Block outputs as ``(B, embed_dim, gh, gw)`` maps (all at stride ``patch_size``).
+
+        ``indices``: last ``n`` blocks if int, all if None, else these block indices.
+        ``norm`` applies the final norm to each intermediate. Returns the list, or
+        ``(final features (B, gh, gw, C), list)`` unless ``intermediates_only``.
+        """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        take, max_index = feature_take_indices(len(self.blocks), indices)
+        stop = max_index if (stop_early or intermediates_only) else None
+        x, taken = self._run_blocks(self.patch_embed(x), take=set(take), stop=stop)
+        intermediates = []
+        for i in take:
+            y = self.norm(taken[i]) if norm else taken[i]
+            intermediates.append(y.permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop blocks after the last wanted intermediate (and the head); returns kept indices."""
+        take, max_index = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max_index + 1]
+        self.feature_info = self.feature_info[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "avg")
+        return take
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> LongseqViT:
+    depth = kwargs.get("depth", 12)
+    default_out = tuple(kwargs.get("global_blocks", (2, 5, 8, 11)))
+    default_out = tuple(i for i in default_out if i < depth) or (depth - 1,)
+    return build_backbone(LongseqViT, variant, pretrained, default_out, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "longseq_vit_tiny": default_cfg(),
+    "longseq_vit_small": default_cfg(),
+    "longseq_vit_base": default_cfg(),
+    "longseq_vit_digits": default_cfg(num_classes=10, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                                      first_conv="patch_embed.convs.0"),
+})
+
+
+@register_model
+def longseq_vit_tiny(pretrained: bool = False, **kwargs) -> LongseqViT:
+    """ViT-Ti/16 widths, 14x14 windows, global blocks 2, 5, 8, 11."""
+    args = dict(embed_dim=192, depth=12, num_heads=3)
+    return _create("longseq_vit_tiny", pretrained, **{**args, **kwargs})
+
+
+@register_model
+def longseq_vit_small(pretrained: bool = False, **kwargs) -> LongseqViT:
+    """ViT-S/16 widths (as timm ``vit_small_patch16_224``), 14x14 windows, 4 global blocks."""
+    args = dict(embed_dim=384, depth=12, num_heads=6)
+    return _create("longseq_vit_small", pretrained, **{**args, **kwargs})
+
+
+@register_model
+def longseq_vit_base(pretrained: bool = False, **kwargs) -> LongseqViT:
+    """ViT-B/16 widths, 14x14 windows, 4 global blocks."""
+    args = dict(embed_dim=768, depth=12, num_heads=12)
+    return _create("longseq_vit_base", pretrained, **{**args, **kwargs})
+
+
+@register_model
+def longseq_vit_digits(pretrained: bool = False, **kwargs) -> LongseqViT:
+    """Small fast ViT for the scattered-digits default.
+
+    Conv stem to stride 16, dim 128, 6 blocks, 8x8 windows, block 3 global, max pooling
+    (a small digit on a large empty canvas: averaging would dilute it).
+    """
+    args = dict(patch_size=16, embed_dim=128, depth=6, num_heads=4, window_size=8, global_blocks=(3,),
+                global_pool="max", num_classes=10, embed_layer=ConvStem)
+    return _create("longseq_vit_digits", pretrained, **{**args, **kwargs})

@@ -1,0 +1,1 @@
+"""Lightning tasks on top of the backbones."""
