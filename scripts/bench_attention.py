@@ -257,10 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{s['row']} L={s['L']}")
         results.append(run_row(spec, args.timeout))
+        report(results, Path(args.out), args, quiet=True)  # keep partial results on disk
     report(results, Path(args.out), args)
 
 
-def report(results: list[dict], out: Path, args) -> None:
+def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     mm = next((r for r in results if r["row"] == "matmul" and "times" in r), None)
     mm_gflops = mm["flops"] / statistics.median(mm["times"]) / 1e9 if mm else float("nan")
@@ -287,6 +288,8 @@ def report(results: list[dict], out: Path, args) -> None:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(table)
+    if quiet:
+        return
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     print(f"\nmatmul floor: {mm_gflops:.0f} GFLOP/s ({args.dtype}); B={B} H={H} D={D} window={WINDOW}")
     print(" | ".join(cols))

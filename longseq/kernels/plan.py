@@ -272,8 +272,16 @@ def bigbird_tiling(pattern, L: int, device: torch.device) -> Tiling:
     bq = pattern.block
     layout = pattern.block_layout(L)
     nb = layout.shape[0]
-    key_lists = [torch.nonzero(layout[a]).squeeze(1).tolist() for a in range(nb)]
     g = pattern.global_blocks
+    is_global = [a < g or a >= nb - g for a in range(nb)]
+    # Global query blocks are computed as dense rows below; their tiles (whose outputs are
+    # overwritten) only see their neighbours, so they do not widen every tile to L keys.
+    key_lists = [
+        torch.nonzero(layout[a]).squeeze(1).tolist()
+        if not is_global[a]
+        else list(range(max(0, a - pattern.window_blocks), min(nb, a + pattern.window_blocks + 1)))
+        for a in range(nb)
+    ]
     plan = _gathered_plan(L, bq, None, key_lists, _always, device, True)
     rows = None
     if g:
