@@ -127,9 +127,11 @@ class _Part:
             start = end
 
     # Layout ------------------------------------------------------------------------
-    # Slots are token-major: (n_slots, G, D) with G = B*H innermost but D, so a block of
-    # slots is one contiguous run of memory, tiles are strided views of it, and the key
-    # gradients of overlapping spans are added back with contiguous adds.
+    # Slots are indexed (n_slots, G, D) with G = B*H, in whatever memory layout the input
+    # already has (head-major (B, H, L, D) or token-major as projections produce it): tile
+    # views are built from the actual strides, so no layout copy is ever made. Padded and
+    # permuted slots and the key-gradient accumulators are token-major, so a block of slots
+    # is one contiguous run and overlapping spans are added back with contiguous adds.
     def _token_major(self, x: Tensor) -> Tensor:
         """(B, H, L, ...) -> (L, G, ...); a view when x already is token-major with B=1."""
         L = self.plan.L
@@ -144,8 +146,8 @@ class _Part:
         plan = self.plan
         x = self._token_major(x)
         if plan.slots is None:
-            if plan.n_slots == plan.L:
-                return x.contiguous()
+            if plan.n_slots == plan.L and x.stride(-1) == 1:
+                return x  # a view in the caller's layout
             return torch.nn.functional.pad(x, (0, 0, 0, 0, 0, plan.n_slots - plan.L))
         flat = self.qidx.reshape(-1)
         xs = x.index_select(0, flat.clamp(min=0))
@@ -161,8 +163,8 @@ class _Part:
         if plan.contiguous_keys:
             front, back = plan.key_pad(plan.n_slots)
             pad = front + back + plan.n_slots - plan.L
-            if pad == 0:
-                return x.contiguous()  # tile views assume the token-major memory layout
+            if pad == 0 and x.stride(-1) == 1:
+                return x  # a view in the caller's layout
             return torch.nn.functional.pad(x, (0, 0, 0, 0, front, back + plan.n_slots - plan.L))
         return x.index_select(0, self.kidx.clamp(min=0))
 
@@ -192,7 +194,8 @@ class _Part:
         plan, G = self.plan, self.G
         D = qs.shape[-1]
         n, bq = n1 - n0, plan.block
-        qv = qs.as_strided((n, G, bq, D), (bq * G * D, D, G * D, 1), qs.storage_offset() + n0 * bq * G * D)
+        st, sg = qs.stride(0), qs.stride(1)  # slot and batch*head strides of this layout
+        qv = qs.as_strided((n, G, bq, D), (bq * st, sg, st, 1), qs.storage_offset() + n0 * bq * st)
         if plan.key_blocks is not None:
             kb = plan.key_blocks[n0:n1].to(kp.device)
             kb = torch.where(kb >= 0, kb, kp.shape[0] // bq - 1)
@@ -202,11 +205,12 @@ class _Part:
                 return blocks.reshape(n, plan.span, G, D).transpose(1, 2)
 
             return qv, gather(kp), gather(vp)
-        kshape = (n, G, plan.span, D)
-        kstride = (plan.key_step * G * D, D, G * D, 1)
-        kv = kp.as_strided(kshape, kstride, kp.storage_offset() + n0 * plan.key_step * G * D)
-        vv = vp.as_strided(kshape, kstride, vp.storage_offset() + n0 * plan.key_step * G * D)
-        return qv, kv, vv
+        def span_view(x: Tensor) -> Tensor:
+            st, sg = x.stride(0), x.stride(1)
+            return x.as_strided((n, G, plan.span, D), (plan.key_step * st, sg, st, 1),
+                                x.storage_offset() + n0 * plan.key_step * st)
+
+        return qv, span_view(kp), span_view(vp)
 
     def block_rows(self, xs: Tensor, n0: int, n1: int) -> Tensor:
         """(n, G, bq, ...) view of query-slot rows of blocks [n0, n1) of xs (n_slots, G, ...)."""
