@@ -86,10 +86,26 @@ class LSH(Pattern):
         return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     @staticmethod
-    def hash(x: Tensor, rotations: Tensor) -> Tensor:
-        """Buckets (n_hashes, ..., L) of x (..., L, D) under rotations (n_hashes, D, nb/2)."""
-        proj = torch.einsum("...ld,rdb->r...lb", x.float(), rotations.float())
-        return torch.cat([proj, -proj], dim=-1).argmax(-1)
+    def hash(x: Tensor, rotations: Tensor, chunk: int = 2**23) -> Tensor:
+        """Buckets (n_hashes, ..., L) of x (..., L, D) under rotations (n_hashes, D, nb/2).
+
+        ``argmax([xR; -xR])`` without forming ``[xR; -xR]``, in chunks of tokens so the
+        ``L x nb/2`` projections (quadratic, since ``nb`` grows with ``L``) never exist whole.
+        """
+        half = rotations.shape[-1]
+        lead = x.shape[:-2]
+        xf = x.reshape(-1, x.shape[-2], x.shape[-1])  # (N, L, D)
+        out = torch.empty(rotations.shape[0], *xf.shape[:2], dtype=torch.long, device=x.device)
+        step = max(1, chunk // max(1, half * xf.shape[0]))
+        for r in range(rotations.shape[0]):
+            R = rotations[r].float()
+            for t0 in range(0, xf.shape[1], step):
+                proj = xf[:, t0 : t0 + step].float() @ R  # (N, t, nb/2)
+                hi, arg_hi = proj.max(-1)
+                lo, arg_lo = proj.min(-1)
+                # ties go to the first half, as argmax over the concatenation does
+                out[r, :, t0 : t0 + step] = torch.where(hi >= -lo, arg_hi, arg_lo + half)
+        return out.reshape(rotations.shape[0], *lead, x.shape[-2])
 
     def _rounds(self, qb: Tensor, kb: Tensor) -> list[_Round]:
         """Sorted layouts for buckets qb, kb (n_hashes, L) of one (batch, head)."""
