@@ -21,7 +21,9 @@ __all__ = ["IMAGE_EXTENSIONS", "scan_image_folder", "read_rgb", "SafeImageFolder
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-_BAD = (OSError, UnidentifiedImageError, ValueError, SyntaxError)  # what PIL raises on broken files
+# What PIL raises on broken files; ImportError too, because ultralytics (when imported in
+# the same process) patches Image.open to retry unreadable files with an optional HEIF plugin.
+_BAD = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
 
 
 def read_rgb(path: Path) -> Image.Image:
