@@ -22,7 +22,7 @@ evaluating the rule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -129,7 +129,6 @@ class Tiling:
     parts: list[Plan]
     global_rows: Tensor | None = None  # (G,) query indices attending every key (rule: row_rule)
     row_rule: Rule | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def mark_regular(plan: Plan, device: torch.device, extra_irregular: Tensor | None = None) -> Plan:
