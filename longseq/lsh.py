@@ -166,15 +166,40 @@ class LSH(Pattern):
         return ~has_other
 
     def _count_bias(self, rounds: list[_Round], n_chunks: int):
-        """Additive ``-log(count)`` of the rounds in which each tile pair meets."""
-        rules = [self._rule(rd) for rd in rounds]
+        """Additive ``-log(count)`` of the rounds in which each tile pair meets.
+
+        All rounds are compared at once on small integers: a pair meets in a round when its
+        key's chunk is the query's chunk or the one before (cyclically). Causality is the
+        same in every round, so it never changes a count where the pair is allowed; the
+        diagonal counts the rounds in which a token may attend itself.
+        """
+        device = rounds[0].q_chunk.device
+        small = torch.int16 if n_chunks < 2**15 else torch.int32
+        qc = torch.stack([rd.q_chunk for rd in rounds]).to(small)  # (R, L)
+        kc = torch.stack([rd.k_chunk for rd in rounds]).to(small)
+        qb = kb = None
+        if not self.attend_across_buckets:
+            qb = torch.stack([rd.q_bucket for rd in rounds]).to(torch.int32)
+            kb = torch.stack([rd.k_bucket for rd in rounds]).to(torch.int32)
+        self_count = None
+        if self.shared_qk:
+            self_count = torch.stack([rd.self_ok for rd in rounds]).sum(0).to(torch.int8)  # (L,)
+        neg_log = -torch.arange(1, len(rounds) + 1, device=device, dtype=torch.float32).log()
 
         def extra(qi: Tensor, kj: Tensor) -> Tensor:
-            i, j = qi[:, :, None], kj[:, None, :]
-            count = torch.zeros(torch.broadcast_shapes(i.shape, j.shape), dtype=torch.float32, device=qi.device)
-            for rd, rule in zip(rounds, rules):
-                count += (self._meets(rd, n_chunks, i, j) & rule(i, j)).float()
-            return -count.clamp(min=1).log()
+            qi0, kj0 = qi.clamp(min=0), kj.clamp(min=0)
+            if n_chunks <= 2:  # every chunk pair meets
+                meets = torch.ones((len(rounds), *qi.shape, kj.shape[-1]), dtype=torch.bool, device=device)
+            else:
+                d = qc[:, qi0].unsqueeze(-1) - kc[:, kj0].unsqueeze(-2)  # (R, n, bq, span)
+                meets = (d == 0) | (d == 1) | (d == 1 - n_chunks)
+            if qb is not None:
+                meets &= qb[:, qi0].unsqueeze(-1) == kb[:, kj0].unsqueeze(-2)
+            count = meets.sum(0, dtype=torch.int8)
+            if self_count is not None:
+                diag = qi.unsqueeze(-1) == kj.unsqueeze(-2)
+                count = torch.where(diag, self_count[qi0].unsqueeze(-1), count)
+            return neg_log[(count.long() - 1).clamp(min=0)]
         return extra
 
     def _tiling(self, rounds: list[_Round], L: int, device: torch.device) -> Tiling:
