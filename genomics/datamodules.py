@@ -195,7 +195,31 @@ class AnnotationDataModule(GenomeWindowDataModule):
         return super().paths
 
 
-class SequenceClassificationDataModule(L.LightningDataModule):
+class PaddedSplitLoaders:
+    """Train/val/test loaders over ``self.datasets[split]`` with padding masks.
+
+    For data modules whose ``hparams`` hold ``batch_size`` and ``num_workers``.
+    """
+
+    datasets: dict
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise ValueError(f"no {split!r} split in {type(self).__name__}")
+        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          collate_fn=pad_collate, num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule):
     """Labelled sequences from a CSV (``sequence,label`` and optional ``split``) or a folder
     holding one FASTA file per class (class name = file stem).
 
@@ -284,17 +308,3 @@ class SequenceClassificationDataModule(L.LightningDataModule):
                     rc_prob=h.rc_prob if split == "train" else 0.0,
                 )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise ValueError(f"no {split!r} sequences in {self.hparams.data!r}")
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=pad_collate, num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

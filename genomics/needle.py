@@ -19,12 +19,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from genomics.bed import Interval
 from genomics.cache import GenomeArray
-from genomics.datamodules import GenomeWindowDataModule
-from genomics.datasets import pad_collate
+from genomics.datamodules import GenomeWindowDataModule, PaddedSplitLoaders
 from genomics.splits import Region
 
 __all__ = ["NeedleSpec", "NeedleDataset", "NeedleDataModule"]
@@ -114,7 +113,7 @@ class NeedleDataset(Dataset):
         }
 
 
-class NeedleDataModule(L.LightningDataModule):
+class NeedleDataModule(PaddedSplitLoaders, L.LightningDataModule):
     """Needle examples over a genome (default *E. coli* K-12): train/val at ``seq_len`` from the
     first 90% / last 10%, test at ``eval_seq_len`` over whole records with ``min_distance``.
 
@@ -167,15 +166,3 @@ class NeedleDataModule(L.LightningDataModule):
                                   min_distance=h.min_distance, fixed=True, seed=h.seed + 2),
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=pad_collate, num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
