@@ -47,6 +47,8 @@ class DNAEncoder(nn.Module):
             (shared-QK, fixed rotations from ``lsh_seed``) instead of the sliding window.
         reversible: reversible residual stack (activation memory flat in depth).
         ff_chunks: feed-forward applied in this many sequence chunks (hidden layer never whole).
+        head_chunks: attention heads computed in this many groups, each recomputed in
+            backward, so q, k, v exist for one group at a time (memory at a million bases).
         downsample: stride of a convolutional stem (1 = single-nucleotide resolution).
         dropout: dropout in attention and MLP.
     """
@@ -69,6 +71,7 @@ class DNAEncoder(nn.Module):
         kv_heads: int | None = None,
         reversible: bool = False,
         ff_chunks: int = 1,
+        head_chunks: int = 1,
         downsample: int = 1,
         dropout: float = 0.0,
     ) -> None:
@@ -93,7 +96,8 @@ class DNAEncoder(nn.Module):
         self.patterns: list[Pattern] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
         self.encoder = Encoder(
             dim, depth, heads, self.patterns, mlp_ratio=mlp_ratio, kv_heads=kv_heads,
-            rope=RoPE1D(dim // heads), ff_chunks=ff_chunks, reversible=reversible, dropout=dropout,
+            rope=RoPE1D(dim // heads), ff_chunks=ff_chunks, head_chunks=head_chunks, reversible=reversible,
+            dropout=dropout,
         )
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -141,6 +145,7 @@ class DNALanguageModel(nn.Module):
         kv_heads: int | None = None,
         reversible: bool = False,
         ff_chunks: int = 1,
+        head_chunks: int = 1,
         rc_average: bool = False,
         dropout: float = 0.0,
     ) -> None:
@@ -154,7 +159,8 @@ class DNALanguageModel(nn.Module):
         self.backbone = DNAEncoder(
             vocab_size, dim, depth, heads, window, causal=objective == "causal", global_tokens=global_tokens,
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
-            mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks, dropout=dropout,
+            mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
+            head_chunks=head_chunks, dropout=dropout,
         )
         self.head = nn.Linear(dim, vocab_size)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
@@ -203,6 +209,7 @@ class DNAClassifier(nn.Module):
         kv_heads: int | None = None,
         reversible: bool = False,
         ff_chunks: int = 1,
+        head_chunks: int = 1,
         downsample: int = 1,
         rc_average: bool = False,
         dropout: float = 0.0,
@@ -220,7 +227,7 @@ class DNAClassifier(nn.Module):
             vocab_size, dim, depth, heads, window, causal=False, global_tokens=global_tokens,
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
-            downsample=downsample, dropout=dropout,
+            head_chunks=head_chunks, downsample=downsample, dropout=dropout,
         )
         self.head = nn.Linear(dim, num_classes)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table

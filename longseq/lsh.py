@@ -5,8 +5,9 @@ Per round (``n_hashes`` rounds), tokens are hashed by random rotations
 ``bucket_size``; each chunk attends itself and the previous chunk of the same round
 (cyclically). Each round is one part of a tiling (its slots are the sorted order), so
 rounds are merged by log-sum-exp in one autograd function. A pair met in several rounds
-is counted once: its score carries ``-log(number of rounds it meets in)`` (Reformer's
-correction). The layout depends on q (and k), so it is built per call and per head.
+is counted once (Reformer's correction, which lowers its score by ``log`` of the number
+of rounds it meets in), here in exact form: it is kept only in the first round that
+allows it. The layout depends on q (and k), so it is built per call and per head.
 """
 
 from __future__ import annotations
@@ -86,26 +87,26 @@ class LSH(Pattern):
         return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     @staticmethod
-    def hash(x: Tensor, rotations: Tensor, chunk: int = 2**23) -> Tensor:
+    def hash(x: Tensor, rotations: Tensor, chunk: int = 2**20) -> Tensor:
         """Buckets (n_hashes, ..., L) of x (..., L, D) under rotations (n_hashes, D, nb/2).
 
-        ``argmax([xR; -xR])`` without forming ``[xR; -xR]``, in chunks of tokens so the
-        ``L x nb/2`` projections (quadratic, since ``nb`` grows with ``L``) never exist whole.
+        ``argmax([xR; -xR])`` without forming ``[xR; -xR]``: one matmul for all rounds per
+        run of tokens, sized so the projections (``L x nb/2`` in all, quadratic since
+        ``nb`` grows with ``L``) stay in cache and never exist whole.
         """
-        half = rotations.shape[-1]
+        n_hashes, D, half = rotations.shape
         lead = x.shape[:-2]
-        xf = x.reshape(-1, x.shape[-2], x.shape[-1])  # (N, L, D)
-        out = torch.empty(rotations.shape[0], *xf.shape[:2], dtype=torch.long, device=x.device)
-        step = max(1, chunk // max(1, half * xf.shape[0]))
-        for r in range(rotations.shape[0]):
-            R = rotations[r].float()
-            for t0 in range(0, xf.shape[1], step):
-                proj = xf[:, t0 : t0 + step].float() @ R  # (N, t, nb/2)
-                hi, arg_hi = proj.max(-1)
-                lo, arg_lo = proj.min(-1)
-                # ties go to the first half, as argmax over the concatenation does
-                out[r, :, t0 : t0 + step] = torch.where(hi >= -lo, arg_hi, arg_lo + half)
-        return out.reshape(rotations.shape[0], *lead, x.shape[-2])
+        xf = x.reshape(-1, D)  # (N*L, D)
+        rot = rotations.permute(1, 0, 2).reshape(D, n_hashes * half).float()
+        out = torch.empty(n_hashes, xf.shape[0], dtype=torch.long, device=x.device)
+        step = max(256, chunk // (n_hashes * half))  # long inputs: fewer, larger matmuls
+        for t0 in range(0, xf.shape[0], step):
+            proj = (xf[t0 : t0 + step].float() @ rot).view(-1, n_hashes, half)
+            hi, arg_hi = proj.max(-1)
+            lo, arg_lo = proj.min(-1)
+            # ties go to the first half, as argmax over the concatenation does
+            out[:, t0 : t0 + step] = torch.where(hi >= -lo, arg_hi, arg_lo + half).T
+        return out.view(n_hashes, *lead, x.shape[-2])
 
     def _rounds(self, qb: Tensor, kb: Tensor) -> list[_Round]:
         """Sorted layouts for buckets qb, kb (n_hashes, L) of one (batch, head)."""
@@ -123,14 +124,21 @@ class LSH(Pattern):
             rounds.append(_Round(q_order, k_order, qb[r], kb[r], q_chunk, k_chunk))
         return rounds
 
+    def _constraint(self, rd: _Round, i: Tensor, j: Tensor) -> Tensor | None:
+        """Bucket and causal rule of one round on original indices; None = no constraint."""
+        m = None
+        if not self.attend_across_buckets:
+            m = rd.q_bucket[i.clamp(min=0)] == rd.k_bucket[j.clamp(min=0)]
+        if self.causal:
+            m = (j <= i) if m is None else m & (j <= i)
+        return m
+
     def _base_rule(self, rd: _Round):
-        """Bucket and causal rule of one round, on original indices (no self rule)."""
+        """:meth:`_constraint` as a rule (no self rule)."""
         def rule(i: Tensor, j: Tensor) -> Tensor:
-            m = torch.ones(torch.broadcast_shapes(i.shape, j.shape), dtype=torch.bool, device=i.device)
-            if not self.attend_across_buckets:
-                m = m & (rd.q_bucket[i.clamp(min=0)] == rd.k_bucket[j.clamp(min=0)])
-            if self.causal:
-                m = m & (j <= i)
+            m = self._constraint(rd, i, j)
+            if m is None:
+                m = torch.ones(torch.broadcast_shapes(i.shape, j.shape), dtype=torch.bool, device=i.device)
             return m
         return rule
 
@@ -140,6 +148,7 @@ class LSH(Pattern):
         return d <= (1 if n_chunks > 1 else 0)
 
     def _rule(self, rd: _Round):
+        """The mask a round's tiles use (as :meth:`dense_masks` reports it)."""
         base = self._base_rule(rd)
         if not self.shared_qk:
             return base
@@ -150,12 +159,19 @@ class LSH(Pattern):
         return rule
 
     def _self_ok(self, rd: _Round, plan: Plan) -> Tensor:
-        """Tokens with no allowed key but themselves in this round (chunked over blocks)."""
+        """Tokens with no allowed key but themselves in this round."""
         L = plan.L
+        q = plan.query_index(rd.q_order.device)
+        kidx = plan.key_index(rd.q_order.device)
+        if self.attend_across_buckets and not self.causal:
+            # Every key of the chunk pair is allowed: a token is alone iff its span holds one real key.
+            n_keys = (plan.block_keys(kidx, 0, plan.n_blocks) >= 0).sum(-1)  # (n_blocks,)
+            alone = (n_keys <= 1)[:, None].expand_as(q)
+            ok = torch.zeros(L, dtype=torch.bool, device=q.device)
+            ok[q[q >= 0]] = alone[q >= 0]
+            return ok
         base = self._base_rule(rd)
         has_other = torch.zeros(L, dtype=torch.bool, device=rd.q_order.device)
-        q = plan.query_index(has_other.device)
-        kidx = plan.key_index(has_other.device)
         step = max(1, 2**22 // (plan.block * plan.span))
         for n0 in range(0, plan.n_blocks, step):
             n1 = min(plan.n_blocks, n0 + step)
@@ -165,42 +181,58 @@ class LSH(Pattern):
             has_other[q[n0:n1][valid]] = other[valid]
         return ~has_other
 
-    def _count_bias(self, rounds: list[_Round], n_chunks: int):
-        """Additive ``-log(count)`` of the rounds in which each tile pair meets.
+    def _dedup_rule(self, rounds: list[_Round], r: int, n_chunks: int):
+        """Round ``r``'s tile rule with each pair kept only in the first round that allows it.
 
-        All rounds are compared at once on small integers: a pair meets in a round when its
-        key's chunk is the query's chunk or the one before (cyclically). Causality is the
-        same in every round, so it never changes a count where the pair is allowed; the
-        diagonal counts the rounds in which a token may attend itself.
+        This is Reformer's correction (a pair met in ``c`` rounds has its score lowered by
+        ``log c`` in each) in exact form: merging the rounds' softmaxes by log-sum-exp then
+        counts every allowed pair exactly once. Dropping repeats instead of down-weighting
+        them needs comparisons with the earlier rounds only, and no score bias.
         """
-        device = rounds[0].q_chunk.device
+        rd = rounds[r]
         small = torch.int16 if n_chunks < 2**15 else torch.int32
-        qc = torch.stack([rd.q_chunk for rd in rounds]).to(small)  # (R, L)
-        kc = torch.stack([rd.k_chunk for rd in rounds]).to(small)
-        qb = kb = None
-        if not self.attend_across_buckets:
-            qb = torch.stack([rd.q_bucket for rd in rounds]).to(torch.int32)
-            kb = torch.stack([rd.k_bucket for rd in rounds]).to(torch.int32)
-        self_count = None
+        # A pair meets in round t iff the key's chunk is the query's or the one before
+        # (cyclically): c_t(j) == c_t(i) or (c_t(j) + 1) % n == c_t(i). Two equalities,
+        # no subtraction, and the wrap-around comes free.
+        qc = [x.q_chunk.to(small) for x in rounds[:r]]
+        kc = [x.k_chunk.to(small) for x in rounds[:r]]
+        kn = [((x.k_chunk + 1) % n_chunks).to(small) for x in rounds[:r]]
+        across = self.attend_across_buckets
+        left = self.bucket_size if n_chunks > 1 else 0  # a query's own key column is left + row
         if self.shared_qk:
-            self_count = torch.stack([rd.self_ok for rd in rounds]).sum(0).to(torch.int8)  # (L,)
-        neg_log = -torch.arange(1, len(rounds) + 1, device=device, dtype=torch.float32).log()
+            # The diagonal is allowed in a round iff the token is alone there: keep its first such round.
+            earlier_alone = torch.zeros_like(rd.self_ok)
+            for x in rounds[:r]:
+                earlier_alone |= x.self_ok
+            diag_here = rd.self_ok & ~earlier_alone
 
-        def extra(qi: Tensor, kj: Tensor) -> Tensor:
-            qi0, kj0 = qi.clamp(min=0), kj.clamp(min=0)
-            if n_chunks <= 2:  # every chunk pair meets
-                meets = torch.ones((len(rounds), *qi.shape, kj.shape[-1]), dtype=torch.bool, device=device)
-            else:
-                d = qc[:, qi0].unsqueeze(-1) - kc[:, kj0].unsqueeze(-2)  # (R, n, bq, span)
-                meets = (d == 0) | (d == 1) | (d == 1 - n_chunks)
-            if qb is not None:
-                meets &= qb[:, qi0].unsqueeze(-1) == kb[:, kj0].unsqueeze(-2)
-            count = meets.sum(0, dtype=torch.int8)
-            if self_count is not None:
-                diag = qi.unsqueeze(-1) == kj.unsqueeze(-2)
-                count = torch.where(diag, self_count[qi0].unsqueeze(-1), count)
-            return neg_log[(count.long() - 1).clamp(min=0)]
-        return extra
+        def tile_rule(i: Tensor, j: Tensor) -> Tensor:
+            """i (n, bq, 1), j (n, 1, span) original indices of a tile batch (-1 = padding)."""
+            m = self._constraint(rd, i, j)
+            i0, j0 = i.clamp(min=0), j.clamp(min=0)
+            met = None
+            for t in range(r):
+                meet = None
+                if n_chunks > 2:  # with one or two chunks every pair meets in every round
+                    ci = qc[t][i0]
+                    meet = (kc[t][j0] == ci).logical_or_(kn[t][j0] == ci)
+                if not across:
+                    same = rounds[t].q_bucket[i0] == rounds[t].k_bucket[j0]
+                    meet = same if meet is None else meet.logical_and_(same)
+                if meet is None:  # met in every earlier round: nothing is new here
+                    met = torch.ones(torch.broadcast_shapes(i.shape, j.shape), dtype=torch.bool, device=i.device)
+                    break
+                met = meet if met is None else met.logical_or_(meet)
+            if met is not None:
+                m = met.logical_not_() if m is None else m & met.logical_not_()
+            if m is None:
+                m = torch.ones(torch.broadcast_shapes(i.shape, j.shape), dtype=torch.bool, device=i.device)
+            if self.shared_qk:
+                m = m.contiguous() if m.shape == (i.shape[0], i.shape[1], j.shape[2]) else \
+                    m.expand(i.shape[0], i.shape[1], j.shape[2]).clone()
+                m.diagonal(offset=left, dim1=1, dim2=2).copy_(diag_here[i0[:, :, 0]])
+            return m
+        return tile_rule
 
     def _tiling(self, rounds: list[_Round], L: int, device: torch.device) -> Tiling:
         bs = self.bucket_size
@@ -214,9 +246,10 @@ class LSH(Pattern):
                         key_slots=torch.cat([rd.k_order, fill]), wrap=n_chunks > 1)
             if self.shared_qk:
                 rd.self_ok = self._self_ok(rd, plan)
-            plan.rule = self._rule(rd)
             plan.regular = torch.zeros(n_chunks, dtype=torch.bool, device=device)
             parts.append(plan)
+        for r, plan in enumerate(parts):  # after every round's self rule is known
+            plan.rule = self._dedup_rule(rounds, r, n_chunks)
         return Tiling(parts)
 
     def layout(self, q: Tensor, k: Tensor, rotations: Tensor | None = None) -> list[list[list[_Round]]]:
@@ -237,19 +270,17 @@ class LSH(Pattern):
         if self.shared_qk:
             k = F.normalize(q, dim=-1)
         layouts = self.layout(q.detach(), k.detach(), rotations)
-        n_chunks = math.ceil(L / self.bucket_size)
+        # split (not indexing) per (batch, head): its backward is one concatenation,
+        # where slicing would allocate a zero gradient of the whole input per head.
         rows = []
-        for b in range(B):
+        for b, (qb, kb, vb) in enumerate(zip(q.split(1, 0), k.split(1, 0), v.split(1, 0))):
             heads = []
-            for h in range(H):
-                rounds = layouts[b][h]
-                tiling = self._tiling(rounds, L, q.device)
-                extra = self._count_bias(rounds, n_chunks)
-                sl = (slice(b, b + 1), slice(h, h + 1))
+            for h, (qh, kh, vh) in enumerate(zip(qb.split(1, 1), kb.split(1, 1), vb.split(1, 1))):
+                tiling = self._tiling(layouts[b][h], L, q.device)
                 heads.append(blocked_attention(
-                    q[sl], k[sl], v[sl], tiling, pattern=self,
+                    qh, kh, vh, tiling, pattern=self,
                     key_mask=None if key_mask is None else key_mask[b : b + 1],
-                    scale=scale, dropout_p=dropout_p, extra_bias=extra))
+                    scale=scale, dropout_p=dropout_p))
             rows.append(torch.cat(heads, dim=1))
         return torch.cat(rows, dim=0)
 

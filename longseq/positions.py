@@ -133,15 +133,28 @@ class RoPE1D(nn.Module):
         if dim < 2 or dim % 2:
             raise ValueError(f"RoPE1D dim must be even and >= 2, got {dim}")
         self.dim, self.base = dim, base
+        self._table: tuple[tuple, Tensor, Tensor] | None = None  # (key, cos, sin) for positions 0..L-1
 
-    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+    def _cos_sin(self, x: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(L, dim) cos and sin; the table for positions 0..L-1 is kept, since long inputs
+        call this for q and k of every layer (and again when layers are recomputed)."""
         L = x.shape[-2]
+        key = (L, x.device, x.dtype)
+        cacheable = positions is None and not torch.compiler.is_compiling()
+        if cacheable and self._table is not None and self._table[0] == key:
+            return self._table[1], self._table[2]
         pos = torch.arange(L, device=x.device) if positions is None else positions
         if pos.shape != (L,):
             raise ValueError(f"RoPE1D positions must have shape (L,) = ({L},), got {tuple(pos.shape)}")
         ang = _rope_angles(pos, self.dim, self.base)
-        xr = x[..., : self.dim]
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+        if cacheable:
+            self._table = (key, cos, sin)
+        return cos, sin
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        xr = x[..., : self.dim]
+        cos, sin = self._cos_sin(x, positions)
         out = xr * cos + _rotate_half(xr) * sin
         if x.shape[-1] == self.dim:
             return out

@@ -24,6 +24,9 @@ __all__ = ["blocked_attention", "use_backend", "merge_partial"]
 
 _BACKEND = "auto"
 _CHUNK_BYTES = 32 * 2**20
+# Irregular tile masks (data-dependent patterns such as LSH) cost several elementwise
+# passes each; forward keeps them for backward when they are small next to q.
+_MASK_CACHE_BYTES = 64 * 2**20
 NEG_INF = float("-inf")
 
 
@@ -72,17 +75,18 @@ def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tup
 
 
 def _float_mask(allowed: Tensor) -> Tensor:
-    return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, NEG_INF)
+    """Additive float32 mask: 0 where allowed, -inf elsewhere (one pass)."""
+    zero = torch.zeros((), dtype=torch.float32, device=allowed.device)
+    return torch.where(allowed, zero, zero - float("inf"))
 
 
 class _Part:
     """Index bookkeeping of one plan for one call (shared by forward and backward)."""
 
     def __init__(self, plan: Plan, B: int, H: int, device: torch.device, key_mask: Tensor | None,
-                 bias, pattern, extra_bias=None) -> None:
+                 bias, pattern, cache_budget: int = 0) -> None:
         self.plan, self.B, self.H, self.G = plan, B, H, B * H
         self.bias, self.pattern, self.key_mask = bias, pattern, key_mask
-        self.extra_bias = extra_bias  # callable (qi, kj) -> additive (n, bq, span) float, or None
         self.qidx = plan.query_index(device)  # (n_blocks, block)
         self.kidx = plan.key_index(device)  # (Lk,)
         valid = self.kidx >= 0
@@ -96,13 +100,12 @@ class _Part:
             self.q_missing = bool((self.q_slot_of < 0).any())
         else:
             self.q_slot_of, self.q_missing = None, False
+        self.k_slot_of = self._key_slot_of_token(device)
         regular = plan.regular if plan.regular is not None else torch.zeros(plan.n_blocks, dtype=torch.bool)
         regular = regular.to(device)
         if key_mask is not None and bool(regular.any()):
             spans = plan.block_keys(self.kidx, 0, plan.n_blocks).clamp(min=0)  # (n_blocks, span)
             regular = regular & key_mask[:, spans].all(-1).all(0)
-        if extra_bias is not None:
-            regular = torch.zeros_like(regular)
         self.regular = regular.cpu()
         self.template = None
         self._template_biased = None
@@ -112,6 +115,25 @@ class _Part:
             self.template_rows = plan.template.any(-1).to(device)  # (bq,)
         per_block = max(1, self.G * plan.block * max(plan.span, 1) * 4)
         self.chunk = max(1, _CHUNK_BYTES // per_block)
+        mask_bytes = int((~self.regular).sum()) * (B if key_mask is not None else 1) * plan.block * plan.span
+        # chunk start -> bool mask saved by forward for backward, or None: recompute
+        self.mask_cache: dict[int, Tensor] | None = {} if 0 < mask_bytes <= cache_budget else None
+
+    def _key_slot_of_token(self, device: torch.device) -> Tensor | None:
+        """(L,) key slot of every token when permuted key slots hold each token once, else None.
+
+        Then key gradients go back by a gather instead of a scatter-add."""
+        plan = self.plan
+        if plan.contiguous_keys or plan.key_blocks is not None:
+            return None
+        base = plan._key_base(device)
+        valid = base >= 0
+        tokens = base[valid]
+        if tokens.numel() != plan.L or bool((torch.bincount(tokens, minlength=plan.L) != 1).any()):
+            return None
+        slot_of = torch.empty(plan.L, dtype=torch.long, device=device)
+        slot_of[tokens] = torch.nonzero(valid).squeeze(1)
+        return slot_of
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         """Runs of regular / irregular blocks, so regular runs use the broadcast template."""
@@ -185,6 +207,15 @@ class _Part:
         if plan.contiguous_keys:
             front = plan.key_pad(plan.n_slots)[0]
             return self._from_token_major(xs[front : front + plan.L])
+        if self.k_slot_of is not None:
+            n = plan.n_slots if plan.key_slots is None else plan.key_slots.numel()
+            front, back = plan.key_pad(n)
+            core = xs[front : front + n]
+            if plan.wrap and front + back:
+                # padded slot s holds key slot (s - front) mod n: fold the wrapped copies back
+                pad = torch.cat([torch.arange(front), torch.arange(front + n, front + n + back)]).to(xs.device)
+                core = core.index_add(0, (pad - front).remainder(n), xs.index_select(0, pad))
+            return self._from_token_major(core.index_select(0, self.k_slot_of))
         out = xs.new_zeros(plan.L, *xs.shape[1:])
         out.index_add_(0, self.kvalid_idx, xs.index_select(0, self.kvalid_pos))
         return self._from_token_major(out)
@@ -255,6 +286,22 @@ class _Part:
                 b = self.bias_tile(self.qidx[ref], plan.block_keys(self.kidx, ref, ref + 1)[0])
                 self._template_biased = self.template + self._expand_heads(b[None, None].detach())
             return self._template_biased, rows
+        allowed = self._allowed(n0, n1)  # (n, B|1, bq, span)
+        mask = _float_mask(allowed)[:, :, None]  # (n, B|1, 1, bq, span)
+        rows = allowed.any(-1)[:, :, None]  # (n, B|1, 1, bq)
+        if self.bias is not None:
+            qi, kj = self.qidx[n0:n1], plan.block_keys(self.kidx, n0, n1)
+            mask = mask + self.bias_tile(qi, kj)[:, None]  # (n, B|1, H, bq, span)
+        return self._merge_bh(mask), self._merge_bh(rows)
+
+    def _allowed(self, n0: int, n1: int) -> Tensor:
+        """(n, B|1, bq, span) bool: the rule, key padding and key_mask on irregular tiles.
+
+        With a mask cache, forward stores each chunk's mask and backward takes it back."""
+        cache = self.mask_cache
+        if cache is not None and n0 in cache:
+            return cache.pop(n0)
+        plan = self.plan
         qi = self.qidx[n0:n1]  # (n, bq)
         kj = plan.block_keys(self.kidx, n0, n1)  # (n, span)
         allowed = plan.rule(qi[:, :, None], kj[:, None, :]) & (kj >= 0)[:, None, :]
@@ -262,13 +309,9 @@ class _Part:
         if self.key_mask is not None:
             km = self.key_mask[:, kj.clamp(min=0)]  # (B, n, span)
             allowed = allowed & km.permute(1, 0, 2)[:, :, None, :]  # (n, B, bq, span)
-        mask = _float_mask(allowed)[:, :, None]  # (n, B|1, 1, bq, span)
-        rows = allowed.any(-1)[:, :, None]  # (n, B|1, 1, bq)
-        if self.extra_bias is not None:
-            mask = mask + self.extra_bias(qi, kj)[:, None, None]
-        if self.bias is not None:
-            mask = mask + self.bias_tile(qi, kj)[:, None]  # (n, B|1, H, bq, span)
-        return self._merge_bh(mask), self._merge_bh(rows)
+        if cache is not None and self.filling:
+            cache[n0] = allowed
+        return allowed
 
     def _expand_heads(self, b: Tensor) -> Tensor:
         """(1, 1, H, ...) -> (1, G, ...)."""
@@ -282,6 +325,8 @@ class _Part:
         return x.expand(n, self.B, self.H, *x.shape[3:]).reshape(n, self.G, *x.shape[3:])
 
     # Forward / backward of this part -------------------------------------------------
+    filling = False  # forward of a call that will run backward: fill the mask cache
+
     def forward(self, q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str, dropout_p: float,
                 seed: int) -> tuple[Tensor, Tensor]:
         plan = self.plan
@@ -298,6 +343,7 @@ class _Part:
                 o, lse = tiles.math_forward(qv, kv, vv, mask, scale, dropout_p, seed + n0)
             self.block_rows(out_s, n0, n1).copy_(o)
             self.block_rows(lse_s, n0, n1).copy_(lse)
+        self.filling = False  # the cache now holds every chunk; backward takes them back
         lse = self.from_slots(lse_s)
         if self.q_missing:  # tokens this part does not cover contribute nothing
             lse = torch.where((self.q_slot_of >= 0).view(1, 1, -1), lse, torch.full_like(lse, NEG_INF))
@@ -388,18 +434,18 @@ def blocked_attention(
     bias=None,
     scale: float,
     dropout_p: float = 0.0,
-    extra_bias=None,
 ) -> Tensor:
     """Attention of q (B, H, L, D) over k, v (B, H, L, D) as tiled by ``tiling``.
-
-    ``extra_bias`` (optional) is a callable ``(qi (n, bq), kj (n, span)) -> (n, bq, span)``
-    of additive, non-learnable scores (e.g. LSH's duplicate-pair correction).
     """
     B, H, L, D = q.shape
     params = tuple(p for p in bias.parameters() if p.requires_grad) if bias is not None else ()
     bias_grad = bool(params) and torch.is_grad_enabled()
     backend = _pick_backend(q, dropout_p, bias_grad)
-    parts = [_Part(plan, B, H, q.device, key_mask, bias, pattern, extra_bias) for plan in tiling.parts]
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *params))
+    budget = min(_MASK_CACHE_BYTES, q.numel() * q.element_size() // 2) if needs_grad else 0
+    parts = [_Part(plan, B, H, q.device, key_mask, bias, pattern, budget) for plan in tiling.parts]
+    for part in parts:
+        part.filling = part.mask_cache is not None
     out = _BlockedAttention.apply(q, k, v, parts, scale, dropout_p, backend, *params)
     if tiling.global_rows is not None:
         out = _global_rows(q, k, v, out, tiling, parts[0], scale, dropout_p)

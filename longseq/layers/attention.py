@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from longseq.attention import attend
 from longseq.patterns import Pattern
 
 __all__ = ["MultiheadAttention"]
+
+# Fused attention kernels whose outputs head-chunked layers keep instead of recomputing:
+# the recomputation in backward then redoes only the cheap projections, not attention.
+_KEEP_OPS = tuple(
+    op for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                    "_scaled_dot_product_efficient_attention")
+    if (op := getattr(getattr(torch.ops.aten, name, None), "default", None)) is not None
+)
+
+
+def _keep_attention(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    return CheckpointPolicy.MUST_SAVE if op in _KEEP_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _keep_attention_contexts():
+    return create_selective_checkpoint_contexts(_keep_attention)
 
 
 class MultiheadAttention(nn.Module):
@@ -22,6 +40,12 @@ class MultiheadAttention(nn.Module):
         kv_heads: key/value heads for grouped-query attention (divides ``heads``).
         bias: a :mod:`longseq.positions` bias module.
         rope: a rotary module (``RoPE1D`` / ``RoPE2D``) applied to q and k.
+        head_chunks: compute the heads in this many groups (it must divide ``kv_heads``).
+            While training, each group's projections are recomputed in backward (selective
+            activation checkpointing: the fused attention kernel's outputs are kept, so
+            attention itself is not rerun), so q, k, v exist for one group at a time and
+            the layer saves its input and the attention output: the memory lever for
+            million-token inputs. Not combinable with ``bias``.
     """
 
     def __init__(
@@ -35,6 +59,7 @@ class MultiheadAttention(nn.Module):
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        head_chunks: int = 1,
     ) -> None:
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
@@ -42,7 +67,11 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if kv_heads < 1 or heads % kv_heads:
             raise ValueError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
-        self.dim, self.heads, self.kv_heads = dim, heads, kv_heads
+        if head_chunks < 1 or kv_heads % head_chunks:
+            raise ValueError(f"head_chunks ({head_chunks}) must divide kv_heads ({kv_heads})")
+        if head_chunks > 1 and bias is not None:
+            raise ValueError("head_chunks > 1 does not support a positional bias module (use rope)")
+        self.dim, self.heads, self.kv_heads, self.head_chunks = dim, heads, kv_heads, head_chunks
         self.head_dim = dim // heads
         self.pattern = pattern
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
@@ -63,9 +92,48 @@ class MultiheadAttention(nn.Module):
         """x (B, L, dim) -> (B, L, dim)."""
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, L, {self.dim}), got {tuple(x.shape)}")
+        pattern = pattern or self.pattern
+        if self.head_chunks == 1:
+            return self.proj_drop(self.proj(self._heads(x, 0, self.heads, self.kv_heads, key_mask, pattern,
+                                                        positions)))
+        hq, hkv = self.heads // self.head_chunks, self.kv_heads // self.head_chunks
+        out = None
+        for g in range(self.head_chunks):
+            if torch.is_grad_enabled():
+                y = checkpoint(self._group, x, g, hq, hkv, key_mask, pattern, positions, use_reentrant=False,
+                               context_fn=_keep_attention_contexts, respect_saved_tensors_hooks=True)
+            else:
+                y = self._group(x, g, hq, hkv, key_mask, pattern, positions)
+            out = y if out is None else out + y
+        return self.proj_drop(out + self.proj.bias if self.proj.bias is not None else out)
+
+    def _group(self, x: Tensor, g: int, hq: int, hkv: int, key_mask: Tensor | None, pattern: Pattern,
+               positions: Tensor | None) -> Tensor:
+        """Head group g through the output projection (without its bias): (B, L, dim)."""
+        D = self.head_dim
+        out = self._heads(x, g * hq, hq, hkv, key_mask, pattern, positions, kv_start=g * hkv)
+        return F.linear(out, self.proj.weight[:, g * hq * D : (g + 1) * hq * D])
+
+    def _heads(self, x: Tensor, q_start: int, hq: int, hkv: int, key_mask: Tensor | None, pattern: Pattern,
+               positions: Tensor | None, kv_start: int = 0) -> Tensor:
+        """Query heads [q_start, q_start + hq) with kv heads [kv_start, kv_start + hkv):
+        x (B, L, dim) -> attention output (B, L, hq * head_dim) before the projection."""
         B, L, _ = x.shape
-        q = self.q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # B, H, L, Dh
-        k, v = self.kv(x).view(B, L, 2, self.kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # B, Hkv, L, Dh
+        D = self.head_dim
+        if hq == self.heads:
+            q = self.q(x)
+            kv = self.kv(x).view(B, L, 2, hkv, D)
+            k, v = kv[:, :, 0], kv[:, :, 1]
+        else:
+            def rows(layer: nn.Linear, start: int, n: int) -> tuple[Tensor, Tensor | None]:
+                b = layer.bias[start * D : (start + n) * D] if layer.bias is not None else None
+                return layer.weight[start * D : (start + n) * D], b
+
+            q = F.linear(x, *rows(self.q, q_start, hq))
+            k = F.linear(x, *rows(self.kv, kv_start, hkv)).view(B, L, hkv, D)
+            v = F.linear(x, *rows(self.kv, self.kv_heads + kv_start, hkv)).view(B, L, hkv, D)
+        q = q.view(B, L, hq, D).transpose(1, 2)  # B, H, L, Dh
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # B, Hkv, L, Dh
         if self.rope is not None:
             q, k = self.rope(q, positions), self.rope(k, positions)
         # No .contiguous(): the kernel works token-major, which is how these views already lie.
@@ -73,10 +141,9 @@ class MultiheadAttention(nn.Module):
             q,
             k,
             v,
-            pattern or self.pattern,
+            pattern,
             key_mask=key_mask,
             bias=self.bias,
             dropout_p=self.attn_drop if self.training else 0.0,
         )
-        out = out.transpose(1, 2).reshape(B, L, self.dim)
-        return self.proj_drop(self.proj(out))
+        return out.transpose(1, 2).reshape(B, L, hq * D)

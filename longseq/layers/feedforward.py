@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -37,12 +38,15 @@ class ChunkedFeedForward(nn.Module):
         self.chunks = chunks
         self.ff = FeedForward(dim, hidden, dropout, activation)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pre: nn.Module | None = None) -> Tensor:
+        """``pre`` (a position-wise module such as the block's norm) is applied to x first,
+        per chunk, so with ``chunks > 1`` its output is recomputed rather than saved."""
         if self.chunks == 1:
-            return self.ff(x)
-        import torch
+            return self.ff(pre(x) if pre is not None else x)
+        def fn(chunk: Tensor) -> Tensor:
+            return self.ff(pre(chunk) if pre is not None else chunk)
 
         parts = x.chunk(self.chunks, dim=1)
         if not torch.is_grad_enabled():
-            return torch.cat([self.ff(p) for p in parts], dim=1)
-        return torch.cat([checkpoint(self.ff, p, use_reentrant=False) for p in parts], dim=1)
+            return torch.cat([fn(p) for p in parts], dim=1)
+        return torch.cat([checkpoint(fn, p, use_reentrant=False) for p in parts], dim=1)

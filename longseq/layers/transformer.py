@@ -49,7 +49,7 @@ class _FeedForwardBranch(nn.Module):
         self.norm, self.ff, self.drop_path = norm, ff, drop_path
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop_path(self.ff(self.norm(x)))
+        return self.drop_path(self.ff(x, pre=self.norm))
 
 
 class TransformerBlock(nn.Module):
@@ -65,6 +65,7 @@ class TransformerBlock(nn.Module):
         bias: nn.Module | None = None,
         rope: nn.Module | None = None,
         ff_chunks: int = 1,
+        head_chunks: int = 1,
         drop_path: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         dropout: float = 0.0,
@@ -72,7 +73,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         dp = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         attn = MultiheadAttention(dim, heads, pattern, kv_heads=kv_heads, bias=bias, rope=rope,
-                                  attn_drop=dropout, proj_drop=dropout)
+                                  attn_drop=dropout, proj_drop=dropout, head_chunks=head_chunks)
         ff = ChunkedFeedForward(dim, int(dim * mlp_ratio), chunks=ff_chunks, dropout=dropout)
         self.attn_branch = _AttentionBranch(norm_layer(dim), attn, dp)
         self.ff_branch = _FeedForwardBranch(norm_layer(dim), ff, dp)

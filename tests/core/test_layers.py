@@ -94,6 +94,34 @@ def test_chunked_feedforward_equals_unchunked_and_saves_less():
     assert s4 < s1 / 2, (s1, s4)
 
 
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_head_chunks_equal_all_heads_and_save_less(kv_heads):
+    """Head groups recomputed in backward: same output and gradients, less saved for backward."""
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(32)
+    full = MultiheadAttention(32, 4, SlidingWindow(5, causal=True), kv_heads=kv_heads, rope=RoPE1D(8))
+    chunked = MultiheadAttention(32, 4, SlidingWindow(5, causal=True), kv_heads=kv_heads, rope=RoPE1D(8),
+                                 head_chunks=2)
+    chunked.load_state_dict(full.state_dict())
+    x = torch.randn(2, 45, 32, requires_grad=True)
+    km = torch.rand(2, 45) > 0.2
+    y1, y2 = full(norm(x), key_mask=km), chunked(norm(x), key_mask=km)
+    torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
+    dy = torch.randn_like(y1)
+    params = [x, *full.parameters(), *norm.parameters()]
+    g1 = torch.autograd.grad(y1, params, dy)
+    g2 = torch.autograd.grad(y2, [x, *chunked.parameters(), *norm.parameters()], dy)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    s1 = saved_bytes(lambda: full(x).sum())
+    s2 = saved_bytes(lambda: chunked(x).sum())
+    assert s2 < s1 / 2, (s1, s2)  # what the kept attention outputs cost is counted too
+    with pytest.raises(ValueError, match="head_chunks"):
+        MultiheadAttention(32, 4, Dense(), kv_heads=2, head_chunks=4)
+    with pytest.raises(ValueError, match="bias"):
+        MultiheadAttention(32, 4, Dense(), head_chunks=2, bias=ALiBi(4))
+
+
 def test_multihead_attention_gqa_rope_and_pattern_override():
     mha = MultiheadAttention(32, 4, SlidingWindow(3), kv_heads=2, rope=RoPE1D(8), bias=ALiBi(4))
     x = torch.randn(2, 21, 32)

@@ -175,6 +175,7 @@ def lsh_reference(pattern, q, v, key_mask=None, rotations=None):
     LSH(bucket_size=4, n_hashes=2, seed=1), LSH(bucket_size=4, n_hashes=3, seed=2, causal=True),
     LSH(bucket_size=8, n_hashes=2, seed=3, attend_across_buckets=False), LSH(bucket_size=16, n_hashes=1, seed=4),
     LSH(bucket_size=64, n_hashes=2, seed=5),  # a single chunk
+    LSH(bucket_size=32, n_hashes=3, seed=6),  # two chunks: every pair meets in every round
 ], ids=repr)
 def test_lsh_matches_round_by_round_reference(pattern, L, key_mask):
     q = torch.randn(2, 2, L, 8, requires_grad=True)
@@ -252,3 +253,20 @@ def test_same_layout_on_cuda():
     p = LSH(bucket_size=4, n_hashes=2, seed=11)
     q = torch.randn(1, 1, 32, 8)
     assert torch.equal(p.dense_masks(q), p.dense_masks(q.cuda()).cpu())
+
+
+@pytest.mark.parametrize("pattern", [LSH(bucket_size=4, n_hashes=3, seed=7), BigBird(8, seed=1)], ids=repr)
+def test_mask_cache_gives_the_same_gradients(pattern, monkeypatch):
+    """Backward with the forward's cached irregular masks equals backward recomputing them."""
+    from longseq.kernels import blocked
+
+    q, k, v = (torch.randn(2, 2, 45, 8, requires_grad=True) for _ in range(3))
+    km = torch.rand(2, 45) > 0.2
+    dout = torch.randn(2, 2, 45, 8)
+    grads = []
+    for budget in (blocked._MASK_CACHE_BYTES, 0):
+        monkeypatch.setattr(blocked, "_MASK_CACHE_BYTES", budget)
+        out = attend(q, k, v, pattern, key_mask=km)
+        grads.append((out, *torch.autograd.grad(out, (q, v), dout)))  # LSH shares q and k
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
