@@ -19,6 +19,7 @@ from genomics.bed import read_bed
 from genomics.cache import GenomeArray, build_genome_cache
 from genomics.datasets import OnShort, SequenceDataset, WindowDataset, pad_collate
 from genomics.io import SeqFormat, iter_records
+from genomics.joined import JoinedWindowDataset
 from genomics.schedule import Stage
 from genomics.sources import ecoli_k12_fasta, yeast_genbank
 from genomics.splits import Region, bed_splits, check_disjoint, fraction_splits, record_splits
@@ -45,6 +46,10 @@ class GenomeWindowDataModule(L.LightningDataModule):
         samples_per_epoch: training windows per epoch (default: one per planned cell).
         gff: GFF3 file(s), one per genome file, giving the per-base labels of
             :class:`AnnotationDataModule` for FASTA input (GenBank input carries its own).
+        join_records: windows may span records: each split's regions are joined end to end
+            with a ``SEP`` token between them that attention masks (see
+            :class:`~genomics.joined.JoinedWindowDataset`). Default: a window never spans
+            two records.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class GenomeWindowDataModule(L.LightningDataModule):
         fmt: SeqFormat | None = None,
         samples_per_epoch: int | None = None,
         gff: str | Sequence[str] | None = None,
+        join_records: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -118,12 +124,17 @@ class GenomeWindowDataModule(L.LightningDataModule):
             if self.splits[split]:
                 self.datasets[split] = self.make_dataset(split, h.val_seq_len or self.seq_len)
 
-    def make_dataset(self, split: str, seq_len: int) -> WindowDataset:
+    def make_dataset(self, split: str, seq_len: int) -> WindowDataset | JoinedWindowDataset:
         """Windows of ``split``; training ones are augmented. Public so a length warm-up can re-plan."""
         h = self.hparams
         if not self.splits.get(split):
             raise ValueError(f"split {split!r} has no region; check val_fraction/val_records/split_bed")
         train = split == "train"
+        if h.get("join_records"):
+            return JoinedWindowDataset(
+                self.genomes, self.splits[split], seq_len, on_short=h.on_short, max_n_frac=h.max_n_frac, augment=train,
+                rc_prob=h.rc_prob if train else 0.0, max_shift=h.max_shift, with_labels=self._labels, split=split,
+            )
         return WindowDataset(
             self.genomes, self.splits[split], seq_len, on_short=h.on_short, max_n_frac=h.max_n_frac,
             augment=train, rc_prob=h.rc_prob if train else 0.0, max_shift=h.max_shift,

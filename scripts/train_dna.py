@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fasta", nargs="+", help="genome file(s): FASTA/GenBank/FASTQ, plain or gzip (lm/annotation)")
     p.add_argument("--data", help="CSV 'sequence,label' or a folder of one FASTA per class (classification)")
     p.add_argument("--seq-len", type=int, help="final training window in bases (default 65536)")
+    p.add_argument("--join-records", action="store_true",
+                   help="let windows span records (contigs), joined by a separator token that attention masks")
     p.add_argument("--batch-size", type=int, help="windows per step at the final length")
     p.add_argument("--max-steps", type=int, help="optimizer steps over all warm-up stages")
     p.add_argument("--max-time", help="stop training after DD:HH:MM:SS (default from config)")
@@ -154,6 +156,8 @@ def build(args: argparse.Namespace, cfg: dict[str, dict[str, Any]]):
         sched_kw["start_len"] = seq_len
     stages = warmup_schedule(seq_len, batch_size, max_steps=args.max_steps, **sched_kw)
     data_kw.setdefault("val_seq_len", seq_len)
+    if args.join_records:
+        data_kw["join_records"] = True
     data_cls = AnnotationDataModule if args.task == "annotation" else GenomeWindowDataModule
     dm = data_cls(args.fasta, stages[0].seq_len, batch_size=stages[0].batch_size,
                   num_workers=args.num_workers, **data_kw)

@@ -55,6 +55,37 @@ def test_windows_never_cross_splits_or_records(tmp_path, cache_dir):
     assert batch["input_ids"].shape == (4, 128) and batch["input_ids"].dtype == torch.int64
 
 
+def test_join_records_spans_contigs_with_a_masked_separator(tmp_path, cache_dir):
+    """Joined windows cover short contigs, put SEP (mask False) between regions, never mix splits."""
+    from genomics.tokenizers import SEP
+
+    recs = {f"c{i}": random_dna(n, 10 + i) for i, n in enumerate((90, 150, 60, 200))}
+    with pytest.raises(ValueError, match="shorter than seq_len"):
+        _dm(tmp_path, cache_dir, recs, seq_len=256, on_short="error")  # every contig alone is too short
+    dm = _dm(tmp_path, cache_dir, recs, seq_len=128, val_fraction=0.2, join_records=True, rc_prob=0.0, max_shift=0)
+    train = dm.datasets["train"]
+    # the train stream: first 80% of each contig in order, one SEP between them
+    parts = [s[: round(len(s) * 0.8)] for s in recs.values()]
+    stream = TOK.encode("N".join(parts))  # 'N' stands in for SEP, then replaced below
+    seps = np.cumsum([len(p) + 1 for p in parts])[:-1] - 1
+    stream[seps] = SEP
+    assert len(train) == len(stream) // 128
+    for i in range(len(train)):
+        item = train[i]
+        expect = stream[i * 128 : (i + 1) * 128]
+        assert np.array_equal(item["input_ids"].numpy(), expect)
+        assert np.array_equal(item["mask"].numpy(), expect != SEP)
+    assert sum(int((~train[i]["mask"]).sum()) for i in range(len(train))) >= 2  # windows do span contigs
+    val_text = {TOK.decode(dm.datasets["val"][i]["input_ids"][dm.datasets["val"][i]["mask"]])
+                for i in range(len(dm.datasets["val"]))}
+    train_parts = "".join(parts)
+    assert all(v and v[:20] not in train_parts for v in val_text)  # validation bases come from the val regions
+    torch.manual_seed(0)
+    aug = _dm(tmp_path, cache_dir, recs, seq_len=128, val_fraction=0.2, join_records=True, rc_prob=1.0)
+    item = aug.datasets["train"][0]
+    assert item["input_ids"].shape == (128,) and bool((item["input_ids"] == SEP).eq(~item["mask"]).all())
+
+
 def test_n_windows_skipped(tmp_path, cache_dir):
     seq = random_dna(1000, 3)
     seq = seq[:200] + "N" * 100 + seq[300:]
