@@ -118,6 +118,7 @@ class _Part:
         mask_bytes = int((~self.regular).sum()) * (B if key_mask is not None else 1) * plan.block * plan.span
         # chunk start -> bool mask saved by forward for backward, or None: recompute
         self.mask_cache: dict[int, Tensor] | None = {} if 0 < mask_bytes <= cache_budget else None
+        self.filling = self.mask_cache is not None  # until forward has stored every chunk
 
     def _key_slot_of_token(self, device: torch.device) -> Tensor | None:
         """(L,) key slot of every token when permuted key slots hold each token once, else None.
@@ -127,6 +128,7 @@ class _Part:
         if plan.contiguous_keys or plan.key_blocks is not None:
             return None
         base = plan._key_base(device)
+        self.n_key_base = base.numel()
         valid = base >= 0
         tokens = base[valid]
         if tokens.numel() != plan.L or bool((torch.bincount(tokens, minlength=plan.L) != 1).any()):
@@ -208,7 +210,7 @@ class _Part:
             front = plan.key_pad(plan.n_slots)[0]
             return self._from_token_major(xs[front : front + plan.L])
         if self.k_slot_of is not None:
-            n = plan.n_slots if plan.key_slots is None else plan.key_slots.numel()
+            n = self.n_key_base
             front, back = plan.key_pad(n)
             core = xs[front : front + n]
             if plan.wrap and front + back:
@@ -325,8 +327,6 @@ class _Part:
         return x.expand(n, self.B, self.H, *x.shape[3:]).reshape(n, self.G, *x.shape[3:])
 
     # Forward / backward of this part -------------------------------------------------
-    filling = False  # forward of a call that will run backward: fill the mask cache
-
     def forward(self, q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str, dropout_p: float,
                 seed: int) -> tuple[Tensor, Tensor]:
         plan = self.plan
@@ -444,8 +444,6 @@ def blocked_attention(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *params))
     budget = min(_MASK_CACHE_BYTES, q.numel() * q.element_size() // 2) if needs_grad else 0
     parts = [_Part(plan, B, H, q.device, key_mask, bias, pattern, budget) for plan in tiling.parts]
-    for part in parts:
-        part.filling = part.mask_cache is not None
     out = _BlockedAttention.apply(q, k, v, parts, scale, dropout_p, backend, *params)
     if tiling.global_rows is not None:
         out = _global_rows(q, k, v, out, tiling, parts[0], scale, dropout_p)
