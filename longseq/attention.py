@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.kernels.blocked import blocked_attention
+from longseq.kernels.blocked import blocked_attention, current_backend
+from longseq.kernels.window2d import supports_window2d_sdpa, window2d_attention
 from longseq.patterns import Dense, Pattern
 
 __all__ = ["attend"]
@@ -130,6 +131,9 @@ def attend(
         return _dense_sdpa(q, k, v, pattern.causal, key_mask, float(dropout_p), scale)
     if torch.compiler.is_exporting():
         return _attend_masked_dense(q, k, v, pattern, key_mask, bias, scale)
+    if current_backend() == "auto" and supports_window2d_sdpa(pattern, bias):
+        # whole windows attending themselves: one partition copy instead of tile gathers
+        return window2d_attention(q, k, v, pattern, key_mask, bias, float(dropout_p), scale)
     tiling = _cached_tiling(pattern, L, q.device)
     return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
                              dropout_p=float(dropout_p))

@@ -172,17 +172,37 @@ class RoPE2D(nn.Module):
         if dim < 4 or dim % 4:
             raise ValueError(f"RoPE2D dim must be a multiple of 4, got {dim}")
         self.dim, self.base = dim, base
-        self.row = RoPE1D(dim // 2, base)
-        self.col = RoPE1D(dim // 2, base)
+        # (positions, dtype, cos, sin) of the last call: a ViT calls this for q and k of
+        # every block with the same grid, so the table is built once per image size.
+        self._table: tuple[Tensor, torch.dtype, Tensor, Tensor] | None = None
+
+    def _cos_sin(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(L, dim) cos and sin: row angles on the first half of the dims, columns on the second."""
+        cacheable = not torch.compiler.is_compiling()
+        t = self._table
+        if (cacheable and t is not None and t[1] == x.dtype and t[0].shape == positions.shape
+                and t[0].device == positions.device and torch.equal(t[0], positions)):
+            return t[2], t[3]
+        h = self.dim // 2
+        ang = torch.cat((_rope_angles(positions[:, 0], h, self.base), _rope_angles(positions[:, 1], h, self.base)), -1)
+        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+        if cacheable:
+            self._table = (positions.clone(), x.dtype, cos, sin)
+        return cos, sin
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         L = x.shape[-2]
         if positions is None or positions.shape != (L, 2):
             raise ValueError(f"RoPE2D positions must have shape (L, 2) = ({L}, 2)")
-        h = self.dim // 2
-        xr = self.row(x[..., :h], positions[:, 0])
-        xc = self.col(x[..., h : self.dim], positions[:, 1])
-        return torch.cat((xr, xc, x[..., self.dim :]), dim=-1)
+        cos, sin = self._cos_sin(x, positions)
+        xr = x[..., : self.dim]
+        # rotate_half inside each axis half, in one pass: [a1, a2 | b1, b2] -> [-a2, a1 | -b2, b1]
+        parts = xr.unflatten(-1, (2, 2, self.dim // 4))
+        rotated = torch.stack((-parts[..., 1, :], parts[..., 0, :]), dim=-2).flatten(-3)
+        out = xr * cos + rotated * sin
+        if x.shape[-1] == self.dim:
+            return out
+        return torch.cat((out, x[..., self.dim :]), dim=-1)
 
 
 class AxialPositionalEmbedding(nn.Module):

@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without install
-DEFAULT_MODELS = ["longseq_vit_small", "longseq_vit_small+bigbird", "vit_small_patch16_224",
+DEFAULT_MODELS = ["longseq_vit_small", "longseq_vit_small+dense", "vit_small_patch16_224",
                   "longseq_swin_tiny", "swin_tiny_patch4_window7_224"]
 FIELDS = ["model", "size", "mode", "batch", "seconds", "images_per_s", "peak_rss_gb", "gflops", "gflops_per_s",
           "params_m", "status"]
@@ -36,8 +36,9 @@ FIELDS = ["model", "size", "mode", "batch", "seconds", "images_per_s", "peak_rss
 def build(name: str, size: int):
     """A timm model at ``size`` (timm's own models get ``img_size`` so their tables fit).
 
-    ``longseq_vit_*+bigbird`` gives the global blocks a BigBird pattern (blocks of 64
-    tokens, 1 window, 1 global, 2 random blocks) instead of dense attention.
+    ``longseq_vit_*`` global blocks default to ``"auto"`` (dense up to 4096 patches, BigBird
+    above); ``longseq_vit_*+dense`` forces dense global blocks (ViTDet exactly) and
+    ``longseq_vit_*+bigbird`` forces BigBird (blocks of 64 patches) at every size.
     """
     import timm
 
@@ -45,12 +46,13 @@ def build(name: str, size: int):
 
     base, _, variant = name.partition("+")
     kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 10}
-    if variant == "bigbird" and base.startswith("longseq_vit"):
-        from longseq.patterns import BigBird
+    if variant in ("bigbird", "dense") and base.startswith("longseq_vit"):
+        from longseq.patterns import BigBird, Dense
 
-        kwargs["global_pattern"] = BigBird(block=64, window_blocks=1, global_blocks=1, random_blocks=2)
+        kwargs["global_pattern"] = Dense() if variant == "dense" else BigBird(
+            block=64, window_blocks=1, global_blocks=1, random_blocks=2)
     elif variant:
-        raise ValueError(f"unknown model variant {variant!r} in {name!r} (only longseq_vit_*+bigbird)")
+        raise ValueError(f"unknown model variant {variant!r} in {name!r} (longseq_vit_*+dense or +bigbird)")
     if not base.startswith("longseq_"):
         kwargs["img_size"] = size
     return timm.create_model(base, **kwargs)

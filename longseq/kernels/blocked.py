@@ -20,7 +20,7 @@ from torch import Tensor
 from longseq.kernels import tiles
 from longseq.kernels.plan import Plan, Tiling
 
-__all__ = ["blocked_attention", "use_backend", "merge_partial"]
+__all__ = ["blocked_attention", "use_backend", "current_backend", "merge_partial"]
 
 _BACKEND = "auto"
 _CHUNK_BYTES = 32 * 2**20
@@ -41,6 +41,11 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         _BACKEND = old
+
+
+def current_backend() -> str:
+    """The backend forced by :func:`use_backend` (``"auto"`` outside any such block)."""
+    return _BACKEND
 
 
 def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:

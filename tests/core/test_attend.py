@@ -201,3 +201,23 @@ def test_cuda_matches_dense():
         _compare(SlidingWindow(5, global_tokens=(1,)), 77, key_mask=True)
     finally:
         torch.set_default_device("cpu")
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_window2d_window_without_keys_is_zero_not_nan(shift):
+    # grid 9 x 10 with 4 x 4 windows (padded); the key mask empties the whole top-left window
+    H, W, ws = 9, 10, 4
+    pattern = Window2D(ws, (H, W), shift=shift)
+    q, k, v = _inputs(2, 2, 2, H * W, 8, torch.float32)
+    km = torch.ones(2, H, W, dtype=torch.bool)
+    km[0, :6, :6] = False
+    km = km.view(2, -1)
+    out = attend(q, k, v, pattern, key_mask=km)
+    out.sum().backward()
+    for t in (out, q.grad, k.grad, v.grad):
+        assert torch.isfinite(t).all()
+    ref = reference_attend(q.detach(), k.detach(), v.detach(), pattern.dense_mask(H * W), km, None)
+    torch.testing.assert_close(out.detach(), ref, atol=TOL, rtol=TOL)
+    empty = ~(pattern.dense_mask(H * W)[None] & km[:, None, :]).any(-1)  # (B, L) rows with no key
+    assert empty.any()
+    assert out.detach().transpose(1, 2)[empty].abs().max() == 0

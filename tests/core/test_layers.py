@@ -167,6 +167,15 @@ def test_rope2d_depends_on_relative_offset_only():
     assert not torch.allclose(score((3, 4), (1, 1)), score((3, 4), (1, 2)))
 
 
+def test_rope2d_rotates_each_half_by_its_axis_and_follows_new_positions():
+    rope, row, col = RoPE2D(16), RoPE1D(8, base=100.0), RoPE1D(8, base=100.0)
+    x = torch.randn(2, 3, 12, 20)  # 4 trailing dims pass through unrotated
+    for grid in ((3, 4), (4, 3), (3, 4)):  # a changed grid must not reuse the cached table
+        pos = torch.stack(torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij"), -1).view(-1, 2)
+        ref = torch.cat((row(x[..., :8], pos[:, 0]), col(x[..., 8:16], pos[:, 1]), x[..., 16:]), -1)
+        torch.testing.assert_close(rope(x, pos), ref)
+
+
 def test_axial_positional_embedding():
     emb = AxialPositionalEmbedding((8, 16), 32)
     assert sum(p.numel() for p in emb.parameters()) == 8 * 16 + 16 * 16
@@ -190,3 +199,25 @@ def test_window_partition_round_trip_and_matches_window2d():
         t = window[window >= 0]
         same[t[:, None], t[None, :]] = True
     assert torch.equal(same, Window2D(4, (7, 10)).dense_mask(70))
+
+
+@pytest.mark.parametrize("activation", [nn.GELU, nn.SiLU])
+def test_feed_forward_recomputed_activation_same_gradients_less_saved(activation):
+    from longseq.layers.feedforward import FeedForward
+
+    ff = FeedForward(12, 48, activation=activation).double()
+    x = torch.randn(3, 7, 12, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(3, 7, 12, dtype=torch.float64)
+    grads = {}
+    for recompute in (True, False):
+        ff.recompute_activation = recompute
+        out = ff(x)
+        grads[recompute] = torch.autograd.grad(out, (x, *ff.parameters()), dy)
+    for a, b in zip(grads[True], grads[False]):
+        torch.testing.assert_close(a, b)
+    ff.recompute_activation = True
+    kept = saved_bytes(lambda: ff(x).sum())
+    ff.recompute_activation = False
+    full = saved_bytes(lambda: ff(x).sum())
+    hidden = 3 * 7 * 48 * 8  # one hidden-width float64 tensor
+    assert full - kept >= hidden

@@ -3,9 +3,12 @@
 Most blocks attend inside non-overlapping ``window_size x window_size`` windows of the
 patch grid (:class:`longseq.patterns.Window2D`, built per forward because the grid follows
 the image size; the grid is padded inside the pattern, so any ``H, W`` works). The blocks
-listed in ``global_blocks`` use ``global_pattern``: dense by default, or any longseq
-pattern that connects every token to every other (global tokens, BigBird, LSH), which keeps
-the global blocks sub-quadratic at high resolution. Positions enter through 2D rotary
+listed in ``global_blocks`` use ``global_pattern``: any longseq pattern that connects every
+token to every other. The default, ``"auto"``, is dense attention (exactly ViTDet) up to
+``AUTO_DENSE_MAX_TOKENS`` patches (a 1024 x 1024 image at patch 16) and BigBird above,
+which keeps the global blocks sub-quadratic at high resolution: at 2048 x 2048 dense
+global blocks alone would cost more than the 4x speed-up over a global ViT that this
+backbone is benchmarked for (docs/benchmarks.md). Positions enter through 2D rotary
 embeddings, so there is no position table to interpolate when the resolution changes.
 """
 
@@ -17,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from longseq.layers import TransformerBlock
-from longseq.patterns import Dense, Pattern, Window2D
+from longseq.patterns import BigBird, Dense, Pattern, Window2D
 from longseq.positions import RoPE2D
 from timm.models import register_model
 from timm.models._features import feature_take_indices
@@ -26,7 +29,23 @@ from timm.models._registry import generate_default_cfgs
 from vision.models._builder import build_backbone, default_cfg
 from vision.models.layers import ClassifierHead, ConvStem, PatchEmbed, drop_path_rates, grid_positions
 
-__all__ = ["LongseqViT"]
+__all__ = ["LongseqViT", "AUTO_DENSE_MAX_TOKENS", "auto_global_pattern"]
+
+#: ``global_pattern="auto"`` is dense up to this many patches, BigBird above.
+AUTO_DENSE_MAX_TOKENS = 4096
+
+
+def auto_global_pattern(n_tokens: int) -> Pattern:
+    """The ``"auto"`` global pattern for a grid of ``n_tokens`` patches.
+
+    Dense while the grid is small; above, BigBird with blocks of 64 patches (one
+    neighbouring block each side, the first and last block global, two random blocks),
+    which still connects any two patches within two hops. Exported graphs always use the
+    dense form (the BigBird layout needs a concrete length).
+    """
+    if torch.compiler.is_exporting() or n_tokens <= AUTO_DENSE_MAX_TOKENS:
+        return Dense()
+    return BigBird(block=64, window_blocks=1, global_blocks=1, random_blocks=2)
 
 
 class LongseqViT(nn.Module):
@@ -41,7 +60,8 @@ class LongseqViT(nn.Module):
         embed_dim, depth, num_heads, mlp_ratio: transformer sizes.
         window_size: window side in patches for the windowed blocks.
         global_blocks: indices of blocks that use ``global_pattern`` instead of windows.
-        global_pattern: longseq pattern of the global blocks (default :class:`Dense`).
+        global_pattern: longseq pattern of the global blocks, or ``"auto"`` (default: see
+            :func:`auto_global_pattern`).
         drop_rate: dropout before the classifier. drop_path_rate: max stochastic depth.
         ff_chunks: feed-forward chunks (memory at high resolution).
         norm_layer: normalisation layer type.
@@ -62,7 +82,7 @@ class LongseqViT(nn.Module):
         mlp_ratio: float = 4.0,
         window_size: int = 14,
         global_blocks: Sequence[int] = (2, 5, 8, 11),
-        global_pattern: Pattern | None = None,
+        global_pattern: Pattern | str | None = "auto",
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         ff_chunks: int = 1,
@@ -78,7 +98,11 @@ class LongseqViT(nn.Module):
         if any(not 0 <= i < depth for i in global_blocks):
             raise ValueError(f"global_blocks must be block indices in [0, {depth}), got {global_blocks}")
         self.patch_size, self.window_size, self.global_blocks = patch_size, window_size, global_blocks
-        self.global_pattern = global_pattern if global_pattern is not None else Dense()
+        if global_pattern is None:
+            global_pattern = "auto"
+        if not (global_pattern == "auto" or isinstance(global_pattern, Pattern)):
+            raise ValueError(f"global_pattern must be a longseq Pattern or 'auto', got {global_pattern!r}")
+        self.global_pattern = global_pattern
         self.num_classes, self.embed_dim = num_classes, embed_dim
         self.num_features = self.head_hidden_size = embed_dim
 
@@ -88,7 +112,8 @@ class LongseqViT(nn.Module):
         placeholder = Window2D(window_size, grid=(window_size, window_size))  # replaced per forward
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                embed_dim, num_heads, self.global_pattern if i in global_blocks else placeholder,
+                embed_dim, num_heads,
+                (Dense() if global_pattern == "auto" else global_pattern) if i in global_blocks else placeholder,
                 mlp_ratio=mlp_ratio, rope=self.rope, ff_chunks=ff_chunks, drop_path=dpr, norm_layer=norm_layer,
             )
             for i, dpr in enumerate(drop_path_rates(drop_path_rate, depth))
@@ -125,9 +150,10 @@ class LongseqViT(nn.Module):
         tokens = x.reshape(B, gh * gw, C)
         positions = grid_positions(gh, gw, x.device)
         window = Window2D(self.window_size, grid=(gh, gw))  # the grid follows the image size
+        glob = auto_global_pattern(gh * gw) if self.global_pattern == "auto" else self.global_pattern
         taken: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks[: len(self.blocks) if stop is None else stop + 1]):
-            tokens = block(tokens, pattern=None if i in self.global_blocks else window, positions=positions)
+            tokens = block(tokens, pattern=glob if i in self.global_blocks else window, positions=positions)
             if i in take:
                 taken[i] = tokens.reshape(B, gh, gw, C)
         return tokens.reshape(B, gh, gw, C), taken
