@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -124,3 +125,24 @@ def test_vit_global_blocks_accept_sparse_patterns(pattern):
     y.sum().backward()
     assert y.shape == (2, 3) and torch.isfinite(y).all()
     assert model.blocks[1].attn.q.weight.grad is not None
+
+
+def test_vit_auto_global_pattern_is_dense_then_bigbird(monkeypatch):
+    from longseq.patterns import BigBird, Dense
+    from vision.models import vit
+
+    assert vit.auto_global_pattern(vit.AUTO_DENSE_MAX_TOKENS) == Dense()
+    assert isinstance(vit.auto_global_pattern(vit.AUTO_DENSE_MAX_TOKENS + 1), BigBird)
+    torch.manual_seed(0)
+    auto = timm.create_model("longseq_vit_tiny", num_classes=3, **TINY_KWARGS["longseq_vit_tiny"]).eval()
+    x = torch.randn(1, 3, 384, 400)  # 24 x 25 = 600 patches: 10 BigBird blocks of 64
+    explicit = {name: copy.deepcopy(auto) for name in ("dense", "bigbird")}
+    explicit["dense"].global_pattern = Dense()
+    explicit["bigbird"].global_pattern = vit.auto_global_pattern(10**9)
+    with torch.no_grad():
+        torch.testing.assert_close(auto(x), explicit["dense"](x))
+        monkeypatch.setattr(vit, "AUTO_DENSE_MAX_TOKENS", 599)  # 600 patches now count as large
+        torch.testing.assert_close(auto(x), explicit["bigbird"](x))
+        assert not torch.allclose(auto(x), explicit["dense"](x))
+    with pytest.raises(ValueError, match="global_pattern"):
+        timm.create_model("longseq_vit_tiny", global_pattern="sparse", **TINY_KWARGS["longseq_vit_tiny"])
