@@ -59,11 +59,23 @@ def build(name: str, size: int):
 
 
 def step_flops(model, x, train: bool) -> float:
-    """Model FLOPs of one step: counted forward FLOPs, x3 for forward + backward."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """Model FLOPs of one step: counted forward FLOPs, x3 for forward + backward.
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    PyTorch's counter has no formula for the CPU flash-attention op that SDPA dispatches
+    to here, so attention would count for timm's Swin (explicit matmuls) and not for
+    SDPA users (timm's ViT, ours): the same formula as for the GPU kernels is added.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_flash_flops(q_shape, k_shape, v_shape, *args, **kwargs) -> int:
+        return sdpa_flop_count(q_shape, k_shape, v_shape)
+
+    mapping = {}
+    cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_flash is not None:
+        mapping[cpu_flash] = cpu_flash_flops
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         model(x)
     return counter.get_total_flops() * (3 if train else 1)
 
