@@ -181,10 +181,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(os.cpu_count() or 1)
     import lightning as L
+    from lightning.pytorch.accelerators import CPUAccelerator
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from genomics.callbacks import Throughput, peak_rss_bytes
+    from longseq.hardware import warn_if_slow_bf16
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config)
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log_every_n_steps=max(1, min([trainer_cfg.get("log_every_n_steps", 5), *epoch_steps])),
         logger=logger, callbacks=[ckpt, throughput], deterministic=False,
     )
+    warn_if_slow_bf16(precision, on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
+
     if stages:
         print("length warm-up: " + ", ".join(f"{s.steps} x {s.batch_size} x {s.seq_len:,}" for s in stages)
               + " (steps x batch x bases)")

@@ -33,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import lightning as L  # noqa: E402
 import timm  # noqa: E402
 import yaml  # noqa: E402
+from lightning.pytorch.accelerators import CPUAccelerator  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 
 import vision  # noqa: E402,F401  (registers the longseq backbones with timm)
+from longseq.hardware import warn_if_slow_bf16  # noqa: E402
 from vision.data.datamodules import ImageFolderDataModule, ScatteredDigitsDataModule  # noqa: E402
 from vision.tasks.classification import ImageClassifier  # noqa: E402
 
@@ -137,6 +139,7 @@ def train(
         log_every_n_steps=10, limit_val_batches=limit_val_batches, num_sanity_val_steps=0,
         enable_model_summary=False,
     )
+    warn_if_slow_bf16(precision, on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start

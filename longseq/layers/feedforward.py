@@ -8,7 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["FeedForward", "ChunkedFeedForward"]
+__all__ = ["FeedForward", "ChunkedFeedForward", "AUTO_FF_CHUNK_TOKENS"]
+
+#: ``chunks="auto"`` cuts the sequence into pieces of at most this many tokens.
+AUTO_FF_CHUNK_TOKENS = 4096
 
 
 class _ActivationLinear(torch.autograd.Function):
@@ -68,26 +71,40 @@ class ChunkedFeedForward(nn.Module):
     With ``chunks > 1`` each slice is recomputed in backward (activation checkpointing),
     so the tensors saved for backward are the input slices only, not the wide hidden
     layer. Output equals the unchunked feed-forward exactly (it is position-wise).
+    ``chunks="auto"`` picks ``ceil(L / AUTO_FF_CHUNK_TOKENS)`` per training call: no
+    chunking (and no recompute) for short sequences, bounded saved memory for long ones,
+    which suits models whose length follows the input (images of any size). Without
+    gradients (inference, export) "auto" is one chunk: nothing is saved to bound.
     x (B, L, dim) -> (B, L, dim).
     """
 
-    def __init__(self, dim: int, hidden: int, chunks: int = 1, dropout: float = 0.0,
+    def __init__(self, dim: int, hidden: int, chunks: int | str = 1, dropout: float = 0.0,
                  activation: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
-        if chunks < 1:
-            raise ValueError(f"chunks must be >= 1, got {chunks}")
+        if chunks != "auto" and not (isinstance(chunks, int) and chunks >= 1):
+            raise ValueError(f"chunks must be an int >= 1 or 'auto', got {chunks!r}")
         self.chunks = chunks
         self.ff = FeedForward(dim, hidden, dropout, activation)
+
+    def n_chunks(self, length: int) -> int:
+        """Number of sequence slices used for an input of ``length`` tokens."""
+        if self.chunks == "auto":
+            if not torch.is_grad_enabled() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+                return 1
+            return max(1, -(-length // AUTO_FF_CHUNK_TOKENS))
+        return self.chunks
 
     def forward(self, x: Tensor, pre: nn.Module | None = None) -> Tensor:
         """``pre`` (a position-wise module such as the block's norm) is applied to x first,
         per chunk, so with ``chunks > 1`` its output is recomputed rather than saved."""
-        if self.chunks == 1:
+        chunks = self.n_chunks(x.shape[1])
+        if chunks == 1:
             return self.ff(pre(x) if pre is not None else x)
+
         def fn(chunk: Tensor) -> Tensor:
             return self.ff(pre(chunk) if pre is not None else chunk)
 
-        parts = x.chunk(self.chunks, dim=1)
+        parts = x.chunk(chunks, dim=1)
         if not torch.is_grad_enabled():
             return torch.cat([fn(p) for p in parts], dim=1)
         return torch.cat([checkpoint(fn, p, use_reentrant=False) for p in parts], dim=1)

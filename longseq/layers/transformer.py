@@ -64,7 +64,7 @@ class TransformerBlock(nn.Module):
         kv_heads: int | None = None,
         bias: nn.Module | None = None,
         rope: nn.Module | None = None,
-        ff_chunks: int = 1,
+        ff_chunks: int | str = 1,
         head_chunks: int = 1,
         drop_path: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,

@@ -94,6 +94,28 @@ def test_chunked_feedforward_equals_unchunked_and_saves_less():
     assert s4 < s1 / 2, (s1, s4)
 
 
+def test_auto_chunked_feedforward_follows_length(monkeypatch):
+    """``chunks="auto"``: one chunk up to the threshold, ceil(L / threshold) above (so
+    saving less there), one chunk without gradients; same values and gradients as unchunked."""
+    import longseq.layers.feedforward as ffmod
+
+    monkeypatch.setattr(ffmod, "AUTO_FF_CHUNK_TOKENS", 16)
+    auto, plain = ChunkedFeedForward(8, 32, chunks="auto"), ChunkedFeedForward(8, 32, chunks=1)
+    plain.load_state_dict(auto.state_dict())
+    assert auto.n_chunks(16) == 1 and auto.n_chunks(17) == 2 and auto.n_chunks(50) == 4
+    with torch.no_grad():
+        assert auto.n_chunks(50) == 1
+    short, long = torch.randn(2, 16, 8, requires_grad=True), torch.randn(2, 50, 8, requires_grad=True)
+    assert saved_bytes(lambda: auto(short).sum()) == saved_bytes(lambda: plain(short).sum())
+    assert saved_bytes(lambda: auto(long).sum()) < saved_bytes(lambda: plain(long).sum()) / 2
+    ga = torch.autograd.grad(auto(long).square().sum(), [long] + list(auto.parameters()))
+    gp = torch.autograd.grad(plain(long).square().sum(), [long] + list(plain.parameters()))
+    for a, b in zip(ga, gp):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="chunks"):
+        ChunkedFeedForward(8, 32, chunks="many")
+
+
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_head_chunks_equal_all_heads_and_save_less(kv_heads):
     """Head groups recomputed in backward: same output and gradients, less saved for backward."""
