@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.kernels.blocked import blocked_attention
+from longseq.kernels.blocked import blocked_attention_per_head
 from longseq.kernels.plan import Plan, Tiling
 from longseq.patterns import Pattern, _check_positive_int
 
@@ -30,10 +30,10 @@ __all__ = ["LSH"]
 class _Round:
     """Hash layout of one round for one (batch, head): sorted orders and chunk ids."""
 
-    q_order: Tensor  # (L,) token at each sorted query position
+    q_order: Tensor  # (n_chunks * bucket_size,) token at each sorted query position, -1 = padding
     k_order: Tensor
-    q_bucket: Tensor  # (L,) bucket of each token
-    k_bucket: Tensor
+    q_bucket: Tensor | None  # (L,) bucket of each token; None when attend_across_buckets
+    k_bucket: Tensor | None
     q_chunk: Tensor  # (L,) chunk of each token in the sorted query order
     k_chunk: Tensor
     self_ok: Tensor | None = None  # (L,) may a token attend itself (no other allowed key)
@@ -112,16 +112,31 @@ class LSH(Pattern):
         """Sorted layouts for buckets qb, kb (n_hashes, L) of one (batch, head)."""
         L = qb.shape[-1]
         pos = torch.arange(L, device=qb.device)
+        n_slots = math.ceil(L / self.bucket_size) * self.bucket_size
+        chunk_of_pos = pos // self.bucket_size
+
+        def order(buckets: Tensor) -> Tensor:
+            # padded to whole chunks here, so the plan's slots are this tensor, not a copy
+            slots = torch.full((n_slots,), -1, dtype=torch.long, device=qb.device)
+            slots[:L] = torch.argsort(buckets * L + pos)
+            return slots
+
+        def chunk_of(slots: Tensor) -> Tensor:
+            chunk = torch.empty_like(pos)
+            chunk[slots[:L]] = chunk_of_pos
+            return chunk
+
+        # Buckets are kept (as int32) only where the tile rule reads them.
+        keep = (lambda b: b.to(torch.int32)) if not self.attend_across_buckets else (lambda b: None)
         rounds = []
         for r in range(self.n_hashes):
-            q_order = torch.argsort(qb[r] * L + pos)
-            k_order = q_order if self.shared_qk else torch.argsort(kb[r] * L + pos)
-            q_chunk = torch.empty_like(pos)
-            q_chunk[q_order] = pos // self.bucket_size
-            k_chunk = q_chunk if self.shared_qk else torch.empty_like(pos)
-            if not self.shared_qk:
-                k_chunk[k_order] = pos // self.bucket_size
-            rounds.append(_Round(q_order, k_order, qb[r], kb[r], q_chunk, k_chunk))
+            q_order = order(qb[r])
+            k_order = q_order if self.shared_qk else order(kb[r])
+            q_chunk = chunk_of(q_order)
+            k_chunk = q_chunk if self.shared_qk else chunk_of(k_order)
+            q_bucket = keep(qb[r])
+            k_bucket = q_bucket if self.shared_qk else keep(kb[r])
+            rounds.append(_Round(q_order, k_order, q_bucket, k_bucket, q_chunk, k_chunk))
         return rounds
 
     def _constraint(self, rd: _Round, i: Tensor, j: Tensor) -> Tensor | None:
@@ -237,13 +252,11 @@ class LSH(Pattern):
     def _tiling(self, rounds: list[_Round], L: int, device: torch.device) -> Tiling:
         bs = self.bucket_size
         n_chunks = math.ceil(L / bs)
-        pad = n_chunks * bs - L
         parts = []
         for rd in rounds:
-            fill = rd.q_order.new_full((pad,), -1)
             plan = Plan(L=L, block=bs, n_blocks=n_chunks, span=2 * bs if n_chunks > 1 else bs,
-                        left=bs if n_chunks > 1 else 0, slots=torch.cat([rd.q_order, fill]),
-                        key_slots=torch.cat([rd.k_order, fill]), wrap=n_chunks > 1)
+                        left=bs if n_chunks > 1 else 0, slots=rd.q_order,
+                        key_slots=None if rd.k_order is rd.q_order else rd.k_order, wrap=n_chunks > 1)
             if self.shared_qk:
                 rd.self_ok = self._self_ok(rd, plan)
             plan.regular = torch.zeros(n_chunks, dtype=torch.bool, device=device)
@@ -266,23 +279,13 @@ class LSH(Pattern):
         """Called by :func:`longseq.attend` (k, v already expanded to q's heads)."""
         if bias is not None:
             raise ValueError("LSH attention does not take a positional bias; use RoPE or absolute embeddings")
-        B, H, L, D = q.shape
-        if self.shared_qk:
-            k = F.normalize(q, dim=-1)
-        layouts = self.layout(q.detach(), k.detach(), rotations)
-        # split (not indexing) per (batch, head): its backward is one concatenation,
-        # where slicing would allocate a zero gradient of the whole input per head.
-        rows = []
-        for b, (qb, kb, vb) in enumerate(zip(q.split(1, 0), k.split(1, 0), v.split(1, 0))):
-            heads = []
-            for h, (qh, kh, vh) in enumerate(zip(qb.split(1, 1), kb.split(1, 1), vb.split(1, 1))):
-                tiling = self._tiling(layouts[b][h], L, q.device)
-                heads.append(blocked_attention(
-                    qh, kh, vh, tiling, pattern=self,
-                    key_mask=None if key_mask is None else key_mask[b : b + 1],
-                    scale=scale, dropout_p=dropout_p))
-            rows.append(torch.cat(heads, dim=1))
-        return torch.cat(rows, dim=0)
+        L = q.shape[2]
+        # Shared QK: the layout hashes q alone, and the kernel normalises the keys per head.
+        layouts = self.layout(q.detach(), q.detach() if self.shared_qk else k.detach(), rotations)
+        tilings = [[self._tiling(rounds, L, q.device) for rounds in row] for row in layouts]
+        return blocked_attention_per_head(q, None if self.shared_qk else k, v, tilings, pattern=self,
+                                          key_mask=key_mask, scale=scale, dropout_p=dropout_p,
+                                          normalize_keys=self.shared_qk)
 
     def dense_masks(self, q: Tensor, k: Tensor | None = None, rotations: Tensor | None = None) -> Tensor:
         """(n_hashes, B, H, L, L) bool masks each round actually used (self rule included).

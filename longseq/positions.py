@@ -13,6 +13,7 @@ Rotary embeddings (``RoPE1D``, ``RoPE2D``) rotate q and k before ``attend``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import Tensor, nn
@@ -172,22 +173,24 @@ class RoPE2D(nn.Module):
         if dim < 4 or dim % 4:
             raise ValueError(f"RoPE2D dim must be a multiple of 4, got {dim}")
         self.dim, self.base = dim, base
-        # (positions, dtype, cos, sin) of the last call: a ViT calls this for q and k of
-        # every block with the same grid, so the table is built once per image size.
-        self._table: tuple[Tensor, torch.dtype, Tensor, Tensor] | None = None
+        # (weakref to positions, its version, dtype, cos, sin) of the last call: a ViT passes
+        # one positions tensor to q and k of every block, so the table is built once per
+        # forward. The key is the tensor's identity, not its values: comparing values is a
+        # tensor op, and recomputing checkpointed layers needs the same ops in backward as
+        # in forward, whatever the cache held.
+        self._table: tuple[weakref.ref, int, torch.dtype, Tensor, Tensor] | None = None
 
     def _cos_sin(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """(L, dim) cos and sin: row angles on the first half of the dims, columns on the second."""
         cacheable = not torch.compiler.is_compiling()
         t = self._table
-        if (cacheable and t is not None and t[1] == x.dtype and t[0].shape == positions.shape
-                and t[0].device == positions.device and torch.equal(t[0], positions)):
-            return t[2], t[3]
+        if cacheable and t is not None and t[0]() is positions and t[1] == positions._version and t[2] == x.dtype:
+            return t[3], t[4]
         h = self.dim // 2
         ang = torch.cat((_rope_angles(positions[:, 0], h, self.base), _rope_angles(positions[:, 1], h, self.base)), -1)
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
         if cacheable:
-            self._table = (positions.clone(), x.dtype, cos, sin)
+            self._table = (weakref.ref(positions), positions._version, x.dtype, cos, sin)
         return cos, sin
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:

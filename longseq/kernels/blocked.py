@@ -15,12 +15,13 @@ import contextlib
 from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels import tiles
 from longseq.kernels.plan import Plan, Tiling
 
-__all__ = ["blocked_attention", "use_backend", "current_backend", "merge_partial"]
+__all__ = ["blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "merge_partial"]
 
 _BACKEND = "auto"
 _CHUNK_BYTES = 32 * 2**20
@@ -94,9 +95,6 @@ class _Part:
         self.bias, self.pattern, self.key_mask = bias, pattern, key_mask
         self.qidx = plan.query_index(device)  # (n_blocks, block)
         self.kidx = plan.key_index(device)  # (Lk,)
-        valid = self.kidx >= 0
-        self.kvalid_pos = torch.nonzero(valid).squeeze(1)
-        self.kvalid_idx = self.kidx[valid]
         if plan.slots is not None:
             slots = plan.slots.to(device)
             self.q_slot_of = torch.full((plan.L,), -1, dtype=torch.long, device=device)
@@ -106,6 +104,10 @@ class _Part:
         else:
             self.q_slot_of, self.q_missing = None, False
         self.k_slot_of = self._key_slot_of_token(device)
+        # Permuted slots (LSH, dilation, windows): tiles gather their rows chunk by chunk
+        # instead of from whole slot copies of q, k, v (and out, dout in backward), which
+        # at a million tokens cost several times q's size at the peak.
+        self.gather_chunks = plan.slots is not None and plan.key_blocks is None
         regular = plan.regular if plan.regular is not None else torch.zeros(plan.n_blocks, dtype=torch.bool)
         regular = regular.to(device)
         if key_mask is not None and bool(regular.any()):
@@ -223,8 +225,9 @@ class _Part:
                 pad = torch.cat([torch.arange(front), torch.arange(front + n, front + n + back)]).to(xs.device)
                 core = core.index_add(0, (pad - front).remainder(n), xs.index_select(0, pad))
             return self._from_token_major(core.index_select(0, self.k_slot_of))
+        valid = self.kidx >= 0
         out = xs.new_zeros(plan.L, *xs.shape[1:])
-        out.index_add_(0, self.kvalid_idx, xs.index_select(0, self.kvalid_pos))
+        out.index_add_(0, self.kidx[valid], xs[valid])
         return self._from_token_major(out)
 
     def tile_views(self, qs: Tensor, kp: Tensor, vp: Tensor, n0: int, n1: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -249,6 +252,29 @@ class _Part:
                                 x.storage_offset() + n0 * plan.key_step * st)
 
         return qv, span_view(kp), span_view(vp)
+
+    def gathered_rows(self, x: Tensor, n0: int, n1: int, zero_pad: bool = False) -> Tensor:
+        """(n, G, bq, ...) query-slot rows of blocks [n0, n1), gathered from x (B, H, L, ...).
+
+        The per-chunk form of :meth:`to_slots` + :meth:`block_rows`."""
+        idx = self.qidx[n0:n1].reshape(-1)
+        xs = self._token_major(x).index_select(0, idx.clamp(min=0))
+        if zero_pad:
+            xs = xs * (idx >= 0).to(xs.dtype).view(-1, *([1] * (xs.dim() - 1)))
+        return xs.view(n1 - n0, self.plan.block, *xs.shape[1:]).transpose(1, 2)
+
+    def gathered_keys(self, x: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, span, D) key tiles of blocks [n0, n1), gathered from x (B, H, L, D).
+
+        The per-chunk form of :meth:`to_key_slots` + :meth:`tile_views`: only the key slots
+        these tiles read are copied."""
+        plan = self.plan
+        first = n0 * plan.key_step
+        last = first + (n1 - n0 - 1) * plan.key_step + plan.span
+        ks = self._token_major(x).index_select(0, self.kidx[first:last].clamp(min=0))
+        st, sg = ks.stride(0), ks.stride(1)
+        return ks.as_strided((n1 - n0, self.G, plan.span, ks.shape[-1]), (plan.key_step * st, sg, st, 1),
+                             ks.storage_offset())
 
     def block_rows(self, xs: Tensor, n0: int, n1: int) -> Tensor:
         """(n, G, bq, ...) view of query-slot rows of blocks [n0, n1) of xs (n_slots, G, ...)."""
@@ -351,12 +377,17 @@ class _Part:
     # Forward / backward of this part -------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str, dropout_p: float,
                 seed: int) -> tuple[Tensor, Tensor]:
-        plan = self.plan
-        qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
-        out_s = torch.empty_like(qs)
-        lse_s = torch.empty(qs.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
+        if self.gather_chunks:
+            out_s = q.new_empty(self.plan.n_slots, self.G, q.shape[-1])
+        else:
+            qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
+            out_s = torch.empty_like(qs)
+        lse_s = torch.empty(out_s.shape[:2], dtype=tiles.acc_dtype(q.dtype), device=q.device)
         for n0, n1 in self.chunks():
-            qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
+            if self.gather_chunks:
+                qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
+            else:
+                qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
             mask, rows = self.tile_mask(n0, n1)
             if backend == "flash":
                 o, lse = tiles.flash_forward(qv, kv, vv, mask, scale)
@@ -374,17 +405,37 @@ class _Part:
     def backward(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor, scale: float,
                  backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
                  bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
-        dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
-        lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
-        dqs = torch.empty_like(qs)
+        dqs, dkp, dvp = self._backward_slots(q, k, v, out, lse_b, dout, scale, backend, dropout_p, seed,
+                                             bias_params, bias_grads)
+        # The slot copies of q, k, v, out and dout died with _backward_slots: only the
+        # gradients' slot buffers exist while they are put back in token order.
+        return self.from_slots(dqs), self.from_key_slots(dkp), self.from_key_slots(dvp)
+
+    def _backward_slots(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor,
+                        scale: float, backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
+                        bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Gradients in slot layout: dq (n_slots, G, D), dk and dv (Lk, G, D) padded key slots."""
         acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
-        dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
+        if self.gather_chunks:
+            dqs = q.new_empty(self.plan.n_slots, self.G, q.shape[-1])
+            dkp = torch.zeros(self.kidx.numel(), self.G, k.shape[-1], dtype=acc, device=q.device)
+            dvp = torch.zeros(self.kidx.numel(), self.G, v.shape[-1], dtype=acc, device=q.device)
+        else:
+            qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
+            dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
+            lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
+            dqs = torch.empty_like(qs)
+            dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
+            dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
         for n0, n1 in self.chunks():
-            qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
-            dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)
-            lv = self.block_rows(lses, n0, n1)
+            if self.gather_chunks:
+                qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
+                dov, ov = self.gathered_rows(dout, n0, n1, zero_pad=True), self.gathered_rows(out, n0, n1)
+                lv = self.gathered_rows(lse_b.unsqueeze(-1), n0, n1).squeeze(-1)
+            else:
+                qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
+                dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)
+                lv = self.block_rows(lses, n0, n1)
             mask, _ = self.tile_mask(n0, n1)
             if backend == "flash":
                 dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
@@ -395,8 +446,7 @@ class _Part:
             self.overlap_add(dvp, dv, n0, n1)
             if bias_grads and dmask is not None:
                 self._bias_backward(n0, n1, dmask, bias_params, bias_grads)
-        dq = self.from_slots(dqs)
-        return dq, self.from_key_slots(dkp), self.from_key_slots(dvp)
+        return dqs, dkp, dvp
 
     def _bias_backward(self, n0: int, n1: int, dmask: Tensor, params, grads: list[Tensor]) -> None:
         """Route the score gradient of tiles [n0, n1) into the bias parameters."""
@@ -417,15 +467,43 @@ class _Part:
                 acc_g += g
 
 
+def _parts_forward(parts: Sequence[_Part], q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str,
+                   dropout_p: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Every part's attention merged by log-sum-exp: (out, lse)."""
+    out = lse = None
+    for i, part in enumerate(parts):
+        o, lse_p = part.forward(q, k, v, scale, backend, dropout_p, seed + i * (1 << 40))
+        out, lse = (o, lse_p) if out is None else merge_partial(out, lse, o, lse_p)
+    return out, lse
+
+
+def _parts_backward(parts: Sequence[_Part], q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                    dout: Tensor, scale: float, backend: str, dropout_p: float, seed: int,
+                    bias_params: Sequence[Tensor], bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """(dq, dk, dv) of :func:`_parts_forward`: each part against the merged out and lse."""
+    lse_b = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    dq = dk = dv = None
+    for i, part in enumerate(parts):
+        g = part.backward(q, k, v, out, lse_b, dout, scale, backend, dropout_p, seed + i * (1 << 40),
+                          bias_params, bias_grads)
+        if dq is None:
+            dq, dk, dv = g
+        else:  # in place: each part's gradients are fresh buffers of this call
+            dq, dk, dv = dq.add_(g[0]), dk.add_(g[1]), dv.add_(g[2])
+        del g
+    return dq, dk, dv
+
+
+def _new_seed(dropout_p: float) -> int:
+    return int(torch.randint(0, 2**62, (1,)).item()) if dropout_p > 0 else 0
+
+
 class _BlockedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, parts: list[_Part], scale: float, dropout_p: float, backend: tuple[str, str],
                 *bias_params):
-        seed = int(torch.randint(0, 2**62, (1,)).item()) if dropout_p > 0 else 0
-        out = lse = None
-        for i, part in enumerate(parts):
-            o, lse_p = part.forward(q, k, v, scale, backend[0], dropout_p, seed + i * (1 << 40))
-            out, lse = (o, lse_p) if out is None else merge_partial(out, lse, o, lse_p)
+        seed = _new_seed(dropout_p)
+        out, lse = _parts_forward(parts, q, k, v, scale, backend[0], dropout_p, seed)
         ctx.save_for_backward(q, k, v, out, lse, *bias_params)
         ctx.parts, ctx.scale, ctx.dropout_p, ctx.backend, ctx.seed = parts, scale, dropout_p, backend, seed
         ctx.n_bias = len(bias_params)
@@ -436,13 +514,73 @@ class _BlockedAttention(torch.autograd.Function):
         q, k, v, out, lse, *bias_params = ctx.saved_tensors
         dout = dout.contiguous()
         bias_grads = [torch.zeros_like(t) for t in bias_params] if ctx.n_bias else []
-        lse_b = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
-        dq = dk = dv = None
-        for i, part in enumerate(ctx.parts):
-            g = part.backward(q, k, v, out, lse_b, dout, ctx.scale, ctx.backend[1], ctx.dropout_p,
-                              ctx.seed + i * (1 << 40), bias_params, bias_grads)
-            dq, dk, dv = g if dq is None else (dq + g[0], dk + g[1], dv + g[2])
+        dq, dk, dv = _parts_backward(ctx.parts, q, k, v, out, lse, dout, ctx.scale, ctx.backend[1],
+                                     ctx.dropout_p, ctx.seed, bias_params, bias_grads)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, *bias_grads)
+
+
+class _PerHeadBlockedAttention(torch.autograd.Function):
+    """One tiling per (batch, head), for data-dependent layouts such as LSH.
+
+    Each head's output and gradients are written straight into whole (B, H, L, D) tensors,
+    so no per-head copies are concatenated, and only one head's slot copies exist at a
+    time. With ``normalize_keys`` the keys are ``F.normalize(q)`` (Reformer's shared QK),
+    formed per head in forward and again in backward, where their gradient is folded into
+    dq: no whole normalised copy of q and no separate key gradient ever exists.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, parts: list[list[list[_Part]]], scale: float, dropout_p: float,
+                backend: tuple[str, str], normalize_keys: bool):
+        seed = _new_seed(dropout_p)
+        B, H = q.shape[:2]
+        out = torch.empty_like(q)
+        lses = []
+        for b in range(B):
+            for h in range(H):
+                sl = (slice(b, b + 1), slice(h, h + 1))
+                kh = F.normalize(q[sl], dim=-1) if normalize_keys else k[sl]
+                o, lse = _parts_forward(parts[b][h], q[sl], kh, v[sl], scale, backend[0], dropout_p,
+                                        seed + (b * H + h) * (1 << 48))
+                out[sl].copy_(o)
+                lses.append(lse)
+                del o, kh
+        lse = torch.cat(lses, dim=1).view(B, H, -1)
+        ctx.save_for_backward(q, v, out, lse, *(() if normalize_keys else (k,)))
+        ctx.parts, ctx.scale, ctx.dropout_p, ctx.backend, ctx.seed = parts, scale, dropout_p, backend, seed
+        ctx.normalize_keys = normalize_keys
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, v, out, lse, *rest = ctx.saved_tensors
+        dout = dout.contiguous()
+        B, H = q.shape[:2]
+        dq, dv = torch.empty_like(q), torch.empty_like(v)
+        dk = None if ctx.normalize_keys else torch.empty_like(rest[0])
+        for b in range(B):
+            for h in range(H):
+                sl = (slice(b, b + 1), slice(h, h + 1))
+                qh = q[sl]
+                if ctx.normalize_keys:
+                    with torch.enable_grad():
+                        qh = qh.detach().requires_grad_()
+                        kh = F.normalize(qh, dim=-1)
+                else:
+                    kh = rest[0][sl]
+                g_q, g_k, g_v = _parts_backward(ctx.parts[b][h], qh.detach(), kh.detach(), v[sl], out[sl], lse[sl],
+                                                dout[sl], ctx.scale, ctx.backend[1], ctx.dropout_p,
+                                                ctx.seed + (b * H + h) * (1 << 48), (), [])
+                if ctx.normalize_keys:
+                    (g_norm,) = torch.autograd.grad(kh, qh, g_k.to(kh.dtype))
+                    g_q = g_q.add_(g_norm) if g_q.dtype == g_norm.dtype else g_q + g_norm
+                    del g_norm, kh, qh
+                else:
+                    dk[sl].copy_(g_k)
+                dq[sl].copy_(g_q)
+                dv[sl].copy_(g_v)
+                del g_q, g_k, g_v
+        return dq, dk, dv, None, None, None, None, None
 
 
 def blocked_attention(
@@ -470,6 +608,43 @@ def blocked_attention(
     if tiling.global_rows is not None:
         out = _global_rows(q, k, v, out, tiling, parts[0], scale, dropout_p)
     return out
+
+
+def blocked_attention_per_head(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    tilings: Sequence[Sequence[Tiling]],
+    *,
+    pattern,
+    key_mask: Tensor | None = None,
+    scale: float,
+    dropout_p: float = 0.0,
+    normalize_keys: bool = False,
+) -> Tensor:
+    """Attention of q (B, H, L, D) over k, v (B, H, L, D) with ``tilings[b][h]`` per head.
+
+    For layouts that depend on the data of each (batch, head), such as LSH. No positional
+    bias and no global rows. Output and gradients equal :func:`blocked_attention` run per
+    head, without splitting the inputs or concatenating the results. With
+    ``normalize_keys=True`` the keys are ``F.normalize(q, dim=-1)`` (``k`` is ignored and
+    may be None), computed per head so that no normalised copy of q is stored.
+    """
+    B, H, L, D = q.shape
+    if len(tilings) != B or any(len(row) != H for row in tilings):
+        raise ValueError(f"need one tiling per (batch, head): {B} x {H}")
+    if any(t.global_rows is not None for row in tilings for t in row):
+        raise ValueError("blocked_attention_per_head does not support global rows")
+    backend = _pick_backend(q, dropout_p, False)
+    if normalize_keys:
+        k = None
+    elif k is None:
+        raise ValueError("k is required unless normalize_keys=True")
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v))
+    budget = min(_MASK_CACHE_BYTES, q.numel() * q.element_size() // (2 * B * H)) if needs_grad else 0
+    parts = [[[_Part(plan, 1, 1, q.device, None if key_mask is None else key_mask[b : b + 1], None, pattern, budget)
+               for plan in tilings[b][h].parts] for h in range(H)] for b in range(B)]
+    return _PerHeadBlockedAttention.apply(q, k, v, parts, scale, dropout_p, backend, normalize_keys)
 
 
 def _global_rows(q: Tensor, k: Tensor, v: Tensor, out: Tensor, tiling: Tiling, part: _Part, scale: float,

@@ -10,7 +10,11 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from longseq.attention import attend
 from longseq.patterns import Pattern
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["MultiheadAttention", "AUTO_HEAD_CHUNK_TOKENS"]
+
+#: ``head_chunks="auto"`` groups the heads (recomputing their projections in backward) above
+#: this many tokens; below it the saved q, k, v are small and recomputing them is not worth it.
+AUTO_HEAD_CHUNK_TOKENS = 4096
 
 # Fused attention kernels whose outputs head-chunked layers keep instead of recomputing:
 # the recomputation in backward then redoes only the cheap projections, not attention.
@@ -45,7 +49,10 @@ class MultiheadAttention(nn.Module):
             activation checkpointing: the fused attention kernel's outputs are kept, so
             attention itself is not rerun), so q, k, v exist for one group at a time and
             the layer saves its input and the attention output: the memory lever for
-            million-token inputs. Not combinable with ``bias``.
+            million-token inputs. Not combinable with ``bias``. ``"auto"``: while
+            training on more than ``AUTO_HEAD_CHUNK_TOKENS`` tokens, the smallest divisor
+            of ``kv_heads`` above 1 (with no bias module); otherwise one group, so short
+            inputs, inference and export pay nothing.
     """
 
     def __init__(
@@ -59,7 +66,7 @@ class MultiheadAttention(nn.Module):
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
-        head_chunks: int = 1,
+        head_chunks: int | str = 1,
     ) -> None:
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
@@ -67,9 +74,12 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if kv_heads < 1 or heads % kv_heads:
             raise ValueError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
-        if head_chunks < 1 or kv_heads % head_chunks:
+        if isinstance(head_chunks, str):
+            if head_chunks != "auto":
+                raise ValueError(f"head_chunks must be an int or 'auto', got {head_chunks!r}")
+        elif head_chunks < 1 or kv_heads % head_chunks:
             raise ValueError(f"head_chunks ({head_chunks}) must divide kv_heads ({kv_heads})")
-        if head_chunks > 1 and bias is not None:
+        elif head_chunks > 1 and bias is not None:
             raise ValueError("head_chunks > 1 does not support a positional bias module (use rope)")
         self.dim, self.heads, self.kv_heads, self.head_chunks = dim, heads, kv_heads, head_chunks
         self.head_dim = dim // heads
@@ -93,12 +103,13 @@ class MultiheadAttention(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, L, {self.dim}), got {tuple(x.shape)}")
         pattern = pattern or self.pattern
-        if self.head_chunks == 1:
+        chunks = self.n_head_chunks(x.shape[1])
+        if chunks == 1:
             return self.proj_drop(self.proj(self._heads(x, 0, self.heads, self.kv_heads, key_mask, pattern,
                                                         positions)))
-        hq, hkv = self.heads // self.head_chunks, self.kv_heads // self.head_chunks
+        hq, hkv = self.heads // chunks, self.kv_heads // chunks
         out = None
-        for g in range(self.head_chunks):
+        for g in range(chunks):
             if torch.is_grad_enabled():
                 y = checkpoint(self._group, x, g, hq, hkv, key_mask, pattern, positions, use_reentrant=False,
                                context_fn=_keep_attention_contexts, respect_saved_tensors_hooks=True)
@@ -106,6 +117,15 @@ class MultiheadAttention(nn.Module):
                 y = self._group(x, g, hq, hkv, key_mask, pattern, positions)
             out = y if out is None else out + y
         return self.proj_drop(out + self.proj.bias if self.proj.bias is not None else out)
+
+    def n_head_chunks(self, length: int) -> int:
+        """Head groups used for an input of ``length`` tokens (see ``head_chunks``)."""
+        if self.head_chunks != "auto":
+            return self.head_chunks
+        if (length <= AUTO_HEAD_CHUNK_TOKENS or self.bias is not None or not torch.is_grad_enabled()
+                or torch.compiler.is_exporting() or torch.jit.is_tracing()):
+            return 1
+        return next((d for d in range(2, self.kv_heads + 1) if self.kv_heads % d == 0), 1)
 
     def _group(self, x: Tensor, g: int, hq: int, hkv: int, key_mask: Tensor | None, pattern: Pattern,
                positions: Tensor | None) -> Tensor:

@@ -65,7 +65,7 @@ class TransformerBlock(nn.Module):
         bias: nn.Module | None = None,
         rope: nn.Module | None = None,
         ff_chunks: int | str = 1,
-        head_chunks: int = 1,
+        head_chunks: int | str = 1,
         drop_path: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         dropout: float = 0.0,

@@ -144,6 +144,31 @@ def test_head_chunks_equal_all_heads_and_save_less(kv_heads):
         MultiheadAttention(32, 4, Dense(), head_chunks=2, bias=ALiBi(4))
 
 
+def test_auto_head_chunks_follow_length(monkeypatch):
+    """"auto" groups heads only while training on long inputs, and changes no result."""
+    import longseq.layers.attention as attention_mod
+
+    monkeypatch.setattr(attention_mod, "AUTO_HEAD_CHUNK_TOKENS", 32)
+    torch.manual_seed(0)
+    auto = MultiheadAttention(48, 6, SlidingWindow(5), rope=RoPE1D(8), head_chunks="auto")
+    plain = MultiheadAttention(48, 6, SlidingWindow(5), rope=RoPE1D(8))
+    plain.load_state_dict(auto.state_dict())
+    assert auto.n_head_chunks(32) == 1 and auto.n_head_chunks(33) == 2
+    with torch.no_grad():
+        assert auto.n_head_chunks(1000) == 1
+    assert MultiheadAttention(32, 4, Dense(), kv_heads=1, head_chunks="auto").n_head_chunks(1000) == 1
+    assert MultiheadAttention(32, 4, Dense(), bias=ALiBi(4), head_chunks="auto").n_head_chunks(1000) == 1
+    x = torch.randn(2, 45, 48, requires_grad=True)
+    torch.testing.assert_close(auto(x), plain(x), atol=1e-5, rtol=1e-5)
+    assert saved_bytes(lambda: auto(x).sum()) < saved_bytes(lambda: plain(x).sum()) / 2
+    ga = torch.autograd.grad(auto(x).square().sum(), [x, *auto.parameters()])
+    gp = torch.autograd.grad(plain(x).square().sum(), [x, *plain.parameters()])
+    for a, b in zip(ga, gp):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="head_chunks"):
+        MultiheadAttention(32, 4, Dense(), head_chunks="many")
+
+
 def test_multihead_attention_gqa_rope_and_pattern_override():
     mha = MultiheadAttention(32, 4, SlidingWindow(3), kv_heads=2, rope=RoPE1D(8), bias=ALiBi(4))
     x = torch.randn(2, 21, 32)

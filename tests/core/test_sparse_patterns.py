@@ -270,3 +270,32 @@ def test_mask_cache_gives_the_same_gradients(pattern, monkeypatch):
         grads.append((out, *torch.autograd.grad(out, (q, v), dout)))  # LSH shares q and k
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shared_qk", [True, False])
+def test_per_head_kernel_equals_one_call_per_head(shared_qk):
+    """`blocked_attention_per_head` (LSH's path) equals `blocked_attention` on each head alone."""
+    import torch.nn.functional as F
+
+    from longseq.kernels.blocked import blocked_attention, blocked_attention_per_head
+
+    p = LSH(bucket_size=8, n_hashes=3, seed=3, shared_qk=shared_qk)
+    q, k, v = (torch.randn(2, 3, 53, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    km = torch.rand(2, 53) > 0.2
+    kk = F.normalize(q, dim=-1) if shared_qk else k
+    tilings = [[p._tiling(rounds, 53, q.device) for rounds in row] for row in p.layout(q.detach(), kk.detach())]
+    out = blocked_attention_per_head(q, None if shared_qk else k, v, tilings, pattern=p, key_mask=km,
+                                     scale=8**-0.5, normalize_keys=shared_qk)
+    ref = torch.cat([torch.cat([
+        blocked_attention(q[b:b + 1, h:h + 1], kk[b:b + 1, h:h + 1], v[b:b + 1, h:h + 1], tilings[b][h], pattern=p,
+                          key_mask=km[b:b + 1], scale=8**-0.5) for h in range(3)], 1) for b in range(2)], 0)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
+    dout = torch.randn_like(out)
+    for g, r in zip(torch.autograd.grad(out, (q, k, v), dout, allow_unused=True, retain_graph=True),
+                    torch.autograd.grad(ref, (q, k, v), dout, allow_unused=True)):
+        if r is None:
+            assert g is None
+        else:
+            torch.testing.assert_close(g, r, atol=1e-12, rtol=1e-12)
+    with pytest.raises(ValueError, match="one tiling per"):
+        blocked_attention_per_head(q, kk, v, tilings[:1], pattern=p, scale=1.0)

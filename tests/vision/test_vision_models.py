@@ -146,3 +146,26 @@ def test_vit_auto_global_pattern_is_dense_then_bigbird(monkeypatch):
         assert not torch.allclose(auto(x), explicit["dense"](x))
     with pytest.raises(ValueError, match="global_pattern"):
         timm.create_model("longseq_vit_tiny", global_pattern="sparse", **TINY_KWARGS["longseq_vit_tiny"])
+
+
+def test_vit_auto_head_chunks_change_no_result(monkeypatch):
+    """Head groups recomputed in backward (the default above AUTO_HEAD_CHUNK_TOKENS) give the
+    same output and gradients as no grouping, through windows, RoPE2D and a global block,
+    on the first call (empty rotary cache) and the second."""
+    import longseq.layers.attention as attention_mod
+
+    monkeypatch.setattr(attention_mod, "AUTO_HEAD_CHUNK_TOKENS", 16)
+    torch.manual_seed(0)
+    kwargs = dict(TINY_KWARGS["longseq_vit_tiny"], num_classes=3)
+    auto = timm.create_model("longseq_vit_tiny", **kwargs)
+    plain = timm.create_model("longseq_vit_tiny", head_chunks=1, **kwargs)
+    plain.load_state_dict(auto.state_dict())
+    assert auto.blocks[0].attn.n_head_chunks(20) == 2 and plain.blocks[0].attn.n_head_chunks(20) == 1
+    for _ in range(2):
+        x = torch.randn(2, 3, 80, 96)  # 5 x 6 patches: above the patched threshold
+        ya, yp = auto(x), plain(x)
+        torch.testing.assert_close(ya, yp, atol=1e-5, rtol=1e-5)
+        ga = torch.autograd.grad(ya.square().sum(), list(auto.parameters()))
+        gp = torch.autograd.grad(yp.square().sum(), list(plain.parameters()))
+        for a, b in zip(ga, gp):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -68,6 +68,10 @@ class LongseqViT(nn.Module):
             (``longseq.layers.ChunkedFeedForward``): at 2048 x 2048 (16,384 patches) it cut
             a training step's peak RSS from 8.56 to 7.20 GB for 15% more time
             (docs/vision.md); ``1`` turns it off.
+        head_chunks: attention head groups whose projections are recomputed in backward
+            (``longseq.layers.MultiheadAttention``); ``"auto"`` (default) groups them only
+            while training above 4,096 patches, so q, k, v are not saved for backward.
+            ``1`` turns it off.
         norm_layer: normalisation layer type.
         embed_layer: patchify layer type, ``(patch_size, in_chans, embed_dim)``:
             :class:`PatchEmbed` (linear) or :class:`ConvStem`.
@@ -90,6 +94,7 @@ class LongseqViT(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         ff_chunks: int | str = "auto",
+        head_chunks: int | str = "auto",
         norm_layer: type[nn.Module] = nn.LayerNorm,
         embed_layer: type[nn.Module] = PatchEmbed,
     ) -> None:
@@ -118,7 +123,7 @@ class LongseqViT(nn.Module):
             TransformerBlock(
                 embed_dim, num_heads,
                 (Dense() if global_pattern == "auto" else global_pattern) if i in global_blocks else placeholder,
-                mlp_ratio=mlp_ratio, rope=self.rope, ff_chunks=ff_chunks, drop_path=dpr, norm_layer=norm_layer,
+                mlp_ratio=mlp_ratio, rope=self.rope, ff_chunks=ff_chunks, head_chunks=head_chunks, drop_path=dpr, norm_layer=norm_layer,
             )
             for i, dpr in enumerate(drop_path_rates(drop_path_rate, depth))
         )
