@@ -180,9 +180,18 @@ class RoPE2D(nn.Module):
         # in forward, whatever the cache held.
         self._table: tuple[weakref.ref, int, torch.dtype, Tensor, Tensor] | None = None
 
+    def __getstate__(self) -> dict:
+        # the table is a cache holding a weakref (which cannot be pickled): copies and
+        # checkpoints start without it
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_table"] = None
+        return state
+
     def _cos_sin(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """(L, dim) cos and sin: row angles on the first half of the dims, columns on the second."""
-        cacheable = not torch.compiler.is_compiling()
+        # inference tensors carry no version counter: no cache for them (the table is cheap)
+        cacheable = not torch.compiler.is_compiling() and not positions.is_inference()
         t = self._table
         if cacheable and t is not None and t[0]() is positions and t[1] == positions._version and t[2] == x.dtype:
             return t[3], t[4]

@@ -268,3 +268,30 @@ def test_feed_forward_recomputed_activation_same_gradients_less_saved(activation
     full = saved_bytes(lambda: ff(x).sum())
     hidden = 3 * 7 * 48 * 8  # one hidden-width float64 tensor
     assert full - kept >= hidden
+
+
+def test_rope2d_cache_follows_the_tensor_and_pickles():
+    """The cos/sin table is reused for the same positions tensor, rebuilt for another one or
+    after an in-place change, skipped for inference tensors, and never pickled."""
+    import copy
+    import pickle
+
+    rope = RoPE2D(8)
+    pos = torch.stack(torch.meshgrid(torch.arange(3), torch.arange(4), indexing="ij"), -1).reshape(12, 2)
+    x = torch.randn(1, 2, 12, 8)
+    y = rope(x, pos)
+    table = rope._table
+    assert rope(x, pos) is not None and rope._table is table  # same tensor: cache hit
+    other = pos.flip(0).contiguous()
+    assert not torch.allclose(rope(x, other), y) and rope._table is not table
+    pos2 = pos.clone()
+    rope(x, pos2)
+    pos2[0, 0] = 2  # in place: the version changes, so the stale table is not used
+    fresh = RoPE2D(8)
+    torch.testing.assert_close(rope(x, pos2), fresh(x, pos2))
+    with torch.inference_mode():
+        inf_pos = pos.clone()
+        torch.testing.assert_close(rope(x, inf_pos), y)
+    for clone in (pickle.loads(pickle.dumps(rope)), copy.deepcopy(rope)):
+        assert clone._table is None
+        torch.testing.assert_close(clone(x, pos), y)
