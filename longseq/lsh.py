@@ -87,24 +87,38 @@ class LSH(Pattern):
         return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     @staticmethod
-    def hash(x: Tensor, rotations: Tensor, chunk: int = 2**20) -> Tensor:
+    def hash(x: Tensor, rotations: Tensor, block: int = 2**20, cols: int = 512) -> Tensor:
         """Buckets (n_hashes, ..., L) of x (..., L, D) under rotations (n_hashes, D, nb/2).
 
-        ``argmax([xR; -xR])`` without forming ``[xR; -xR]``: one matmul for all rounds per
-        run of tokens, sized so the projections (``L x nb/2`` in all, quadratic since
-        ``nb`` grows with ``L``) stay in cache and never exist whole.
+        ``argmax([xR; -xR])`` without forming ``[xR; -xR]``, exactly (ties go to the first
+        index, as ``argmax`` over the concatenation does). The projections (``L x nb/2`` per
+        round, quadratic since ``nb`` grows with ``L``) never exist whole: they are made
+        ``block`` elements at a time (all rounds, ``cols`` directions each: a few MB that stay
+        in cache), and a running max and min per row carry across column blocks.
         """
         n_hashes, D, half = rotations.shape
         lead = x.shape[:-2]
-        xf = x.reshape(-1, D)  # (N*L, D)
-        rot = rotations.permute(1, 0, 2).reshape(D, n_hashes * half).float()
+        xf = x.detach().reshape(-1, D)  # (N*L, D); buckets are not differentiable
+        cols = min(cols, half)
+        rot = rotations.detach().permute(1, 0, 2).float()  # (D, n_hashes, half)
+        rot_blocks = [(c0, rot[:, :, c0 : c0 + cols].reshape(D, -1)) for c0 in range(0, half, cols)]
         out = torch.empty(n_hashes, xf.shape[0], dtype=torch.long, device=x.device)
-        step = max(256, chunk // (n_hashes * half))  # long inputs: fewer, larger matmuls
+        step = max(256, block // (n_hashes * cols))
+        buf = torch.empty(step * n_hashes * cols, dtype=torch.float32, device=x.device)  # reused across blocks
         for t0 in range(0, xf.shape[0], step):
-            proj = (xf[t0 : t0 + step].float() @ rot).view(-1, n_hashes, half)
-            hi, arg_hi = proj.max(-1)
-            lo, arg_lo = proj.min(-1)
-            # ties go to the first half, as argmax over the concatenation does
+            xs = xf[t0 : t0 + step].float()
+            for c0, rb in rot_blocks:
+                proj = buf[: xs.shape[0] * rb.shape[1]].view(xs.shape[0], rb.shape[1])
+                torch.mm(xs, rb, out=proj)
+                proj = proj.view(xs.shape[0], n_hashes, -1)  # (rows, n_hashes, cols)
+                b_hi, b_arg_hi = _first_extreme(proj, largest=True)
+                b_lo, b_arg_lo = _first_extreme(proj, largest=False)
+                if c0 == 0:
+                    hi, arg_hi, lo, arg_lo = b_hi, b_arg_hi, b_lo, b_arg_lo
+                    continue
+                up, down = b_hi > hi, b_lo < lo  # strict: an earlier column keeps a tie
+                hi, arg_hi = torch.where(up, b_hi, hi), torch.where(up, b_arg_hi + c0, arg_hi)
+                lo, arg_lo = torch.where(down, b_lo, lo), torch.where(down, b_arg_lo + c0, arg_lo)
             out[:, t0 : t0 + step] = torch.where(hi >= -lo, arg_hi, arg_lo + half).T
         return out.view(n_hashes, *lead, x.shape[-2])
 
@@ -308,3 +322,25 @@ class LSH(Pattern):
                     i, j = idx[:, None], idx[None, :]
                     out[r, b, h] = self._meets(rd, n_chunks, i, j) & self._rule(rd)(i, j)
         return out
+
+
+
+_SUB = 32  # width of the sub-blocks _first_extreme scans with value-only reductions
+
+
+def _first_extreme(p: Tensor, largest: bool) -> tuple[Tensor, Tensor]:
+    """``p.max(-1)`` (or ``min``) of p (..., n): values and first indices, as torch returns them.
+
+    ``max(dim)`` with indices is about 10x slower per element on CPU than the value-only
+    ``amax``, so values come from ``amax`` over sub-blocks of 32, and indices are searched
+    only inside the first sub-block that holds the extreme (which holds its first index).
+    """
+    n = p.shape[-1]
+    if n % _SUB or n < 2 * _SUB:
+        return p.max(-1) if largest else p.min(-1)
+    sub = p.unflatten(-1, (n // _SUB, _SUB))  # (..., n/32, 32)
+    per_sub = sub.amax(-1) if largest else sub.amin(-1)
+    value, which = per_sub.max(-1) if largest else per_sub.min(-1)
+    flat = sub.reshape(-1, n // _SUB, _SUB)
+    inside = flat[torch.arange(flat.shape[0], device=p.device), which.reshape(-1)].view(*which.shape, _SUB)
+    return value, which * _SUB + (inside.argmax(-1) if largest else inside.argmin(-1))

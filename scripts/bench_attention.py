@@ -2,7 +2,7 @@
 """Attention benchmark: longseq patterns vs dense SDPA, a matmul floor and peers.
 
 Every row runs in its own subprocess (so its peak RSS is its own), times the median of
-``--repeats`` runs after one warm-up, and reports useful GFLOP/s:
+``--repeats`` runs after ``--warmup`` warm-up runs (default 1), and reports useful GFLOP/s:
 ``4 * B * H * D * (allowed query-key pairs)`` forward, x3.5 for forward+backward.
 Ratios to the plain matmul measured in the same run make figures comparable across
 noisy machines. Writes a table to stdout, ``attention.csv`` and ``attention.png``.
@@ -103,8 +103,9 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _time(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
+def _time(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):  # allocator and thread pools settle; 0 for one-shot memory checks
+        fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -123,7 +124,7 @@ def worker(spec: dict) -> dict:
     if name == "matmul":
         n = 4096
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        times = _time(lambda: a @ b, spec["repeats"])
+        times = _time(lambda: a @ b, spec["repeats"], max(1, spec["warmup"]))
         res.update(times=times, flops=2 * n**3, pairs=0, tensor_bytes=0)
         res["rss"] = _peak_rss()
         return res
@@ -184,7 +185,7 @@ def worker(spec: dict) -> dict:
             for t in (q, k, v):
                 t.grad = None
 
-    times = _time(step, spec["repeats"])
+    times = _time(step, spec["repeats"], spec["warmup"])
     res.update(times=times, pairs=pairs, flops=4 * B * H * D * pairs * (3.5 if backward else 1.0) if pairs > 0 else 0,
                tensor_bytes=(8 if backward else 4) * B * H * L * D * torch.tensor([], dtype=dtype).element_size())
     res["rss"] = _peak_rss()
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--mode", default="fwdbwd", choices=["fwdbwd", "fwd"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs before the timed ones (0: time the first, e.g. a one-step memory check at 1M)")
     ap.add_argument("--max-dense", type=int, default=65536, help="largest L for dense SDPA")
     ap.add_argument("--max-peer", type=int, default=262144, help="largest L for peers")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
@@ -230,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(rows) - set(ROWS)
     if unknown:
         ap.error(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
+    if args.repeats < 1 or args.warmup < 0:
+        ap.error("--repeats must be >= 1 and --warmup >= 0")
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"warning: load average {load:.2f}: timings will include contention", file=sys.stderr)
@@ -253,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         bar = specs
     for s in bar:
-        spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "threads": args.threads}
+        spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{s['row']} L={s['L']}")
         results.append(run_row(spec, args.timeout))

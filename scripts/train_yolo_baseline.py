@@ -78,6 +78,10 @@ def train_yolo(
     plots: bool = False,
     fliplr: float = 0.0,
     amp: bool = False,
+    optimizer: str = "AdamW",
+    lr0: float = 0.001,
+    nbs: int | None = None,
+    warmup_epochs: float = 0.25,
 ) -> dict[str, Any]:
     """Train ``model`` (an ultralytics YAML name or path) and return its summary.
 
@@ -97,6 +101,15 @@ def train_yolo(
             the same digit (ultralytics' default is 0.5).
         amp: mixed precision on a GPU. Off by default: ultralytics' AMP self-check downloads
             a pretrained model, which an offline machine cannot do.
+        optimizer, lr0: ultralytics' optimizer and initial learning rate. Explicit because
+            ultralytics' ``"auto"`` choice counts iterations from the epoch cap, which is a
+            placeholder under a time budget (1000 epochs would pick SGD).
+        nbs: ultralytics' nominal batch size; gradients accumulate over ``nbs / batch``
+            batches. None = ``batch``: one optimizer step per batch. Ultralytics' default
+            (64) with batch 4 means 16 batches per step, a few dozen steps in 30 CPU
+            minutes at 1024², too few for any model trained from scratch to learn.
+        warmup_epochs: learning-rate warm-up. Ultralytics' default (3 epochs) is longer
+            than a 30-minute CPU budget at 1024², so the rate would never reach ``lr0``.
     """
     import ultralytics.utils.torch_utils as ul_torch
     from ultralytics import YOLO
@@ -132,6 +145,10 @@ def train_yolo(
         plots=plots,
         fliplr=fliplr,
         amp=amp and device != "cpu",
+        optimizer=optimizer,
+        lr0=lr0,
+        nbs=nbs or batch,
+        warmup_epochs=warmup_epochs,
         seed=seed,
         pretrained=False,
         verbose=False,
@@ -161,6 +178,8 @@ def train_yolo(
         **peak_memory_gb(device),
         "weights": str(weights),
         "bad_labels": report.count,
+        "recipe": {"batch": batch, "nbs": nbs or batch, "optimizer": optimizer, "lr0": lr0,
+                   "warmup_epochs": warmup_epochs, "time_minutes": time_minutes, "fliplr": fliplr},
         "prediction": {
             "image": str(val_images[0]),
             "boxes": pred.boxes.xyxy.tolist(),
@@ -207,6 +226,10 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--plots", action="store_true", default=None)
     p.add_argument("--fliplr", type=float)
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision on GPU (needs network once)")
+    p.add_argument("--optimizer", help="ultralytics optimizer (default AdamW)")
+    p.add_argument("--lr0", type=float, help="initial learning rate (default 0.001)")
+    p.add_argument("--nbs", type=int, help="nominal batch size for gradient accumulation (default: --batch, no accumulation)")
+    p.add_argument("--warmup-epochs", type=float, help="learning-rate warm-up in epochs (default 0.25)")
     args = vars(p.parse_args(argv))
     config = args.pop("config")
     kwargs = load_config(config) if config else {}

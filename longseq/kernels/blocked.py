@@ -324,8 +324,11 @@ class _Part:
         """(..., H, bq, span) bias for index tensors qi (..., bq), kj (..., span)."""
         return self.bias.tile(qi, kj, self.pattern)
 
-    def tile_mask(self, n0: int, n1: int) -> tuple[Tensor, Tensor]:
-        """Additive mask broadcastable to (n, G, bq, span) and row occupancy (n|1, G|1, bq)."""
+    def tile_mask(self, n0: int, n1: int, need_rows: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Additive mask broadcastable to (n, G, bq, span) and row occupancy (n|1, G|1, bq).
+
+        Backward passes ``need_rows=False``: only forward needs the occupancy (to mark empty
+        rows' log-sum-exp), and on irregular tiles it costs a pass over the mask."""
         plan = self.plan
         if bool(self.regular[n0]):
             rows = self.template_rows[None, None]
@@ -338,11 +341,11 @@ class _Part:
             return self._template_biased, rows
         allowed = self._allowed(n0, n1)  # (n, B|1, bq, span)
         mask = _float_mask(allowed)[:, :, None]  # (n, B|1, 1, bq, span)
-        rows = allowed.any(-1)[:, :, None]  # (n, B|1, 1, bq)
+        rows = allowed.any(-1)[:, :, None] if need_rows else None  # (n, B|1, 1, bq)
         if self.bias is not None:
             qi, kj = self.qidx[n0:n1], plan.block_keys(self.kidx, n0, n1)
             mask = mask + self.bias_tile(qi, kj)[:, None]  # (n, B|1, H, bq, span)
-        return self._merge_bh(mask), self._merge_bh(rows)
+        return self._merge_bh(mask), self._merge_bh(rows) if rows is not None else None
 
     def _allowed(self, n0: int, n1: int) -> Tensor:
         """(n, B|1, bq, span) bool: the rule, key padding and key_mask on irregular tiles.
@@ -436,7 +439,7 @@ class _Part:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
                 dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)
                 lv = self.block_rows(lses, n0, n1)
-            mask, _ = self.tile_mask(n0, n1)
+            mask, _ = self.tile_mask(n0, n1, need_rows=False)
             if backend == "flash":
                 dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
             else:

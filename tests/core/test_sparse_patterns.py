@@ -214,6 +214,25 @@ def test_lsh_hand_checked_two_rounds():
     torch.testing.assert_close(out, lsh_reference(p, q, v, rotations=R), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cols", [1, 3, 16, 512])
+def test_lsh_hash_in_column_blocks_is_argmax_over_concatenation(cols):
+    """The blocked running max/min gives exactly argmax([xR; -xR]), ties included."""
+    torch.manual_seed(0)
+    n_hashes, D, half = 3, 8, 20
+    x = torch.randn(2, 300, D)
+    x[0, :4] = 0.0  # all projections tie at 0: bucket 0
+    R = torch.randn(n_hashes, D, half)
+    R[:, :, 13] = R[:, :, 2]  # a tie inside the positive half, across column blocks
+    R[:, :, 17] = -R[:, :, 5]  # the same value in both halves
+    x[1, :5] = R[0, :, 2] * 3.0  # rows whose maximum is the duplicated column
+    x[1, 5:10] = -R[1, :, 17] * 3.0
+    got = LSH.hash(x, R, block=256, cols=cols)
+    proj = torch.einsum("bld,rdh->rblh", x, R)
+    expected = torch.cat([proj, -proj], -1).argmax(-1)
+    assert torch.equal(got, expected)
+    assert (got[:, 0, :4] == 0).all()
+
+
 def test_lsh_self_attends_only_without_other_keys():
     p = LSH(bucket_size=4, n_hashes=1, seed=0, causal=True)
     q = torch.randn(1, 1, 16, 8)

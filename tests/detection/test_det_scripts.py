@@ -32,6 +32,9 @@ def test_baseline_config_mirrors_train_yolo_signature() -> None:
         assert value == params[key].default, key  # the YAML documents the defaults
     args = mod.parse_args(["--config", str(cfg_path), "--img-size", "640", "--model", "yolo11s.yaml"])
     assert args["img_size"] == 640 and args["model"] == "yolo11s.yaml" and args["n_train"] == 512
+    assert args["nbs"] is None and args["warmup_epochs"] == 0.25  # no accumulation by default
+    args = mod.parse_args(["--nbs", "64", "--warmup-epochs", "3", "--optimizer", "SGD", "--lr0", "0.01"])
+    assert (args["nbs"], args["warmup_epochs"], args["optimizer"], args["lr0"]) == (64, 3.0, "SGD", 0.01)
 
 
 def test_baseline_config_rejects_unknown_keys(tmp_path: Path) -> None:
