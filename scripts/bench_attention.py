@@ -5,10 +5,14 @@ Every row runs in its own subprocess (so its peak RSS is its own), times the med
 ``--repeats`` runs after ``--warmup`` warm-up runs (default 1), and reports useful GFLOP/s:
 ``4 * B * H * D * (allowed query-key pairs)`` forward, x3.5 for forward+backward.
 Ratios to the plain matmul measured in the same run make figures comparable across
-noisy machines. Writes a table to stdout, ``attention.csv`` and ``attention.png``.
+noisy machines. Writes a table to stdout, ``attention.csv`` and ``attention.png``. The CSV
+also keeps every timed run (``times``) and the share of their CPU time spent in the kernel
+(``sys_share``: page faults on fresh allocations, not arithmetic). ``--profile`` adds one more
+run per row under torch.profiler and writes its operator table (``profile_<row>_<L>.txt``).
 
     python scripts/bench_attention.py                        # all rows (long: ~1 h on 2 cores)
     python scripts/bench_attention.py --lengths 65536 --rows window,dense,local-attention
+    python scripts/bench_attention.py --rows lsh --lengths 65536 --profile   # where the time goes
 """
 
 from __future__ import annotations
@@ -103,15 +107,30 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _time(fn, repeats: int, warmup: int = 1) -> list[float]:
+def _time(fn, repeats: int, warmup: int = 1) -> tuple[list[float], float]:
+    """Wall times of ``repeats`` timed runs, and the share of their CPU time spent in the kernel.
+
+    A large system share means page faults on freshly allocated memory, not arithmetic."""
     for _ in range(warmup):  # allocator and thread pools settle; 0 for one-shot memory checks
         fn()
     times = []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return times
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+    return times, system / (user + system) if user + system > 0 else float("nan")
+
+
+def _profile(fn, rows: int = 15) -> str:
+    """Operator table (self CPU time) of one more run under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def worker(spec: dict) -> dict:
@@ -124,8 +143,8 @@ def worker(spec: dict) -> dict:
     if name == "matmul":
         n = 4096
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        times = _time(lambda: a @ b, spec["repeats"], max(1, spec["warmup"]))
-        res.update(times=times, flops=2 * n**3, pairs=0, tensor_bytes=0)
+        times, sys_share = _time(lambda: a @ b, spec["repeats"], max(1, spec["warmup"]))
+        res.update(times=times, sys_share=sys_share, flops=2 * n**3, pairs=0, tensor_bytes=0)
         res["rss"] = _peak_rss()
         return res
 
@@ -185,10 +204,12 @@ def worker(spec: dict) -> dict:
             for t in (q, k, v):
                 t.grad = None
 
-    times = _time(step, spec["repeats"], spec["warmup"])
-    res.update(times=times, pairs=pairs, flops=4 * B * H * D * pairs * (3.5 if backward else 1.0) if pairs > 0 else 0,
+    times, sys_share = _time(step, spec["repeats"], spec["warmup"])
+    res["rss"] = _peak_rss()  # before profiling, which keeps its own records
+    if spec.get("profile"):
+        res["profile"] = _profile(step)
+    res.update(times=times, sys_share=sys_share, pairs=pairs, flops=4 * B * H * D * pairs * (3.5 if backward else 1.0) if pairs > 0 else 0,
                tensor_bytes=(8 if backward else 4) * B * H * L * D * torch.tensor([], dtype=dtype).element_size())
-    res["rss"] = _peak_rss()
     return res
 
 
@@ -222,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-peer", type=int, default=262144, help="largest L for peers")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing, profile one more run per row; operator tables go to profile_<row>_<L>.txt")
     ap.add_argument("--out", default="bench_results", help="folder for attention.csv / attention.png")
     args = ap.parse_args(argv)
     if args.worker:
@@ -258,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         bar = specs
     for s in bar:
-        spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
+        spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads,
+                "profile": args.profile}
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{s['row']} L={s['L']}")
         results.append(run_row(spec, args.timeout))
@@ -279,7 +303,8 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
         else:
             t = statistics.median(r["times"])
             gf = r["flops"] / t / 1e9 if r.get("flops") else float("nan")
-            row.update(seconds=t, useful_gflops=gf, vs_matmul=gf / mm_gflops if r["row"] != "matmul" else 1.0,
+            row.update(seconds=t, times=";".join(f"{x:.4g}" for x in r["times"]), sys_share=r.get("sys_share"),
+                       useful_gflops=gf, vs_matmul=gf / mm_gflops if r["row"] != "matmul" else 1.0,
                        peak_rss_gb=r["rss"] / 2**30,
                        rss_vs_tensors=r["rss"] / r["tensor_bytes"] if r.get("tensor_bytes") else float("nan"))
             ref = ours.get(r["L"])
@@ -287,8 +312,11 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
                 row["time_vs_window"] = t / statistics.median(ref["times"])
                 row["rss_vs_window"] = r["rss"] / ref["rss"]
         table.append(row)
-    cols = ["row", "L", "dtype", "mode", "seconds", "useful_gflops", "vs_matmul", "peak_rss_gb", "rss_vs_tensors",
-            "time_vs_window", "rss_vs_window", "error"]
+    cols = ["row", "L", "dtype", "mode", "seconds", "times", "sys_share", "useful_gflops", "vs_matmul", "peak_rss_gb",
+            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "error"]
+    for r in results:
+        if r.get("profile"):
+            (out / f"profile_{r['row']}_{r['L']}.txt").write_text(r["profile"])
     with open(out / "attention.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -300,6 +328,9 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
     print(" | ".join(cols))
     for row in table:
         print(" | ".join(fmt(row.get(c, "")) for c in cols))
+    for r in results:
+        if r.get("profile"):
+            print(f"\nprofile of one more {r['row']} run at L={r['L']} (self CPU time):\n{r['profile']}")
     plot(table, out / "attention.png")
     print(f"\nwrote {out / 'attention.csv'} and {out / 'attention.png'}")
 

@@ -1,0 +1,47 @@
+"""scripts/bench_attention.py end to end on tiny rows: table, CSV columns, plot and profile."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_attention_script", ROOT / "scripts" / "bench_attention.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys) -> None:
+    bench = _load()
+    out = tmp_path / "bench"
+    bench.main(["--rows", "matmul,window,lsh", "--lengths", "300", "--repeats", "2", "--warmup", "0",
+                "--threads", "1", "--profile", "--out", str(out)])
+    rows = {r["row"]: r for r in csv.DictReader(open(out / "attention.csv"))}
+    assert set(rows) == {"matmul", "window", "lsh"}
+    for name, r in rows.items():
+        assert not r["error"], (name, r["error"])
+        times = [float(t) for t in r["times"].split(";")]
+        assert len(times) == 2 and all(t > 0 for t in times)
+        assert float(r["seconds"]) == pytest.approx(statistics.median(times), rel=1e-3)
+        assert 0.0 <= float(r["sys_share"]) <= 1.0
+        assert float(r["peak_rss_gb"]) > 0.1
+    assert float(rows["window"]["useful_gflops"]) > 0  # window pairs are counted; LSH's are data-dependent
+    profile = (out / "profile_lsh_300.txt").read_text()
+    assert "Self CPU" in profile and "aten::" in profile
+    assert (out / "attention.png").stat().st_size > 5000
+    printed = capsys.readouterr().out
+    assert "matmul floor" in printed and "profile of one more lsh run" in printed
+
+
+def test_bench_attention_rejects_bad_counts(tmp_path: Path) -> None:
+    bench = _load()
+    with pytest.raises(SystemExit):
+        bench.main(["--rows", "window", "--repeats", "0", "--out", str(tmp_path)])
