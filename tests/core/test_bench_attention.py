@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import statistics
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_attention_script", ROOT / "scripts" / "bench_attention.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_attention")
 
 
 def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys) -> None:

@@ -4,23 +4,19 @@ by test_det_ultralytics.py; a full script run is too slow for the test budget)."
 from __future__ import annotations
 
 import csv
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ..scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # compare_detection imports nothing from it, but keep one copy
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(name, module_name=name)
 
 
 def test_baseline_config_mirrors_train_yolo_signature() -> None:

@@ -1,7 +1,6 @@
 """End-to-end: scripts/train_dna.py for 2-3 steps on small windows, and every genomics YAML."""
 
 import csv
-import importlib.util
 import math
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import pytest
 import torch
 import yaml
 
+from ..scripts import load_script
 from .dna_data import random_dna, write_fasta
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name, module_name=name)
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from ..scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_vision_script", ROOT / "scripts" / "bench_vision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_vision")
 
 
 def test_worker_row_and_plot(tmp_path):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from ..scripts import load_script
 from .helpers import TINY_KWARGS
 from vision.data.datamodules import ScatteredDigitsDataModule
 from vision.tasks.classification import ImageClassifier
@@ -20,10 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_vit_script", ROOT / "scripts" / "train_vit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_vit")
 
 
 @pytest.fixture(scope="module")
