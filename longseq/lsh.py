@@ -324,7 +324,6 @@ class LSH(Pattern):
         return out
 
 
-
 _SUB = 32  # width of the sub-blocks _first_extreme scans with value-only reductions
 
 

@@ -103,7 +103,8 @@ def train_yolo(
             a pretrained model, which an offline machine cannot do.
         optimizer, lr0: ultralytics' optimizer and initial learning rate. Explicit because
             ultralytics' ``"auto"`` choice counts iterations from the epoch cap, which is a
-            placeholder under a time budget (1000 epochs would pick SGD).
+            placeholder under a time budget (with one step per batch, 1000 epochs of 128
+            batches would make it pick its SGD variant at lr 0.01).
         nbs: ultralytics' nominal batch size; gradients accumulate over ``nbs / batch``
             batches. None = ``batch``: one optimizer step per batch. Ultralytics' default
             (64) with batch 4 means 16 batches per step, a few dozen steps in 30 CPU
