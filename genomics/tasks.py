@@ -21,6 +21,8 @@ from torchmetrics.classification import (
     MulticlassMatthewsCorrCoef,
 )
 
+from longseq.schedules import time_budget_fraction, warmup_cosine
+
 from genomics.datasets import IGNORE_INDEX
 from genomics.models import DNAClassifier, DNALanguageModel
 from genomics.tokenizers import MASK, NUM_BASES, is_unknown
@@ -31,7 +33,7 @@ _LN2 = math.log(2.0)
 
 
 class _Task(L.LightningModule):
-    """Shared optimiser: AdamW with linear warm-up then cosine decay to 10% over ``max_steps``."""
+    """Shared optimiser: AdamW, linear warm-up, cosine decay to 10% over ``max_steps`` or ``max_time``."""
 
     model_class: type[nn.Module]
 
@@ -59,10 +61,7 @@ class _Task(L.LightningModule):
         warm = max(1, min(h.warmup_steps, int(total) // 2 if total else h.warmup_steps))
 
         def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            frac = min(1.0, (step - warm) / max(1, int(total) - warm)) if total else 0.0
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+            return warmup_cosine(step, warm, int(total) if total else None, 0.1, time_budget_fraction(self._trainer))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -90,3 +90,12 @@ def test_configs_match_train_signature(script, path):
             assert isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int)), key
     raw = yaml.safe_load(path.read_text())
     assert raw == config
+
+
+def test_default_config_is_the_bare_run(script):
+    """configs/vision/train_vit.yaml documents the bare run: its values are train()'s defaults."""
+    config = script.load_config(ROOT / "configs" / "vision" / "train_vit.yaml")
+    params = inspect.signature(script.train).parameters
+    kwargs = config.pop("backbone_kwargs")
+    assert kwargs == script.DEFAULT_BACKBONE_KWARGS[params["backbone"].default]
+    assert config == {k: params[k].default for k in config}

@@ -57,11 +57,16 @@ class ConvStem(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Conv2d(widths[-1], embed_dim, kernel_size=1)
         self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
+        # Channels-last weights make oneDNN run these thin convs in NHWC: a stride-32 stem
+        # at 512 x 512 trained 13% faster per step on an AVX2 EPYC (docs/vision.md), and
+        # the NHWC output is already the (B, gh, gw, D) layout the blocks want.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` -> ``(B, ceil(H/p), ceil(W/p), D)``."""
         if x.ndim != 4:
             raise ValueError(f"expected an image batch (B, C, H, W), got shape {tuple(x.shape)}")
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.norm(self.proj(self.convs(x)).permute(0, 2, 3, 1))  # B, gh, gw, D
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import ConfusionMatrix
 from torchmetrics.classification import MulticlassAccuracy
+
+from longseq.schedules import time_budget_fraction, warmup_cosine
 
 __all__ = ["ImageClassifier", "plot_confusion_matrix"]
 
@@ -60,7 +61,8 @@ class ImageClassifier(L.LightningModule):
         backbone_name, backbone_kwargs: how to rebuild a timm backbone (see above).
         lr, weight_decay: AdamW settings; ``warmup_steps`` of linear warm-up, then cosine
             decay to ``min_lr_ratio * lr`` over ``total_steps`` (the Trainer's estimate
-            when None).
+            when None) or over the Trainer's ``max_time``, whichever ends first
+            (:func:`longseq.schedules.warmup_cosine`).
         label_smoothing: cross-entropy label smoothing.
         classes: class names for the confusion-matrix plot.
         confusion_dir: where ``confusion_epoch{N}.png`` is written at the end of each
@@ -153,10 +155,8 @@ class ImageClassifier(L.LightningModule):
         warmup = min(hp.warmup_steps, max(total // 10, 1))
 
         def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            t = min(1.0, (step - warmup) / max(total - warmup, 1))
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+            # Annealing also follows Trainer(max_time): a clock-stopped run still ends decayed.
+            return warmup_cosine(step, warmup, total, hp.min_lr_ratio, time_budget_fraction(self._trainer))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
