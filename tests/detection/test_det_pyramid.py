@@ -38,6 +38,44 @@ def test_hierarchical_body_picks_matching_stages() -> None:
     assert all(isinstance(r, torch.nn.Identity) for r in m.resample)
 
 
+HYBRID = {"patch_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2, "global_blocks": (1,),
+          "stem_features": True, "embed_kwargs": {"first_stride": 4}}
+
+
+def test_hybrid_vit_takes_fine_levels_from_the_conv_stem() -> None:
+    """stem_features: strides 8 and 16 come from the conv stem as they are, 32 from the blocks."""
+    torch.manual_seed(0)
+    m = MultiScaleBackbone("longseq_vit_digits", (8, 16, 24), HYBRID)
+    assert m.in_strides == [4, 8, 16, 32]  # stem stages 4, 8, 16, then the global block
+    assert [m.in_strides[i] for i in m.sources] == [8, 16, 32]
+    assert all(isinstance(r, torch.nn.Identity) for r in m.resample)
+    feats = m(torch.randn(2, 3, 90, 70))  # padded to 96 x 96
+    assert [tuple(f.shape) for f in feats] == [(2, 8, 12, 12), (2, 16, 6, 6), (2, 24, 3, 3)]
+    sum(f.square().mean() for f in feats).backward()
+    assert all(p.grad is not None for p in m.body.parameters() if p.requires_grad)
+
+
+def test_stem_features_do_not_change_the_blocks() -> None:
+    """The same weights give the same block maps with and without the stem levels listed."""
+    import timm
+
+    kw = {k: v for k, v in HYBRID.items() if k != "stem_features"}
+    plain = timm.create_model("longseq_vit_digits", **kw).eval()
+    hybrid = timm.create_model("longseq_vit_digits", stem_features=True, **kw).eval()
+    hybrid.load_state_dict(plain.state_dict())  # stem_features adds no parameters
+    x = torch.randn(1, 3, 64, 100)
+    with torch.no_grad():
+        ref = plain.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        got = hybrid.forward_intermediates(x, indices=[3, 4], intermediates_only=True)
+        stem = hybrid.forward_intermediates(x, indices=[1], intermediates_only=True, stop_early=True)
+        assert torch.equal(plain(x), hybrid(x))
+    assert all(torch.equal(a, b) for a, b in zip(ref, got))
+    assert stem[0].shape == (1, 8, 8, 13)  # the stride-8 stem stage: widths 8, 8, 16, 32 (floor of 8)
+    assert [f["reduction"] for f in hybrid.feature_info] == [4, 8, 16, 32, 32]
+    with pytest.raises(ValueError, match="forward_stages"):
+        timm.create_model("longseq_vit_tiny", depth=2, global_blocks=(1,), stem_features=True)
+
+
 def test_model_kwargs_reach_timm() -> None:
     m = MultiScaleBackbone("test_convnext", (8, 8, 8), {"out_indices": (1, 2)})
     assert m.in_strides == [8, 16]

@@ -28,6 +28,32 @@ def test_patch_embed_pads_bottom_right_with_zeros():
 def test_conv_stem_rejects_non_power_of_two():
     with pytest.raises(ValueError, match="power-of-two"):
         ConvStem(12, 3, 32)
+    for bad in (1, 3, 16):
+        with pytest.raises(ValueError, match="first_stride"):
+            ConvStem(8, 3, 32, first_stride=bad)
+
+
+@pytest.mark.parametrize("first_stride", [2, 4, 8])
+@pytest.mark.parametrize("hw", [(32, 32), (33, 70)])
+def test_conv_stem_first_stride_keeps_the_grid(first_stride, hw):
+    stem = ConvStem(8, 3, 24, first_stride=first_stride)
+    convs = [m for m in stem.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [first_stride] + [2] * (len(convs) - 1)
+    assert math.prod(c.stride[0] for c in convs) == 8
+    assert convs[0].kernel_size == (2 * first_stride - 1,) * 2  # overlapping windows
+    out = stem(torch.randn(2, 3, *hw))
+    assert out.shape == (2, math.ceil(hw[0] / 8), math.ceil(hw[1] / 8), 24)
+
+
+def test_vit_passes_embed_kwargs_to_the_stem():
+    import timm
+
+    import vision  # noqa: F401  (registers the models)
+
+    model = timm.create_model("longseq_vit_digits", patch_size=16, embed_dim=32, depth=2, num_heads=2, global_blocks=(1,),
+                              embed_kwargs={"first_stride": 4})
+    assert model.patch_embed.first_stride == 4
+    assert model(torch.randn(1, 3, 40, 56)).shape == (1, 10)
 
 
 def test_patch_merging_odd_sides_and_order():

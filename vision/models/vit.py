@@ -14,7 +14,7 @@ embeddings, so there is no position table to interpolate when the resolution cha
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,15 @@ class LongseqViT(nn.Module):
         norm_layer: normalisation layer type.
         embed_layer: patchify layer type, ``(patch_size, in_chans, embed_dim)``:
             :class:`PatchEmbed` (linear) or :class:`ConvStem`.
+        embed_kwargs: extra keyword arguments of ``embed_layer``, e.g.
+            ``{"first_stride": 4}`` for :class:`ConvStem`.
+        stem_features: also offer the conv stem's finer stage maps as features (needs an
+            ``embed_layer`` with ``stage_info`` and ``forward_stages``, i.e.
+            :class:`ConvStem`). ``feature_info`` then lists the stem stages first (strides
+            below ``patch_size``), then the blocks, as a CNN's stem comes before its
+            stages, so feature index ``len(stem stages) + i`` is block ``i``. A detector
+            can then take strides 8 and 16 from the stem and run the transformer at
+            stride 32 on 4x fewer tokens than at stride 16.
     """
 
     def __init__(
@@ -97,6 +106,8 @@ class LongseqViT(nn.Module):
         head_chunks: int | str = "auto",
         norm_layer: type[nn.Module] = nn.LayerNorm,
         embed_layer: type[nn.Module] = PatchEmbed,
+        embed_kwargs: dict[str, Any] | None = None,
+        stem_features: bool = False,
     ) -> None:
         super().__init__()
         if embed_dim % num_heads or (embed_dim // num_heads) % 4:
@@ -115,7 +126,7 @@ class LongseqViT(nn.Module):
         self.num_classes, self.embed_dim = num_classes, embed_dim
         self.num_features = self.head_hidden_size = embed_dim
 
-        self.patch_embed = embed_layer(patch_size, in_chans, embed_dim)
+        self.patch_embed = embed_layer(patch_size, in_chans, embed_dim, **(embed_kwargs or {}))
         # One rotary module shared by all blocks: it holds no parameters, only frequencies.
         self.rope = RoPE2D(embed_dim // num_heads)
         placeholder = Window2D(window_size, grid=(window_size, window_size))  # replaced per forward
@@ -129,7 +140,15 @@ class LongseqViT(nn.Module):
         )
         self.norm = norm_layer(embed_dim)
         self.head = ClassifierHead(embed_dim, num_classes, global_pool, drop_rate)
-        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
+        stem_info: list[tuple[int, int]] = []
+        if stem_features:
+            if not hasattr(self.patch_embed, "forward_stages"):
+                raise ValueError(f"stem_features=True needs an embed_layer with forward_stages (ConvStem), got {embed_layer.__name__}")
+            stem_info = list(self.patch_embed.stage_info)
+        #: Number of leading ``feature_info`` entries that are conv-stem stages (0 unless ``stem_features``).
+        self.num_stem_features = len(stem_info)
+        self.feature_info = [dict(num_chs=c, reduction=r, module=f"patch_embed.stage{i}") for i, (c, r) in enumerate(stem_info)]
+        self.feature_info += [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         #: torch.export needs every symbolic grid side >= 2 (sizes 0 and 1 are specialised).
         self.min_export_side = 2 * patch_size
         self.apply(self._init_weights)
@@ -191,18 +210,29 @@ class LongseqViT(nn.Module):
     ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
         """Block outputs as ``(B, embed_dim, gh, gw)`` maps (all at stride ``patch_size``).
 
-        ``indices``: last ``n`` blocks if int, all if None, else these block indices.
+        ``indices`` count ``feature_info`` entries: last ``n`` if int, all if None, else
+        these indices. With ``stem_features`` the first ``num_stem_features`` are the conv
+        stem's finer stage maps ``(B, C_i, H/s_i, W/s_i)`` (never normalised), the rest
+        blocks; without, index ``i`` is block ``i``.
         ``norm`` applies the final norm to each intermediate. Returns the list, or
         ``(final features (B, gh, gw, C), list)`` unless ``intermediates_only``.
         """
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        take, max_index = feature_take_indices(len(self.blocks), indices)
-        stop = max_index if (stop_early or intermediates_only) else None
-        x, taken = self._run_blocks(self.patch_embed(x), take=set(take), stop=stop)
+        n_stem = self.num_stem_features
+        take, max_index = feature_take_indices(n_stem + len(self.blocks), indices)
+        stop = max(max_index - n_stem, -1) if (stop_early or intermediates_only) else None  # -1: no blocks
+        if n_stem:
+            tokens, stages = self.patch_embed.forward_stages(x)
+        else:
+            tokens, stages = self.patch_embed(x), []
+        x, taken = self._run_blocks(tokens, take={i - n_stem for i in take if i >= n_stem}, stop=stop)
         intermediates = []
         for i in take:
-            y = self.norm(taken[i]) if norm else taken[i]
+            if i < n_stem:
+                intermediates.append(stages[i] if output_fmt == "NCHW" else stages[i].permute(0, 2, 3, 1))
+                continue
+            y = self.norm(taken[i - n_stem]) if norm else taken[i - n_stem]
             intermediates.append(y.permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)
         if intermediates_only:
             return intermediates
@@ -211,8 +241,8 @@ class LongseqViT(nn.Module):
     def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
         """Drop blocks after the last wanted intermediate (and the head); returns kept indices."""
-        take, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max_index + 1]
+        take, max_index = feature_take_indices(self.num_stem_features + len(self.blocks), indices)
+        self.blocks = self.blocks[: max(max_index - self.num_stem_features + 1, 0)]
         self.feature_info = self.feature_info[: max_index + 1]
         if prune_norm:
             self.norm = nn.Identity()
@@ -225,6 +255,9 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> LongseqViT:
     depth = kwargs.get("depth", 12)
     default_out = tuple(kwargs.get("global_blocks", (2, 5, 8, 11)))
     default_out = tuple(i for i in default_out if i < depth) or (depth - 1,)
+    if kwargs.get("stem_features"):  # stem stages come first in feature_info: offer them all
+        n_stem = ConvStem.num_finer_stages(kwargs.get("patch_size", 16), (kwargs.get("embed_kwargs") or {}).get("first_stride", 2))
+        default_out = tuple(range(n_stem)) + tuple(n_stem + i for i in default_out)
     return build_backbone(LongseqViT, variant, pretrained, default_out, **kwargs)
 
 
