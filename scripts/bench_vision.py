@@ -8,6 +8,12 @@ GFLOP/s. Writes ``bench_vision.csv`` and ``bench_vision.png`` to ``--out-dir``.
 
     python scripts/bench_vision.py                                  # full run (long: hours on CPU)
     python scripts/bench_vision.py --sizes 64 96 --repeats 1 --models longseq_vit_tiny vit_small_patch16_224
+
+A model name may end in ``:`` and a JSON object of ``timm.create_model`` keyword arguments,
+e.g. the ``train_vit.py`` default model at batch 16:
+
+    python scripts/bench_vision.py --sizes 512 --modes train --batch 16 --repeats 5 --no-flops \
+        --models 'longseq_vit_digits:{"patch_size": 32, "mlp_ratio": 2.0, "embed_kwargs": {"first_stride": 4}}'
 """
 
 from __future__ import annotations
@@ -39,11 +45,19 @@ def build(name: str, size: int):
     ``longseq_vit_*`` global blocks default to ``"auto"`` (dense up to 4096 patches, BigBird
     above); ``longseq_vit_*+dense`` forces dense global blocks (ViTDet exactly) and
     ``longseq_vit_*+bigbird`` forces BigBird (blocks of 64 patches) at every size.
+    ``name:{json}`` adds keyword arguments, e.g. ``longseq_vit_digits:{"patch_size": 32}``.
     """
     import timm
 
     import vision  # noqa: F401  (registers the longseq models)
 
+    name, _, extra = name.partition(":")
+    try:
+        extra_kwargs = json.loads(extra) if extra else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"model kwargs after ':' must be a JSON object, got {extra!r}: {e}") from e
+    if not isinstance(extra_kwargs, dict):
+        raise ValueError(f"model kwargs after ':' must be a JSON object, got {extra!r}")
     base, _, variant = name.partition("+")
     kwargs: dict[str, Any] = {"pretrained": False, "num_classes": 10}
     if variant in ("bigbird", "dense") and base.startswith("longseq_vit"):
@@ -55,7 +69,7 @@ def build(name: str, size: int):
         raise ValueError(f"unknown model variant {variant!r} in {name!r} (longseq_vit_*+dense or +bigbird)")
     if not base.startswith("longseq_"):
         kwargs["img_size"] = size
-    return timm.create_model(base, **kwargs)
+    return timm.create_model(base, **{**kwargs, **extra_kwargs})
 
 
 def step_flops(model, x, train: bool) -> float:

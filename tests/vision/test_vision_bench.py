@@ -29,3 +29,19 @@ def test_bigbird_variant_builds():
     model = bench.build("longseq_vit_tiny+bigbird", 64)
     assert type(model.blocks[2].pattern).__name__ == "BigBird"
     assert type(model.blocks[0].pattern).__name__ == "Window2D"
+
+
+def test_model_kwargs_after_colon():
+    import pytest
+
+    bench = _load()
+    model = bench.build('longseq_vit_digits:{"patch_size": 32, "mlp_ratio": 2.0, "embed_kwargs": {"first_stride": 4}}', 64)
+    assert model.patch_size == 32 and model.patch_embed.first_stride == 4
+    wide = bench.build('longseq_vit_digits:{"patch_size": 32, "embed_kwargs": {"first_stride": 4}}', 64)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(wide) - n(model) == 6 * 2 * (2 * 128 * 128) + 6 * 2 * 128  # 6 blocks, half-width MLPs
+    dense = bench.build('longseq_vit_tiny+dense:{"depth": 3, "global_blocks": [2]}', 64)
+    assert len(dense.blocks) == 3 and type(dense.blocks[2].pattern).__name__ == "Dense"
+    for bad in ("longseq_vit_tiny:[1]", "longseq_vit_tiny:{depth"):
+        with pytest.raises(ValueError, match="JSON object"):
+            bench.build(bad, 64)
