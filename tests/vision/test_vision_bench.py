@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ..scripts import load_script
 
 
@@ -32,8 +34,6 @@ def test_bigbird_variant_builds():
 
 
 def test_model_kwargs_after_colon():
-    import pytest
-
     bench = _load()
     model = bench.build('longseq_vit_digits:{"patch_size": 32, "mlp_ratio": 2.0, "embed_kwargs": {"first_stride": 4}}', 64)
     assert model.patch_size == 32 and model.patch_embed.first_stride == 4
