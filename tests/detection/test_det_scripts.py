@@ -41,6 +41,13 @@ def test_baseline_config_rejects_unknown_keys(tmp_path: Path) -> None:
         mod.load_config(bad)
 
 
+def test_default_comparison_models_are_shipped_configs_or_stock_names() -> None:
+    mod = _load("compare_detection")
+    ours = [m for m in mod.DEFAULT_MODELS if m.startswith("configs/")]
+    assert ours and all((REPO / m).is_file() for m in ours)
+    assert "yolo11n.yaml" in mod.DEFAULT_MODELS  # the stock model of similar size
+
+
 def test_comparison_table_csv_and_png(tmp_path: Path, tiny_digits_yaml: Path) -> None:
     mod = _load("compare_detection")
     image = sorted((tiny_digits_yaml.parent / "images/val").glob("*.png"))[0]

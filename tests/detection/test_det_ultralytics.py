@@ -37,6 +37,7 @@ def test_integrations_package_does_not_import_ultralytics(yolo_env: dict[str, st
 def test_shipped_configs_exist() -> None:
     assert {p.name for p in CONFIGS} >= {
         "longseq_vit_digits_yolo.yaml",
+        "longseq_vit_hybrid_yolo.yaml",
         "longseq_vit_tiny_yolo.yaml",
         "longseq_vit_small_yolo.yaml",
         "longseq_swin_tiny_yolo.yaml",
