@@ -20,7 +20,7 @@ from genomics.cache import GenomeArray, build_genome_cache
 from genomics.datasets import OnShort, SequenceDataset, WindowDataset, pad_collate
 from genomics.io import SeqFormat, iter_records
 from genomics.joined import JoinedWindowDataset
-from genomics.schedule import Stage
+from genomics.schedule import Stage, split_into_epochs
 from genomics.sources import ecoli_k12_fasta, yeast_genbank
 from genomics.splits import Region, bed_splits, check_disjoint, fraction_splits, record_splits
 from genomics.tokenizers import NucleotideTokenizer, SoftMask
@@ -152,11 +152,7 @@ class GenomeWindowDataModule(L.LightningDataModule):
         """Train by stages (sequence-length warm-up): epoch e runs ``epochs[e]``; a stage longer
         than ``val_every`` steps is split into several epochs so validation runs in between.
         Needs ``Trainer(reload_dataloaders_every_n_epochs=1)``. Returns the number of epochs."""
-        self.epochs = []
-        for st in stages:
-            chunk = val_every or st.steps
-            for start in range(0, st.steps, chunk):
-                self.epochs.append(Stage(st.seq_len, st.batch_size, min(chunk, st.steps - start)))
+        self.epochs = split_into_epochs(list(stages), val_every)
         return len(self.epochs)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -51,6 +51,13 @@ class DNAEncoder(nn.Module):
             backward, so q, k, v exist for one group at a time (memory at a million bases).
         downsample: stride of a convolutional stem (1 = single-nucleotide resolution).
         dropout: dropout in attention and MLP.
+        rope_dim: rotate only the first ``rope_dim`` features of each head (partial rotary,
+            as GPT-NeoX); the rest match by content alone, at any distance, which is what a
+            global token or an LSH bucket needs to find a motif 500k bases away. Default
+            (None): the whole head.
+        kmer_kernel: width of a stride-1 convolution over the embeddings before attention,
+            so each position starts with features of the k-mer around it (1 = none). In a
+            causal model it reads only the current and earlier bases.
     """
 
     def __init__(
@@ -74,6 +81,8 @@ class DNAEncoder(nn.Module):
         head_chunks: int = 1,
         downsample: int = 1,
         dropout: float = 0.0,
+        rope_dim: int | None = None,
+        kmer_kernel: int = 1,
     ) -> None:
         super().__init__()
         bad = [i for i in lsh_layers if not 0 <= i < depth]
@@ -87,8 +96,17 @@ class DNAEncoder(nn.Module):
             raise ValueError("global_tokens need bidirectional attention; set causal=False or global_tokens=0")
         if downsample < 1:
             raise ValueError(f"downsample must be >= 1, got {downsample}")
+        if kmer_kernel < 1:
+            raise ValueError(f"kmer_kernel must be >= 1, got {kmer_kernel}")
+        head_dim = dim // heads
+        rope_dim = head_dim if rope_dim is None else rope_dim
+        if not 0 <= rope_dim <= head_dim or rope_dim % 2:
+            raise ValueError(f"rope_dim must be even and in [0, {head_dim}] (the head size), got {rope_dim}")
         self.dim, self.causal, self.num_global, self.downsample = dim, causal, global_tokens, downsample
         self.embed = nn.Embedding(vocab_size, dim)
+        self.kmer = nn.Conv1d(dim, dim, kmer_kernel) if kmer_kernel > 1 else None
+        left = kmer_kernel - 1 if causal else (kmer_kernel - 1) // 2
+        self.kmer_padding = (left, kmer_kernel - 1 - left)
         self.stem = nn.Conv1d(dim, dim, downsample, stride=downsample) if downsample > 1 else None
         self.global_embed = nn.Parameter(torch.randn(global_tokens, dim) * 0.02) if global_tokens else None
         window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
@@ -96,13 +114,17 @@ class DNAEncoder(nn.Module):
         self.patterns: list[Pattern] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
         self.encoder = Encoder(
             dim, depth, heads, self.patterns, mlp_ratio=mlp_ratio, kv_heads=kv_heads,
-            rope=RoPE1D(dim // heads), ff_chunks=ff_chunks, head_chunks=head_chunks, reversible=reversible,
-            dropout=dropout,
+            rope=RoPE1D(rope_dim) if rope_dim else None, ff_chunks=ff_chunks, head_chunks=head_chunks,
+            reversible=reversible, dropout=dropout,
         )
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ids (B, L), mask (B, L) bool -> features (B, G + L', dim), mask (B, G + L') or None."""
         x = self.embed(input_ids)  # B, L, dim
+        if self.kmer is not None:  # x + conv(x): the residual keeps single-base identity
+            # padded positions read as zeros, as past the ends, so padding never leaks in
+            real = x if mask is None else x.masked_fill(~mask[..., None], 0.0)
+            x = x + self.kmer(nn.functional.pad(real.transpose(1, 2), self.kmer_padding)).transpose(1, 2)
         if self.stem is not None:
             B, L, _ = x.shape
             pad = (-L) % self.downsample
@@ -148,6 +170,8 @@ class DNALanguageModel(nn.Module):
         head_chunks: int = 1,
         rc_average: bool = False,
         dropout: float = 0.0,
+        rope_dim: int | None = None,
+        kmer_kernel: int = 1,
     ) -> None:
         super().__init__()
         if objective not in ("causal", "masked"):
@@ -160,7 +184,8 @@ class DNALanguageModel(nn.Module):
             vocab_size, dim, depth, heads, window, causal=objective == "causal", global_tokens=global_tokens,
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
-            head_chunks=head_chunks, dropout=dropout,
+            head_chunks=head_chunks, dropout=dropout, rope_dim=rope_dim,
+            kmer_kernel=kmer_kernel,
         )
         self.head = nn.Linear(dim, vocab_size)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
@@ -213,6 +238,8 @@ class DNAClassifier(nn.Module):
         downsample: int = 1,
         rc_average: bool = False,
         dropout: float = 0.0,
+        rope_dim: int | None = None,
+        kmer_kernel: int = 1,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean", "query", "none"):
@@ -227,7 +254,8 @@ class DNAClassifier(nn.Module):
             vocab_size, dim, depth, heads, window, causal=False, global_tokens=global_tokens,
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
-            head_chunks=head_chunks, downsample=downsample, dropout=dropout,
+            head_chunks=head_chunks, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
+            kmer_kernel=kmer_kernel,
         )
         self.head = nn.Linear(dim, num_classes)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table

@@ -7,8 +7,13 @@ motif; the model predicts it at the marker (``DNAClassifier(pool="query")`` read
 marker's last base, ``query_index``). Training windows come from the training region;
 validation windows (same length) from the validation region; test windows are
 ``eval_seq_len`` long (default 1,048,576), may come from the whole genome, and put the
-motif at least ``min_distance`` bases before the marker. Motif positions, classes and
-window starts of validation and test examples are fixed by ``seed``.
+motif at least ``min_distance`` bases before the marker. Motif positions and window
+starts of validation and test examples are fixed by ``seed``, and their classes alternate
+(0, 1, 0, ...), so the sets are balanced and a model blind to the motif scores 50%.
+
+Learning where to look in 65,536 bases from scratch is slow (the motif is 16 of 65,536
+keys, so its share of any attention average, and of the gradient, starts near 2e-4):
+``NeedleDataModule.set_schedule`` trains on growing windows, as the LM's length warm-up.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from genomics.bed import Interval
 from genomics.cache import GenomeArray
 from genomics.datamodules import GenomeWindowDataModule, PaddedSplitLoaders
+from genomics.datasets import pad_collate
+from genomics.schedule import Stage, split_into_epochs
 from genomics.splits import Region
 
 __all__ = ["NeedleSpec", "NeedleDataset", "NeedleDataModule"]
@@ -96,7 +103,8 @@ class NeedleDataset(Dataset):
         if self.min_distance:
             hi = min(hi, marker - self.min_distance - m)
         motif = uniform(0, hi)
-        return r, start, motif, marker, uniform(0, 1)
+        label = index % 2 if self.fixed else uniform(0, 1)  # fixed sets are balanced
+        return r, start, motif, marker, label
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         r, start, motif, marker, label = self._draw(index)
@@ -118,6 +126,9 @@ class NeedleDataModule(PaddedSplitLoaders, L.LightningDataModule):
     first 90% / last 10%, test at ``eval_seq_len`` over whole records with ``min_distance``.
 
     ``num_classes`` is 2. Other genome arguments are as in :class:`GenomeWindowDataModule`.
+    After :meth:`set_schedule`, training epoch e draws ``epochs[e].steps`` batches of windows
+    of ``epochs[e].seq_len`` (a length warm-up; needs
+    ``Trainer(reload_dataloaders_every_n_epochs=1)``); validation stays at ``seq_len``.
     """
 
     num_classes = 2
@@ -142,6 +153,25 @@ class NeedleDataModule(PaddedSplitLoaders, L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.datasets: dict[str, NeedleDataset] = {}
+        self.epochs: list[Stage] = []
+
+    def set_schedule(self, stages: Sequence[Stage], val_every: int | None = None) -> int:
+        """Train by stages of growing window length; returns the number of epochs."""
+        self.epochs = split_into_epochs(list(stages), val_every)
+        return len(self.epochs)
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.epochs:
+            return super().train_dataloader()
+        if "train" not in self.datasets:
+            raise ValueError("call setup('fit') before train_dataloader")
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        stage = self.epochs[min(epoch, len(self.epochs) - 1)]
+        base = self.datasets["train"]
+        dataset = NeedleDataset(base.genomes, base.regions, stage.seq_len, stage.steps * stage.batch_size,
+                                base.spec, seed=base.seed)
+        return DataLoader(dataset, batch_size=stage.batch_size, shuffle=False, collate_fn=pad_collate,
+                          num_workers=self.hparams.num_workers)
 
     def _genome(self) -> GenomeWindowDataModule:
         h = self.hparams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Stage", "warmup_schedule"]
+__all__ = ["Stage", "split_into_epochs", "warmup_schedule"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,14 @@ def warmup_schedule(
         final_steps = max(1, round(train_tokens * (1 - warmup_fraction if lengths else 1) / (seq_len * batch_size)))
     stages = [Stage(n, b, s) for n, b, s in zip(lengths, warm_batches, warm_steps)]
     return stages + [Stage(seq_len, batch_size, final_steps)]
+
+
+def split_into_epochs(stages: list[Stage], val_every: int | None = None) -> list[Stage]:
+    """One epoch per stage, or per ``val_every`` steps of a longer stage (so validation
+    can run in between); a data module runs epoch e's window length and batch size."""
+    epochs = []
+    for st in stages:
+        chunk = val_every or st.steps
+        for start in range(0, st.steps, chunk):
+            epochs.append(Stage(st.seq_len, st.batch_size, min(chunk, st.steps - start)))
+    return epochs

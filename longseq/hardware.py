@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import torch
 
-__all__ = ["cpu_has_fast_bf16", "warn_if_slow_bf16"]
+__all__ = ["cpu_has_fast_bf16", "matmul_gflops", "warn_if_slow_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +36,21 @@ def warn_if_slow_bf16(precision: str | int | None, on_cpu: bool) -> bool:
     log.warning("precision=%s on a CPU without AVX512-BF16/AMX: bf16 is emulated here and much slower "
                 "than fp32; use --precision 32-true", precision)
     return True
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", n: int = 2048,
+                  repeats: int = 5) -> float:
+    """Median GFLOP/s of an (n, n) @ (n, n) matmul: the machine's FLOP floor, measured in the
+    same run as a benchmark so its figures can be read as ratios across machines."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
+    a @ b  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9

@@ -8,6 +8,9 @@ Each (length, precision) runs in its own subprocess so its peak RSS is its own. 
 real E. coli K-12 window (batch 1). Writes ``<out>/bench_dna.csv`` and ``<out>/bench_dna.png``
 (tokens/s and peak RSS against length, with HyenaDNA-tiny's measured CPU figure for
 reference: 262,144 bases at ~9,400 tokens/s in 10.5 GB; it cannot train at 1,048,576).
+A plain matmul in each precision is timed in the same run (``matmul_gflops`` column), so
+tokens/s can be compared across machines as tokens/s per matmul GFLOP/s: issue 4's target
+of 19,000 tokens/s was set on a machine whose fp32 matmul ran at ~410 GFLOP/s.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # quoted from issue 4
-FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "status")
+FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "matmul_gflops", "status")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,6 +125,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)))
         return []
     args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    from longseq.hardware import matmul_gflops
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    dtypes = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16}
+    floor = {p: round(matmul_gflops(dtypes[p], args.device), 1) for p in args.precisions}
+    print("reference, plain matmul measured now: "
+          + ", ".join(f"{p} {gf:.0f} GFLOP/s" for p, gf in floor.items()), flush=True)
     rows = []
     for seq_len in args.seq_lens:
         for precision in args.precisions:
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     row = {"seq_len": seq_len, "precision": precision, "status": f"failed: {tail[:200]}"}
             except subprocess.TimeoutExpired:
                 row = {"seq_len": seq_len, "precision": precision, "status": f"timeout after {args.timeout:.0f} s"}
+            row["matmul_gflops"] = floor[precision]
             rows.append(row)
             print(", ".join(f"{k}={row.get(k, '')}" for k in FIELDS), flush=True)
     with open(args.out / "bench_dna.csv", "w", newline="") as fh:

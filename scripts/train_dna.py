@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategy", default="auto")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--ckpt-path", help="resume from this checkpoint")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule: "
+                                       "fine-tuning, or continuing a run at longer windows)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/dna"), help="logs, metrics.csv and checkpoints")
     p.add_argument("--no-warmup", action="store_true", help="train at --seq-len from the first step")
     p.add_argument("--no-markov", action="store_true", help="skip the order-k Markov baseline")
@@ -140,13 +142,21 @@ def build(args: argparse.Namespace, cfg: dict[str, dict[str, Any]]):
     if args.task == "needle":
         from genomics.needle import NeedleDataModule
 
-        seq_len = args.seq_len or sched_kw.get("seq_len", 65536)
-        dm = NeedleDataModule(args.fasta, seq_len, batch_size=args.batch_size or sched_kw.get("batch_size", 1),
-                              num_workers=args.num_workers, **data_kw)
-        if args.max_steps:
-            task_kw["max_steps"] = args.max_steps
+        seq_len = args.seq_len or sched_kw.pop("seq_len", 65536)
+        sched_kw.pop("seq_len", None)
+        batch_size = args.batch_size or sched_kw.pop("batch_size", 1)
+        sched_kw.pop("batch_size", None)
+        # A length warm-up only when the config asks for one (schedule.start_len) or the
+        # budget is in tokens; otherwise every step trains on seq_len windows.
+        sched_kw.setdefault("start_len", seq_len)
+        if args.no_warmup:
+            sched_kw["start_len"] = seq_len
+        max_steps = args.max_steps or (None if "train_tokens" in sched_kw else task_kw.get("max_steps", 1000))
+        stages = warmup_schedule(seq_len, batch_size, max_steps=max_steps, **sched_kw)
+        task_kw["max_steps"] = sum(s.steps for s in stages)
+        dm = NeedleDataModule(args.fasta, seq_len, batch_size=batch_size, num_workers=args.num_workers, **data_kw)
         model_kw.setdefault("pool", "query")
-        return ClassificationTask(DNAClassifier(NeedleDataModule.num_classes, **model_kw), **task_kw), dm, None
+        return ClassificationTask(DNAClassifier(NeedleDataModule.num_classes, **model_kw), **task_kw), dm, stages
 
     seq_len = args.seq_len or sched_kw.pop("seq_len", 65536)
     sched_kw.pop("seq_len", None)
@@ -193,6 +203,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     validate_config(cfg, args.task)
     L.seed_everything(args.seed, workers=True, verbose=False)
     module, dm, stages = build(args, cfg)
+    if args.init_from:
+        if args.ckpt_path:
+            raise SystemExit("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
+        state = torch.load(args.init_from, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)  # strict: the config must build the checkpoint's model
     trainer_cfg = cfg["trainer"]
     val_every = trainer_cfg.pop("val_every", None)
     n_epochs = dm.set_schedule(stages, val_every=val_every) if stages else None

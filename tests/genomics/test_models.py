@@ -41,9 +41,10 @@ def test_lm_sparse_equals_dense_reference(monkeypatch, reversible):
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-4)
 
 
-def test_causal_lm_does_not_see_the_future():
+@pytest.mark.parametrize("kmer_kernel", [1, 7])
+def test_causal_lm_does_not_see_the_future(kmer_kernel):
     torch.manual_seed(0)
-    model = DNALanguageModel(dim=32, depth=2, heads=2, window=8).eval()
+    model = DNALanguageModel(dim=32, depth=2, heads=2, window=8, kmer_kernel=kmer_kernel).eval()
     ids = torch.randint(0, 4, (1, 64))
     changed = ids.clone()
     changed[0, 40:] = (changed[0, 40:] + 1) % 4
@@ -53,9 +54,10 @@ def test_causal_lm_does_not_see_the_future():
     assert not torch.allclose(a[:, 40:], b[:, 40:])
 
 
-def test_classifier_global_tokens_and_padding_match_dense(monkeypatch):
+@pytest.mark.parametrize("extra", [{}, {"kmer_kernel": 5, "rope_dim": 8}], ids=["plain", "kmer+partial-rope"])
+def test_classifier_global_tokens_and_padding_match_dense(monkeypatch, extra):
     torch.manual_seed(0)
-    model = DNAClassifier(3, dim=32, depth=2, heads=2, window=4, global_tokens=1, pool="cls")
+    model = DNAClassifier(3, dim=32, depth=2, heads=2, window=4, global_tokens=1, pool="cls", **extra)
     ids = torch.randint(0, 4, (2, 100))
     mask = torch.ones(2, 100, dtype=torch.bool)
     mask[1, 70:] = False
@@ -87,6 +89,25 @@ def test_rc_average_is_strand_invariant():
         torch.testing.assert_close(mlm(ids), mlm(rc).flip(1)[..., comp])
     with pytest.raises(ValueError, match="rc_average needs objective='masked'"):
         DNALanguageModel(rc_average=True)
+
+
+def test_partial_rotary_matches_by_content_at_any_distance():
+    """rope_dim=0 leaves attention position-free, so a global token sees one base the same
+    wherever it sits; with full rotary it does not. Bad rope_dim / kmer_kernel are named."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 4, (1, 400))
+    ids[0, 10], ids[0, 300] = 0, 1  # two different bases, so the swap below changes the input
+    moved = ids.clone()
+    moved[0, 10], moved[0, 300] = ids[0, 300], ids[0, 10]  # swap two far-apart bases
+    for rope_dim, same in ((0, True), (None, False)):
+        model = DNAClassifier(2, dim=32, depth=1, heads=2, window=4, global_tokens=1, pool="cls",
+                              rope_dim=rope_dim).eval()
+        with torch.no_grad():
+            assert torch.allclose(model(ids), model(moved), atol=1e-5) == same
+    with pytest.raises(ValueError, match="rope_dim"):
+        DNAClassifier(2, dim=32, heads=2, rope_dim=18)
+    with pytest.raises(ValueError, match="kmer_kernel"):
+        DNALanguageModel(dim=32, heads=2, kmer_kernel=0)
 
 
 def test_downsample_stem_and_param_count():

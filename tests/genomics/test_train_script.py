@@ -115,6 +115,18 @@ def test_two_step_needle(train_dna, tmp_path, monkeypatch):
                               "--config", str(tmp_path / "n.yaml"), "--out-dir", str(tmp_path / "runs")])
     assert summary["steps"] == 2 and summary["needle_eval_seq_len"] == 4096
     assert 0.0 <= summary["needle_test_acc"] <= 1.0
+    # --init-from: the next run starts from these weights with a fresh schedule (lr 0, so the
+    # weights it saves must be the ones it loaded)
+    cfg["task"]["lr"] = 0.0
+    (tmp_path / "n0.yaml").write_text(yaml.safe_dump(cfg))
+    common = ["--task", "needle", "--fasta", str(fasta), "--seq-len", "512", "--config", str(tmp_path / "n0.yaml")]
+    again = train_dna.main([*common, "--max-steps", "1", "--no-warmup", "--init-from", summary["checkpoint"],
+                            "--out-dir", str(tmp_path / "runs2")])
+    assert again["steps"] == 1 and again["max_seq_len_trained"] == 512
+    before, after = (torch.load(c, weights_only=False)["state_dict"] for c in (summary["checkpoint"], again["checkpoint"]))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(SystemExit, match="exclude each other"):
+        train_dna.main([*common, "--init-from", summary["checkpoint"], "--ckpt-path", summary["checkpoint"]])
 
 
 def test_bench_dna_tiny(tmp_path, monkeypatch):
@@ -126,5 +138,6 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
                        "--out", str(tmp_path / "bench")])
     assert [(r["seq_len"], r["precision"], r["status"]) for r in rows] == [(256, "fp32", "ok"), (256, "bf16-mixed", "ok")]
     assert all(r["tokens_per_s"] > 0 and 0 < r["peak_rss_gb"] < 8 and r["params"] > 1000 for r in rows)
+    assert all(r["matmul_gflops"] > 1 for r in rows)  # the reference is measured in the same run
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
