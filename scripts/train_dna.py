@@ -122,11 +122,29 @@ def markov_baseline(dm, max_order: int = 12) -> tuple[int, float]:
     return order, scores[order]
 
 
+def length_stages(args: argparse.Namespace, sched_kw: dict[str, Any], *, max_steps: int | None,
+                  warmup_by_default: bool = True):
+    """The config's ``schedule`` section and the flags -> :func:`warmup_schedule` stages; the
+    last stage is ``seq_len`` x ``batch_size``. Without ``warmup_by_default`` there is a
+    warm-up only when the config sets ``start_len``."""
+    from genomics.schedule import warmup_schedule
+
+    kw = dict(sched_kw)
+    seq_len = args.seq_len or kw.pop("seq_len", 65536)
+    kw.pop("seq_len", None)
+    batch_size = args.batch_size or kw.pop("batch_size", 1)
+    kw.pop("batch_size", None)
+    if args.no_warmup:
+        kw["start_len"] = seq_len
+    elif not warmup_by_default:
+        kw.setdefault("start_len", seq_len)
+    return warmup_schedule(seq_len, batch_size, max_steps=max_steps, **kw)
+
+
 def build(args: argparse.Namespace, cfg: dict[str, dict[str, Any]]):
     """(model LightningModule, data module, stages or None) for ``args.task``."""
     from genomics.datamodules import AnnotationDataModule, GenomeWindowDataModule, SequenceClassificationDataModule
     from genomics.models import DNAClassifier, DNALanguageModel
-    from genomics.schedule import warmup_schedule
     from genomics.tasks import AnnotationTask, ClassificationTask, LanguageModelTask
 
     data_kw, model_kw, task_kw, sched_kw = cfg["data"], cfg["model"], cfg["task"], cfg["schedule"]
@@ -142,30 +160,18 @@ def build(args: argparse.Namespace, cfg: dict[str, dict[str, Any]]):
     if args.task == "needle":
         from genomics.needle import NeedleDataModule
 
-        seq_len = args.seq_len or sched_kw.pop("seq_len", 65536)
-        sched_kw.pop("seq_len", None)
-        batch_size = args.batch_size or sched_kw.pop("batch_size", 1)
-        sched_kw.pop("batch_size", None)
-        # A length warm-up only when the config asks for one (schedule.start_len) or the
-        # budget is in tokens; otherwise every step trains on seq_len windows.
-        sched_kw.setdefault("start_len", seq_len)
-        if args.no_warmup:
-            sched_kw["start_len"] = seq_len
+        # A length warm-up only when the config asks for one (schedule.start_len); the step
+        # budget is --max-steps, else the task's max_steps, unless the config gives tokens.
         max_steps = args.max_steps or (None if "train_tokens" in sched_kw else task_kw.get("max_steps", 1000))
-        stages = warmup_schedule(seq_len, batch_size, max_steps=max_steps, **sched_kw)
+        stages = length_stages(args, sched_kw, max_steps=max_steps, warmup_by_default=False)
         task_kw["max_steps"] = sum(s.steps for s in stages)
-        dm = NeedleDataModule(args.fasta, seq_len, batch_size=batch_size, num_workers=args.num_workers, **data_kw)
+        dm = NeedleDataModule(args.fasta, stages[-1].seq_len, batch_size=stages[-1].batch_size,
+                              num_workers=args.num_workers, **data_kw)
         model_kw.setdefault("pool", "query")
         return ClassificationTask(DNAClassifier(NeedleDataModule.num_classes, **model_kw), **task_kw), dm, stages
 
-    seq_len = args.seq_len or sched_kw.pop("seq_len", 65536)
-    sched_kw.pop("seq_len", None)
-    batch_size = args.batch_size or sched_kw.pop("batch_size", 1)
-    sched_kw.pop("batch_size", None)
-    if args.no_warmup:
-        sched_kw["start_len"] = seq_len
-    stages = warmup_schedule(seq_len, batch_size, max_steps=args.max_steps, **sched_kw)
-    data_kw.setdefault("val_seq_len", seq_len)
+    stages = length_stages(args, sched_kw, max_steps=args.max_steps)
+    data_kw.setdefault("val_seq_len", stages[-1].seq_len)
     if args.join_records:
         data_kw["join_records"] = True
     data_cls = AnnotationDataModule if args.task == "annotation" else GenomeWindowDataModule
