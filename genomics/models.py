@@ -58,6 +58,10 @@ class DNAEncoder(nn.Module):
         kmer_kernel: width of a stride-1 convolution over the embeddings before attention,
             so each position starts with features of the k-mer around it (1 = none). In a
             causal model it reads only the current and earlier bases.
+        global_length_scale: scale the global tokens' attention logits by a learned
+            ``s_h * ln(L)`` (scalable softmax, see :class:`longseq.layers.MultiheadAttention`),
+            so a motif the global tokens learned to pick out of a 65,536-base window keeps
+            its attention weight among a million bases. Needs ``global_tokens``.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class DNAEncoder(nn.Module):
         dropout: float = 0.0,
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
+        global_length_scale: bool = False,
     ) -> None:
         super().__init__()
         bad = [i for i in lsh_layers if not 0 <= i < depth]
@@ -94,6 +99,8 @@ class DNAEncoder(nn.Module):
             raise ValueError(f"dim ({dim}) must split into an even head size over heads ({heads})")
         if causal and global_tokens:
             raise ValueError("global_tokens need bidirectional attention; set causal=False or global_tokens=0")
+        if global_length_scale and not global_tokens:
+            raise ValueError("global_length_scale scales the global tokens' rows; it needs global_tokens >= 1")
         if downsample < 1:
             raise ValueError(f"downsample must be >= 1, got {downsample}")
         if kmer_kernel < 1:
@@ -115,7 +122,7 @@ class DNAEncoder(nn.Module):
         self.encoder = Encoder(
             dim, depth, heads, self.patterns, mlp_ratio=mlp_ratio, kv_heads=kv_heads,
             rope=RoPE1D(rope_dim) if rope_dim else None, ff_chunks=ff_chunks, head_chunks=head_chunks,
-            reversible=reversible, dropout=dropout,
+            reversible=reversible, dropout=dropout, global_length_scale=global_length_scale,
         )
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -172,6 +179,7 @@ class DNALanguageModel(nn.Module):
         dropout: float = 0.0,
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
+        global_length_scale: bool = False,
     ) -> None:
         super().__init__()
         if objective not in ("causal", "masked"):
@@ -185,7 +193,7 @@ class DNALanguageModel(nn.Module):
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, dropout=dropout, rope_dim=rope_dim,
-            kmer_kernel=kmer_kernel,
+            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale,
         )
         self.head = nn.Linear(dim, vocab_size)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
@@ -240,6 +248,7 @@ class DNAClassifier(nn.Module):
         dropout: float = 0.0,
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
+        global_length_scale: bool = False,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean", "query", "none"):
@@ -255,7 +264,7 @@ class DNAClassifier(nn.Module):
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
-            kmer_kernel=kmer_kernel,
+            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale,
         )
         self.head = nn.Linear(dim, num_classes)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -10,11 +12,14 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from longseq.attention import attend
 from longseq.patterns import Pattern
 
-__all__ = ["MultiheadAttention", "AUTO_HEAD_CHUNK_TOKENS"]
+__all__ = ["MultiheadAttention", "AUTO_HEAD_CHUNK_TOKENS", "GLOBAL_SCALE_REF_KEYS"]
 
 #: ``head_chunks="auto"`` groups the heads (recomputing their projections in backward) above
 #: this many tokens; below it the saved q, k, v are small and recomputing them is not worth it.
 AUTO_HEAD_CHUNK_TOKENS = 4096
+
+#: ``global_length_scale`` starts as the identity for rows that see this many keys.
+GLOBAL_SCALE_REF_KEYS = 1024
 
 # Fused attention kernels whose outputs head-chunked layers keep instead of recomputing:
 # the recomputation in backward then redoes only the cheap projections, not attention.
@@ -53,6 +58,14 @@ class MultiheadAttention(nn.Module):
             training on more than ``AUTO_HEAD_CHUNK_TOKENS`` tokens, the smallest divisor
             of ``kv_heads`` above 1 (with no bias module); otherwise one group, so short
             inputs, inference and export pay nothing.
+        global_length_scale: multiply the logits of the pattern's global rows (its
+            ``global_tokens``, which attend every key) by ``s_h * ln(n)``, with ``n`` the
+            number of real keys and ``s_h`` a learned per-head factor starting at
+            ``1 / ln(GLOBAL_SCALE_REF_KEYS)`` (scalable softmax, Nakanishi 2025). Why: a
+            global row spreads its softmax over all L keys, so a match that wins at the
+            training length fades as L grows; with the ln(n) factor a logit gap learned
+            in training grows with L and the match keeps its weight at a million keys.
+            Other rows see a bounded number of keys and are left as they are.
     """
 
     def __init__(
@@ -67,6 +80,7 @@ class MultiheadAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         head_chunks: int | str = 1,
+        global_length_scale: bool = False,
     ) -> None:
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
@@ -91,6 +105,9 @@ class MultiheadAttention(nn.Module):
         self.attn_drop = attn_drop
         self.bias = bias
         self.rope = rope
+        self.global_scale = (
+            nn.Parameter(torch.full((heads,), 1.0 / math.log(GLOBAL_SCALE_REF_KEYS))) if global_length_scale else None
+        )
 
     def forward(
         self,
@@ -156,6 +173,8 @@ class MultiheadAttention(nn.Module):
         k, v = k.transpose(1, 2), v.transpose(1, 2)  # B, Hkv, L, Dh
         if self.rope is not None:
             q, k = self.rope(q, positions), self.rope(k, positions)
+        if self.global_scale is not None:
+            q = self._scale_global_rows(q, q_start, key_mask, pattern)
         # No .contiguous(): the kernel works token-major, which is how these views already lie.
         out = attend(
             q,
@@ -167,3 +186,15 @@ class MultiheadAttention(nn.Module):
             dropout_p=self.attn_drop if self.training else 0.0,
         )
         return out.transpose(1, 2).reshape(B, L, hq * D)
+
+    def _scale_global_rows(self, q: Tensor, q_start: int, key_mask: Tensor | None, pattern: Pattern) -> Tensor:
+        """q (B, hq, L, Dh) with the pattern's global rows times ``s_h * ln(real keys)``."""
+        rows = getattr(pattern, "global_tokens", None)
+        if not rows:
+            return q
+        B, hq, L, _ = q.shape
+        n = (key_mask.sum(-1) if key_mask is not None else torch.full((B,), L, device=q.device)).clamp_min(2)
+        factor = self.global_scale[q_start : q_start + hq] * torch.log(n.to(torch.float32))[:, None]  # B, hq
+        idx = torch.tensor(rows, device=q.device)
+        scaled = q.index_select(2, idx) * factor[:, :, None, None].to(q.dtype)
+        return q.index_copy(2, idx, scaled)  # out of place: autograd reaches s_h and q

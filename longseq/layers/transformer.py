@@ -69,11 +69,13 @@ class TransformerBlock(nn.Module):
         drop_path: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         dropout: float = 0.0,
+        global_length_scale: bool = False,
     ) -> None:
         super().__init__()
         dp = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         attn = MultiheadAttention(dim, heads, pattern, kv_heads=kv_heads, bias=bias, rope=rope,
-                                  attn_drop=dropout, proj_drop=dropout, head_chunks=head_chunks)
+                                  attn_drop=dropout, proj_drop=dropout, head_chunks=head_chunks,
+                                  global_length_scale=global_length_scale)
         ff = ChunkedFeedForward(dim, int(dim * mlp_ratio), chunks=ff_chunks, dropout=dropout)
         self.attn_branch = _AttentionBranch(norm_layer(dim), attn, dp)
         self.ff_branch = _FeedForwardBranch(norm_layer(dim), ff, dp)

@@ -295,3 +295,56 @@ def test_rope2d_cache_follows_the_tensor_and_pickles():
     for clone in (pickle.loads(pickle.dumps(rope)), copy.deepcopy(rope)):
         assert clone._table is None
         torch.testing.assert_close(clone(x, pos), y)
+
+
+def _global_scale_reference(mha: MultiheadAttention, x, key_mask):
+    """Dense SDPA with the global rows' queries times s_h * ln(real keys), from the module's weights."""
+    B, L, dim = x.shape
+    H, D = mha.heads, mha.head_dim
+    q = mha.q(x).view(B, L, H, D).transpose(1, 2)
+    k, v = mha.kv(x).view(B, L, 2, H, D).unbind(2)
+    k, v = k.transpose(1, 2), v.transpose(1, 2)
+    q, k = mha.rope(q), mha.rope(k)
+    rows = torch.tensor(mha.pattern.global_tokens)
+    n = key_mask.sum(-1).to(x.dtype)
+    factor = torch.ones(B, H, L, 1, dtype=x.dtype)
+    factor[:, :, rows] = (mha.global_scale[None, :] * torch.log(n)[:, None])[:, :, None, None]
+    mask = mha.pattern.dense_mask(L)[None, None] & key_mask[:, None, None, :]
+    out = nn.functional.scaled_dot_product_attention(q * factor, k, v, attn_mask=mask)
+    return mha.proj(out.transpose(1, 2).reshape(B, L, dim))
+
+
+@pytest.mark.parametrize("head_chunks", [1, 2])
+def test_global_length_scale_matches_dense_reference(head_chunks):
+    """Global rows' logits times s_h * ln(n real keys); other rows untouched; gradients reach s_h."""
+    torch.manual_seed(0)
+    pattern = SlidingWindow(3, global_tokens=(0, 5))
+    mha = MultiheadAttention(32, 4, pattern, rope=RoPE1D(8), global_length_scale=True, head_chunks=head_chunks)
+    with torch.no_grad():
+        mha.global_scale.copy_(torch.rand(4) * 0.5 + 0.1)  # distinct per head, so a head mix-up shows
+    x = torch.randn(2, 37, 32, requires_grad=True)
+    km = torch.ones(2, 37, dtype=torch.bool)
+    km[1, 20:] = False  # batch rows see different numbers of real keys
+    y, ref = mha(x, key_mask=km), _global_scale_reference(mha, x, km)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    dy = torch.randn_like(y)
+    params = [x, mha.global_scale, mha.q.weight]
+    grads = torch.autograd.grad(y, params, dy)
+    for a, b in zip(grads, torch.autograd.grad(ref, params, dy)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert grads[1].abs().min() > 0  # every head's factor is learned
+
+
+def test_global_length_scale_starts_as_identity_at_reference_keys():
+    from longseq.layers.attention import GLOBAL_SCALE_REF_KEYS
+
+    torch.manual_seed(0)
+    pattern = SlidingWindow(4, global_tokens=(0, 1))
+    scaled = MultiheadAttention(16, 2, pattern, global_length_scale=True)
+    plain = MultiheadAttention(16, 2, pattern)
+    plain.load_state_dict(scaled.state_dict(), strict=False)
+    x = torch.randn(1, GLOBAL_SCALE_REF_KEYS, 16)
+    torch.testing.assert_close(scaled(x), plain(x), atol=1e-5, rtol=1e-5)
+    x = torch.randn(1, 4 * GLOBAL_SCALE_REF_KEYS, 16)  # more keys: global rows sharpen, others do not
+    diff = (scaled(x) - plain(x)).abs().amax(-1)[0]
+    assert diff[:2].min() > 1e-4 and diff[2:].max() < 1e-5

@@ -54,7 +54,9 @@ def test_causal_lm_does_not_see_the_future(kmer_kernel):
     assert not torch.allclose(a[:, 40:], b[:, 40:])
 
 
-@pytest.mark.parametrize("extra", [{}, {"kmer_kernel": 5, "rope_dim": 8}], ids=["plain", "kmer+partial-rope"])
+@pytest.mark.parametrize("extra", [{}, {"kmer_kernel": 5, "rope_dim": 8},
+                                   {"kmer_kernel": 5, "rope_dim": 8, "global_length_scale": True}],
+                         ids=["plain", "kmer+partial-rope", "kmer+partial-rope+length-scale"])
 def test_classifier_global_tokens_and_padding_match_dense(monkeypatch, extra):
     torch.manual_seed(0)
     model = DNAClassifier(3, dim=32, depth=2, heads=2, window=4, global_tokens=1, pool="cls", **extra)
@@ -73,6 +75,9 @@ def test_classifier_global_tokens_and_padding_match_dense(monkeypatch, extra):
     changed[0, 60] = (changed[0, 60] + 1) % 4
     with torch.no_grad():
         assert not torch.allclose(model(changed, mask)[0], sparse[0])
+    if extra.get("global_length_scale"):  # padding is not counted as keys: it leaves the scale alone
+        with pytest.raises(ValueError, match="global_tokens"):
+            DNAClassifier(3, dim=32, depth=2, heads=2, window=4, global_length_scale=True)
 
 
 def test_rc_average_is_strand_invariant():

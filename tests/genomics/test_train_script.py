@@ -115,6 +115,17 @@ def test_two_step_needle(train_dna, tmp_path, monkeypatch):
                               "--config", str(tmp_path / "n.yaml"), "--out-dir", str(tmp_path / "runs")])
     assert summary["steps"] == 2 and summary["needle_eval_seq_len"] == 4096
     assert 0.0 <= summary["needle_test_acc"] <= 1.0
+    # eval_needle.py draws the same fixed test windows as the training run's test step
+    eval_needle = _load_script("eval_needle")
+    rows = eval_needle.main(["--ckpt", summary["checkpoint"], "--fasta", str(fasta), "--lengths", "4096",
+                             "--min-distance", "1500", "--samples", "3", "--out", str(tmp_path / "eval")])
+    assert [(r["seq_len"], r["min_distance"], r["samples"]) for r in rows] == [(4096, 1500, 3)]
+    assert eval_needle.min_distance_for(1_048_576, None) == 500_000  # the figure at 1M
+    assert eval_needle.min_distance_for(65536, None) == 31250 and eval_needle.min_distance_for(65536, 7) == 7
+    assert rows[0]["accuracy"] == pytest.approx(summary["needle_test_acc"])
+    assert (tmp_path / "eval" / "needle_eval.png").stat().st_size > 0
+    with open(tmp_path / "eval" / "needle_eval.csv") as f:
+        assert [int(r["correct"]) for r in csv.DictReader(f)] == [r["correct"] for r in rows]
     # --init-from: the next run starts from these weights with a fresh schedule (lr 0, so the
     # weights it saves must be the ones it loaded)
     cfg["task"]["lr"] = 0.0
