@@ -22,7 +22,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["flash_forward", "flash_backward", "math_forward", "math_backward", "dropout_keep", "acc_dtype"]
+__all__ = [
+    "flash_forward", "flash_backward", "math_forward", "math_backward", "dropout_keep", "acc_dtype", "upcast_tile",
+]
 
 
 def flash_forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
@@ -39,6 +41,28 @@ def flash_backward(
         dout, q, k, v, out, lse, 0.0, False, attn_mask=mask, scale=scale
     )
     return dq, dk, dv, None
+
+
+def upcast_tile(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``x.to(dtype)`` of an ``(n, G, rows, D)`` tile view, copying each slot row once.
+
+    Key tiles are overlapping views (tile ``t`` starts ``step`` rows after tile ``t-1``
+    and reads ``rows >= step`` of them): ``x.to(dtype)`` would copy every shared row once
+    per tile that reads it. Here the rows the tiles cover are converted once per ``G``
+    and viewed again with the same overlap. Other layouts fall back to ``x.to(dtype)``.
+    """
+    n, G, rows, D = x.shape
+    s_tile, s_g, s_row, s_d = x.stride()
+    if x.dtype == dtype or s_d != 1 or s_row <= 0:
+        return x.to(dtype)
+    if s_tile == 0:  # every tile reads the same rows
+        return x[:1].to(dtype).expand(x.shape)
+    if s_tile % s_row or s_tile >= rows * s_row:  # no overlap to save
+        return x.to(dtype)
+    step = s_tile // s_row
+    covered = (n - 1) * step + rows
+    slab = x.as_strided((G, covered, D), (s_g, s_row, 1)).to(dtype, memory_format=torch.contiguous_format)
+    return slab.as_strided((n, G, rows, D), (step * D, covered * D, D, 1))
 
 
 def dropout_keep(shape: torch.Size, p: float, seed: int, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
