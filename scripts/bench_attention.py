@@ -230,6 +230,9 @@ def run_row(spec: dict, timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from longseq.hardware import enable_huge_pages
+
+    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))

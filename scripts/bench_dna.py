@@ -119,6 +119,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from longseq.hardware import enable_huge_pages
+
+    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     args = parse_args(argv)
     if args.child:
         spec = json.loads(args.child)

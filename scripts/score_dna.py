@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    from longseq.hardware import enable_huge_pages
+
+    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     args = parse_args(argv)
     import torch
 

@@ -192,6 +192,9 @@ def build(args: argparse.Namespace, cfg: dict[str, dict[str, Any]]):
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from longseq.hardware import enable_huge_pages
+
+    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     args = parse_args(argv)
     import torch
 
