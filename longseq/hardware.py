@@ -35,7 +35,7 @@ def enable_huge_pages() -> bool:
     opt out). PyTorch then page-aligns allocations of 2 MiB and more and marks them
     ``MADV_HUGEPAGE`` (Linux; elsewhere it has no effect). It reads the variable once, at
     the process's first tensor allocation, so call this before any tensor exists: the
-    entry-point scripts call it first thing in ``main``.
+    entry-point scripts call it in ``main`` right after parsing their arguments.
 
     Why: at long lengths every activation is a fresh allocation of tens to hundreds of MB,
     and with 4 KiB pages the kernel faults each page in on first touch. Measured on the

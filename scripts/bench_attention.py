@@ -230,9 +230,6 @@ def run_row(spec: dict, timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from longseq.hardware import enable_huge_pages
-
-    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
@@ -250,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="after timing, profile one more run per row; operator tables go to profile_<row>_<L>.txt")
     ap.add_argument("--out", default="bench_results", help="folder for attention.csv / attention.png")
     args = ap.parse_args(argv)
+    from longseq.hardware import enable_huge_pages
+
+    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return

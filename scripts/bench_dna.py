@@ -119,10 +119,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     from longseq.hardware import enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    args = parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)))

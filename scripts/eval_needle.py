@@ -69,10 +69,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     from longseq.hardware import enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    args = parse_args(argv)
     import torch
     from tqdm import tqdm
 

@@ -36,10 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
     from longseq.hardware import enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
