@@ -60,8 +60,9 @@ class DNAEncoder(nn.Module):
             causal model it reads only the current and earlier bases.
         global_length_scale: scale the global tokens' attention logits by a learned
             ``s_h * ln(L)`` (scalable softmax, see :class:`longseq.layers.MultiheadAttention`),
-            so a motif the global tokens learned to pick out of a 65,536-base window keeps
-            its attention weight among a million bases. Needs ``global_tokens``.
+            meant to keep a motif the global tokens learned to pick out of a 65,536-base
+            window sharp among a million bases (the needle task reached 100% at 1M without
+            it too; docs/genomics.md). Needs ``global_tokens``.
     """
 
     def __init__(

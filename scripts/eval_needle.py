@@ -70,6 +70,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if args.samples < 1 or any(n < 256 for n in args.lengths):
+        raise SystemExit("--samples must be >= 1 and every length >= 256")
     from longseq.hardware import enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
@@ -81,8 +83,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from genomics.needle import NeedleDataModule
     from genomics.tasks import ClassificationTask
 
-    if args.samples < 1 or any(n < 256 for n in args.lengths):
-        raise SystemExit("--samples must be >= 1 and every length >= 256")
     model = ClassificationTask.load_from_checkpoint(args.ckpt, map_location=args.device).backbone.eval()
     if model.pool != "query":
         raise SystemExit(f"{args.ckpt} is not a needle model (pool={model.pool!r}, needle models read the marker)")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         seconds = (time.perf_counter() - start) / len(data)
         rows.append({"seq_len": length, "min_distance": distance, "samples": len(data), "correct": correct,
                      "accuracy": correct / len(data), "seconds_per_window": round(seconds, 2),
-                     "peak_rss_gb": round(peak_rss_bytes() / 1e9, 2)})
+                     "peak_rss_gb": round(peak_rss_bytes() / 2**30, 2)})
         r = rows[-1]
         print(f"{length:>10,} bases  motif >= {distance:>9,} before marker  "
               f"{correct:>3}/{len(data)} = {100 * r['accuracy']:5.1f}%  {seconds:6.1f} s/window", flush=True)

@@ -75,7 +75,7 @@ def test_classifier_global_tokens_and_padding_match_dense(monkeypatch, extra):
     changed[0, 60] = (changed[0, 60] + 1) % 4
     with torch.no_grad():
         assert not torch.allclose(model(changed, mask)[0], sparse[0])
-    if extra.get("global_length_scale"):  # padding is not counted as keys: it leaves the scale alone
+    if extra.get("global_length_scale"):  # the option scales global rows: without any it is an error
         with pytest.raises(ValueError, match="global_tokens"):
             DNAClassifier(3, dim=32, depth=2, heads=2, window=4, global_length_scale=True)
 
