@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # quoted from issue 4
-FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "matmul_gflops", "status")
+FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "sys_share", "matmul_gflops",
+          "status")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,14 +82,19 @@ def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str)
 
     step()  # warm-up: plan caches, allocator
     times = []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    # Share of the timed steps' CPU time spent in the kernel: page faults on fresh activations.
+    user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     dt = float(np.median(times))  # robust to other jobs on a shared machine
     peak = torch.cuda.max_memory_allocated() if ids.is_cuda else peak_rss_bytes()
     return {"seq_len": seq_len, "precision": precision, "params": sum(p.numel() for p in model.parameters()),
             "step_s": round(dt, 4), "tokens_per_s": round(seq_len / dt, 1), "peak_rss_gb": round(peak / 2**30, 3),
+            "sys_share": round(system / (user + system), 3) if user + system > 0 else float("nan"),
             "status": "ok"}
 
 

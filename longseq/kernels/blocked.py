@@ -442,9 +442,10 @@ class _Part:
             mask, _ = self.tile_mask(n0, n1, need_rows=False)
             if backend == "flash" and acc != q.dtype:
                 # PyTorch's CPU flash backward in bf16 measured slower than in fp32 on both
-                # machines here (0.94 vs 0.73 s per 65,536-token window pass, AVX512-BF16 EPYC;
-                # ~1.0 vs ~0.6 s on an AMX Xeon): the tiles are converted once per chunk and
-                # differentiated in fp32, which also accumulates the gradients in fp32.
+                # machines here (AVX512-BF16 EPYC and AMX Xeon; docs/benchmarks.md: bf16
+                # window fwd+bwd at 65,536 went from 1.44 to 1.18-1.29 s with this): the tiles
+                # are converted once per chunk and differentiated in fp32, which also
+                # accumulates the gradients in fp32.
                 qv, kv, vv, dov, ov = (tiles.upcast_tile(t, acc) for t in (qv, kv, vv, dov, ov))
             if backend == "flash":
                 dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)

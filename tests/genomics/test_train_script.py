@@ -150,5 +150,6 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
     assert [(r["seq_len"], r["precision"], r["status"]) for r in rows] == [(256, "fp32", "ok"), (256, "bf16-mixed", "ok")]
     assert all(r["tokens_per_s"] > 0 and 0 < r["peak_rss_gb"] < 8 and r["params"] > 1000 for r in rows)
     assert all(r["matmul_gflops"] > 1 for r in rows)  # the reference is measured in the same run
+    assert all(0.0 <= r["sys_share"] <= 1.0 for r in rows)
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
