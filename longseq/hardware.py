@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import statistics
+import sys
 import time
 
 import torch
 
-__all__ = ["cpu_has_fast_bf16", "enable_huge_pages", "matmul_gflops", "warn_if_slow_bf16"]
+__all__ = ["cpu_has_fast_bf16", "enable_huge_pages", "matmul_gflops", "reuse_freed_memory", "warn_if_slow_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,58 @@ def enable_huge_pages() -> bool:
     """
     os.environ.setdefault(THP_ENV, "1")
     return os.environ[THP_ENV] == "1"
+
+
+REUSE_ENV = "LONGSEQ_REUSE_FREED_MEMORY"
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def reuse_freed_memory(largest: int = 2**30) -> bool:
+    """Let glibc keep freed memory in the process and hand it out again (Linux, glibc).
+
+    By default glibc serves every allocation above 32 MiB with a fresh ``mmap`` and
+    returns it to the OS on free, and gives back free memory at the top of its heap above
+    a few tens of MiB; the next tensor of that size is then faulted in page by page. The
+    blocked kernel allocates tile buffers of that size for every chunk, and the OS
+    kernel's work on those pages took 12-26% of the CPU time (``sys_share``) in the
+    attention and DNA benchmarks at 65,536 tokens and more. After this call allocations
+    below ``largest`` bytes come from glibc's heap and freed memory is kept (up to 2 GiB
+    free at its top).
+
+    The price is memory: freed memory is not returned, and the heap fragments. Measured on
+    the 2-core EPYC (session 15): window attention at 65,536 tokens ran in 1.09 s instead
+    of 1.28 s (fp32) and kept its peak RSS at 1,048,576 (its big tensors are above
+    ``largest``); a DNA training step of ``tiny.yaml`` at 1,048,576 bases ran at 26,696
+    instead of 18,750 tokens/s but peaked at 13.4 instead of 7.2 GB, growing to 15.3 GB
+    by the eighth step (docs/benchmarks.md, docs/genomics.md). Scripts therefore call this only where it was measured to pay:
+    ``bench_attention.py`` by default, the DNA scripts with ``--reuse-freed-memory``.
+
+    Does nothing, and returns False, when ``LONGSEQ_REUSE_FREED_MEMORY=0``, when the
+    user tunes glibc's malloc already (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``
+    or ``glibc.malloc`` in ``GLIBC_TUNABLES``), or when the C library is not glibc.
+    Process-wide; may be called at any time. Returns True when both settings took.
+    """
+    if not 0 < largest < 2**31:
+        raise ValueError(f"largest must be in (0, 2**31) bytes (a C int), got {largest}")
+    if os.environ.get(REUSE_ENV, "1") == "0":
+        return False
+    if any(name in os.environ for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        log.info("malloc settings left as the environment sets them")
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = bool(mallopt(_M_MMAP_THRESHOLD, largest)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    if not ok:
+        log.warning("glibc refused a malloc setting (mmap threshold %d, trim threshold 2 GiB)", largest)
+    return ok
 
 
 def warn_if_slow_bf16(precision: str | int | None, on_cpu: bool) -> bool:

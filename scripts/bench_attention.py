@@ -7,7 +7,9 @@ Every row runs in its own subprocess (so its peak RSS is its own), times the med
 Ratios to the plain matmul measured in the same run make figures comparable across
 noisy machines. Writes a table to stdout, ``attention.csv`` and ``attention.png``. The CSV
 also keeps every timed run (``times``) and the share of their CPU time spent in the kernel
-(``sys_share``: page faults on fresh allocations, not arithmetic). ``--profile`` adds one more
+(``sys_share``: page faults on fresh allocations, not arithmetic). Each row's process keeps
+freed memory for reuse (``longseq.hardware.reuse_freed_memory``), which took most of those
+faults away; ``--no-reuse-freed-memory`` measures without it. ``--profile`` adds one more
 run per row under torch.profiler and writes its operator table (``profile_<row>_<L>.txt``).
 
     python scripts/bench_attention.py                        # all rows (long: ~1 h on 2 cores)
@@ -136,10 +138,13 @@ def _profile(fn, rows: int = 15) -> str:
 def worker(spec: dict) -> dict:
     import torch
 
+    from longseq.hardware import reuse_freed_memory
+
     torch.set_num_threads(spec["threads"])
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["dtype"]]
     name, L, backward = spec["row"], spec["L"], spec["mode"] == "fwdbwd"
-    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"]}
+    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"],
+           "reuse_freed_memory": reuse_freed_memory() if spec.get("reuse_freed_memory", True) else False}
     if name == "matmul":
         n = 4096
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -246,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true",
                     help="after timing, profile one more run per row; operator tables go to profile_<row>_<L>.txt")
     ap.add_argument("--out", default="bench_results", help="folder for attention.csv / attention.png")
+    ap.add_argument("--reuse-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="every row's process keeps freed memory for reuse instead of faulting in fresh pages "
+                         "(longseq.hardware.reuse_freed_memory; default on)")
     args = ap.parse_args(argv)
     from longseq.hardware import enable_huge_pages
 
@@ -285,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         bar = specs
     for s in bar:
         spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads,
-                "profile": args.profile}
+                "profile": args.profile, "reuse_freed_memory": args.reuse_freed_memory}
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{s['row']} L={s['L']}")
         results.append(run_row(spec, args.timeout))
@@ -307,6 +315,7 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
             t = statistics.median(r["times"])
             gf = r["flops"] / t / 1e9 if r.get("flops") else float("nan")
             row.update(seconds=t, times=";".join(f"{x:.4g}" for x in r["times"]), sys_share=r.get("sys_share"),
+                       reuse_freed_memory=r.get("reuse_freed_memory"),
                        useful_gflops=gf, vs_matmul=gf / mm_gflops if r["row"] != "matmul" else 1.0,
                        peak_rss_gb=r["rss"] / 2**30,
                        rss_vs_tensors=r["rss"] / r["tensor_bytes"] if r.get("tensor_bytes") else float("nan"))
@@ -316,7 +325,7 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
                 row["rss_vs_window"] = r["rss"] / ref["rss"]
         table.append(row)
     cols = ["row", "L", "dtype", "mode", "seconds", "times", "sys_share", "useful_gflops", "vs_matmul", "peak_rss_gb",
-            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "error"]
+            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "reuse_freed_memory", "error"]
     for r in results:
         if r.get("profile"):
             (out / f"profile_{r['row']}_{r['L']}.txt").write_text(r["profile"])

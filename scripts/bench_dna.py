@@ -3,6 +3,7 @@
 
     python scripts/bench_dna.py                                  # 16k .. 1,048,576 bases, fp32 + bf16-mixed
     python scripts/bench_dna.py --seq-lens 4096 16384 --steps 1  # quick check
+    python scripts/bench_dna.py --reuse-freed-memory             # faster, more memory (see --help)
 
 Each (length, precision) runs in its own subprocess so its peak RSS is its own. Input is a
 real E. coli K-12 window (batch 1). Writes ``<out>/bench_dna.csv`` and ``<out>/bench_dna.png``
@@ -31,7 +32,7 @@ if str(REPO) not in sys.path:
 
 HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # quoted from issue 4
 FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "sys_share", "matmul_gflops",
-          "status")
+          "reuse_freed_memory", "status")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     p.add_argument("--out", type=Path, default=Path("bench_results/dna"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--reuse-freed-memory", action="store_true",
+                   help="keep freed memory for reuse (longseq.hardware.reuse_freed_memory): faster, more memory")
     p.add_argument("--child", help=argparse.SUPPRESS)  # JSON of one configuration, run in-process
     return p.parse_args(argv)
 
@@ -127,12 +130,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    from longseq.hardware import enable_huge_pages
+    from longseq.hardware import enable_huge_pages, reuse_freed_memory
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
+    reused = reuse_freed_memory() if args.reuse_freed_memory else False
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)))
+        row = run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)
+        print(json.dumps({**row, "reuse_freed_memory": reused}))
         return []
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -148,7 +153,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for seq_len in args.seq_lens:
         for precision in args.precisions:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--config", str(args.config), "--steps",
-                   str(args.steps), "--device", args.device, "--child",
+                   str(args.steps), "--device", args.device, *(["--reuse-freed-memory"] if args.reuse_freed_memory else []),
+                   "--child",
                    json.dumps({"seq_len": seq_len, "precision": precision})]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import platform
 import statistics
 from pathlib import Path
 
@@ -15,7 +16,9 @@ def _load():
     return load_script("bench_attention")
 
 
-def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys) -> None:
+def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys, monkeypatch) -> None:
+    for name in ("LONGSEQ_REUSE_FREED_MEMORY", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)  # the rows' processes inherit the environment
     bench = _load()
     out = tmp_path / "bench"
     bench.main(["--rows", "matmul,window,lsh", "--lengths", "300", "--repeats", "2", "--warmup", "0",
@@ -29,6 +32,7 @@ def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys) -> None:
         assert float(r["seconds"]) == pytest.approx(statistics.median(times), rel=1e-3)
         assert 0.0 <= float(r["sys_share"]) <= 1.0
         assert float(r["peak_rss_gb"]) > 0.1
+        assert r["reuse_freed_memory"] == str(platform.libc_ver()[0] == "glibc")  # on by default
     assert float(rows["window"]["useful_gflops"]) > 0  # window pairs are counted; LSH's are data-dependent
     profile = (out / "profile_lsh_300.txt").read_text()
     assert "Self CPU" in profile and "aten::" in profile

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -143,13 +144,17 @@ def test_two_step_needle(train_dna, tmp_path, monkeypatch):
 def test_bench_dna_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))  # inherited by the child processes
+    for name in ("LONGSEQ_REUSE_FREED_MEMORY", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
     (tmp_path / "m.yaml").write_text("model:\n  dim: 32\n  depth: 1\n  heads: 2\n  window: 16\n")
     bench = _load_script("bench_dna")
     rows = bench.main(["--config", str(tmp_path / "m.yaml"), "--seq-lens", "256", "--steps", "1",
-                       "--out", str(tmp_path / "bench")])
+                       "--reuse-freed-memory", "--out", str(tmp_path / "bench")])
     assert [(r["seq_len"], r["precision"], r["status"]) for r in rows] == [(256, "fp32", "ok"), (256, "bf16-mixed", "ok")]
     assert all(r["tokens_per_s"] > 0 and 0 < r["peak_rss_gb"] < 8 and r["params"] > 1000 for r in rows)
     assert all(r["matmul_gflops"] > 1 for r in rows)  # the reference is measured in the same run
     assert all(0.0 <= r["sys_share"] <= 1.0 for r in rows)
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert all(r["reuse_freed_memory"] is glibc for r in rows)  # the flag reached the timed processes
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
