@@ -56,40 +56,49 @@ REUSE_ENV = "LONGSEQ_REUSE_FREED_MEMORY"
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_TRIM_THRESHOLD = 2**31 - 1  # the largest C int: keep up to 2 GiB free at the heap's top
 _USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_USER_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
 
 
 def reuse_freed_memory(largest: int = 2**30) -> bool:
     """Let glibc keep freed memory in the process and hand it out again (Linux, glibc).
 
-    By default glibc serves every allocation above 32 MiB with a fresh ``mmap`` and
-    returns it to the OS on free, and gives back free memory at the top of its heap above
-    a few tens of MiB; the next tensor of that size is then faulted in page by page. The
-    blocked kernel allocates tile buffers of that size for every chunk, and the OS
-    kernel's work on those pages took 12-26% of the CPU time (``sys_share``) in the
+    By default glibc serves allocations above its mmap threshold (128 KiB at start,
+    raised as large blocks are freed, at most 32 MiB) with a fresh ``mmap`` that is
+    unmapped on free, and returns free memory at the top of its heap to the OS above a
+    trim threshold (at most 64 MiB); the next tensor of that size is then faulted in page
+    by page. The blocked kernel allocates tile buffers of that size for every chunk, and
+    the OS kernel's work on those pages took 12-26% of the CPU time (``sys_share``) in the
     attention and DNA benchmarks at 65,536 tokens and more. After this call allocations
-    below ``largest`` bytes come from glibc's heap and freed memory is kept (up to 2 GiB
-    free at its top).
+    below ``largest`` bytes come from glibc's heap and up to 2 GiB of free memory is kept
+    at its top. This holds for the main thread's heap, where PyTorch allocates when it is
+    driven from the main thread (the scripts here); other threads' heaps still map blocks
+    above 64 MiB afresh. Needs a glibc that accepts a threshold above 32 MiB (2.36 does);
+    an older one refuses and this returns False with a warning.
 
     The price is memory: freed memory is not returned, and the heap fragments. Measured on
     the 2-core EPYC (session 15): window attention at 65,536 tokens ran in 1.09 s instead
-    of 1.28 s (fp32) and kept its peak RSS at 1,048,576 (its big tensors are above
-    ``largest``); a DNA training step of ``tiny.yaml`` at 1,048,576 bases ran at 26,696
-    instead of 18,750 tokens/s but peaked at 13.4 instead of 7.2 GB, growing to 15.3 GB
-    by the eighth step (docs/benchmarks.md, docs/genomics.md). Scripts therefore call this only where it was measured to pay:
-    ``bench_attention.py`` by default, the DNA scripts with ``--reuse-freed-memory``.
+    of 1.28 s (fp32) and its peak RSS at 1,048,576 tokens stayed 10.7 GB (its whole
+    tensors are above ``largest``); a DNA training step of ``tiny.yaml`` at 1,048,576
+    bases ran at 26,696 instead of 18,750 tokens/s but peaked at 13.4 instead of 7.2 GB,
+    and at 15.3 GB after 8 timed steps (docs/benchmarks.md, docs/genomics.md). Scripts
+    therefore call this only where it was measured to pay: ``bench_attention.py`` by
+    default, the DNA scripts with ``--reuse-freed-memory``.
 
     Does nothing, and returns False, when ``LONGSEQ_REUSE_FREED_MEMORY=0``, when the
-    user tunes glibc's malloc already (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``
-    or ``glibc.malloc`` in ``GLIBC_TUNABLES``), or when the C library is not glibc.
-    Process-wide; may be called at any time. Returns True when both settings took.
+    environment sets either threshold already (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_``, or ``glibc.malloc.mmap_threshold`` /
+    ``glibc.malloc.trim_threshold`` in ``GLIBC_TUNABLES``), or when the C library is not
+    glibc. Process-wide; may be called at any time. Returns True when both settings took.
     """
     if not 0 < largest < 2**31:
         raise ValueError(f"largest must be in (0, 2**31) bytes (a C int), got {largest}")
     if os.environ.get(REUSE_ENV, "1") == "0":
         return False
-    if any(name in os.environ for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        log.info("malloc settings left as the environment sets them")
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(name in os.environ for name in _USER_MALLOC_ENV) or any(name in tunables for name in _USER_TUNABLES):
+        log.info("malloc thresholds left as the environment sets them")
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
@@ -98,10 +107,12 @@ def reuse_freed_memory(largest: int = 2**30) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, largest)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-    if not ok:
-        log.warning("glibc refused a malloc setting (mmap threshold %d, trim threshold 2 GiB)", largest)
-    return ok
+    refused = [name for name, param, value in (("mmap threshold", _M_MMAP_THRESHOLD, largest),
+                                               ("trim threshold", _M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+               if not mallopt(param, value)]
+    if refused:
+        log.warning("glibc refused the %s; freed memory is reused only partly", " and the ".join(refused))
+    return not refused
 
 
 def warn_if_slow_bf16(precision: str | int | None, on_cpu: bool) -> bool:

@@ -140,11 +140,13 @@ def worker(spec: dict) -> dict:
 
     from longseq.hardware import reuse_freed_memory
 
+    # Before the row's first tensor: freed tile buffers are handed out again instead of
+    # being faulted in anew on every pass (docs/benchmarks.md, session 15).
+    reused = reuse_freed_memory() if spec.get("reuse_freed_memory", True) else False
     torch.set_num_threads(spec["threads"])
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["dtype"]]
     name, L, backward = spec["row"], spec["L"], spec["mode"] == "fwdbwd"
-    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"],
-           "reuse_freed_memory": reuse_freed_memory() if spec.get("reuse_freed_memory", True) else False}
+    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"], "reuse_freed_memory": reused}
     if name == "matmul":
         n = 4096
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

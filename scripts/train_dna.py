@@ -58,9 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--reuse-freed-memory", action="store_true",
                    help="keep freed memory for reuse instead of faulting in fresh pages for every activation "
-                        "(longseq.hardware.reuse_freed_memory): measured 1.4x faster; costs memory that grows "
-                        "with steps (1,048,576 bases: 15.3 GB after 8 steps instead of 7.2 GB; "
-                        "262,144: 4.5 instead of 2.8 GB; docs/genomics.md)")
+                        "(longseq.hardware.reuse_freed_memory): measured 1.4x faster from 65,536 bases up (2.3x at "
+                        "16,384) but peak memory grows with steps: 1,048,576 bases 15.3 GB after 8 timed steps "
+                        "against 7.2 GB; 262,144 bases 4.5 GB after 30 against 2.8 GB after 3 (docs/genomics.md)")
     p.add_argument("--ckpt-path", help="resume from this checkpoint")
     p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule: "
                                        "fine-tuning, or continuing a run at longer windows)")
@@ -201,8 +201,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from longseq.hardware import enable_huge_pages, reuse_freed_memory
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    if args.reuse_freed_memory:
-        reuse_freed_memory()
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -215,6 +213,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from longseq.hardware import warn_if_slow_bf16
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    reused = reuse_freed_memory() if args.reuse_freed_memory else False
+    if args.reuse_freed_memory and not reused:
+        logging.getLogger("train_dna").warning(
+            "--reuse-freed-memory had no effect: it needs glibc, and no LONGSEQ_REUSE_FREED_MEMORY=0 or malloc "
+            "thresholds of your own in the environment")
     cfg = load_config(args.config)
     validate_config(cfg, args.task)
     L.seed_everything(args.seed, workers=True, verbose=False)
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tokens_per_s": throughput.tokens_per_second,
         "max_seq_len_trained": throughput.max_seq_len,
         "peak_rss_gb": peak_rss_bytes() / 2**30,
+        "reuse_freed_memory": reused,
         "wall_s": time.time() - start,
         "checkpoint": checkpoint,
         "metrics_csv": str(Path(logger.log_dir) / "metrics.csv"),

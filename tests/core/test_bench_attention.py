@@ -45,3 +45,11 @@ def test_bench_attention_rejects_bad_counts(tmp_path: Path) -> None:
     bench = _load()
     with pytest.raises(SystemExit):
         bench.main(["--rows", "window", "--repeats", "0", "--out", str(tmp_path)])
+
+
+def test_bench_attention_can_measure_without_reusing_freed_memory(tmp_path: Path) -> None:
+    bench = _load()
+    bench.main(["--rows", "matmul", "--repeats", "1", "--warmup", "0", "--threads", "1", "--no-reuse-freed-memory",
+                "--out", str(tmp_path)])
+    (row,) = csv.DictReader(open(tmp_path / "attention.csv"))
+    assert row["row"] == "matmul" and not row["error"] and row["reuse_freed_memory"] == "False"

@@ -75,14 +75,19 @@ def test_two_step_lm_training_and_reload(train_dna, tmp_path, monkeypatch):
     assert abs(result["chr"] + ll[1:].mean()) < 1e-4 and 1.5 < result["chr"] < 3.0
 
 
-def test_two_step_classification(train_dna, tmp_path):
+def test_two_step_classification(train_dna, tmp_path, monkeypatch, caplog):
     rows = ["sequence,label"] + [f"{random_dna(60, i)},{i % 2}" for i in range(24)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "cls.yaml").write_text("model:\n  dim: 32\n  depth: 1\n  heads: 2\n  window: 8\n  global_tokens: 1\n  pool: cls\n"
                                        "data:\n  batch_size: 8\n")
+    # The flag with the opt-out set: the run says it had no effect (and this test process's
+    # malloc stays as it was for the tests after it).
+    monkeypatch.setenv("LONGSEQ_REUSE_FREED_MEMORY", "0")
     summary = train_dna.main(["--task", "classification", "--data", str(tmp_path / "d.csv"), "--max-steps", "2",
-                              "--config", str(tmp_path / "cls.yaml"), "--out-dir", str(tmp_path / "runs")])
+                              "--config", str(tmp_path / "cls.yaml"), "--out-dir", str(tmp_path / "runs"),
+                              "--reuse-freed-memory"])
     assert summary["steps"] == 2 and math.isfinite(summary["best_val_loss"])
+    assert summary["reuse_freed_memory"] is False and "--reuse-freed-memory had no effect" in caplog.text
     rows = list(csv.DictReader(open(summary["metrics_csv"])))
     assert any(r.get("val/mcc") for r in rows) and any(r.get("val/auroc") for r in rows)
 
@@ -158,3 +163,4 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
     assert all(r["reuse_freed_memory"] is glibc for r in rows)  # the flag reached the timed processes
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
+    assert not bench.parse_args([]).reuse_freed_memory  # opt-in: it costs memory at long windows
