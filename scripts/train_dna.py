@@ -305,6 +305,8 @@ def print_summary(s: dict[str, Any], stages) -> None:
     mem = f"peak memory: {s['peak_rss_gb']:.2f} GB RSS"
     if "peak_cuda_gb" in s:
         mem += f", {s['peak_cuda_gb']:.2f} GB CUDA"
+    if s.get("reuse_freed_memory"):
+        mem += " (freed memory reused: --reuse-freed-memory)"
     print(mem)
     if "best_val_bpb" in s:
         line = f"best validation bits per base: {s['best_val_bpb']:.4f}"
