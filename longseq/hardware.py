@@ -75,7 +75,7 @@ def reuse_freed_memory(largest: int = 2**30) -> bool:
     at its top. This holds for the main thread's heap, where PyTorch allocates when it is
     driven from the main thread (the scripts here); other threads' heaps still map blocks
     above 64 MiB afresh. Needs a glibc that accepts a threshold above 32 MiB (2.36 does);
-    an older one refuses and this returns False with a warning.
+    one that caps it refuses, and this returns False with a warning.
 
     The price is memory: freed memory is not returned, and the heap fragments. Measured on
     the 2-core EPYC (session 15): window attention at 65,536 tokens ran in 1.09 s instead

@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print("reference, plain matmul measured now: "
           + ", ".join(f"{p} {gf:.0f} GFLOP/s" for p, gf in floor.items()), flush=True)
     rows = []
+    reuse = ["--reuse-freed-memory"] if args.reuse_freed_memory else []
     for seq_len in args.seq_lens:
         for precision in args.precisions:
-            reuse = ["--reuse-freed-memory"] if args.reuse_freed_memory else []
             cmd = [sys.executable, str(Path(__file__).resolve()), "--config", str(args.config), "--steps",
                    str(args.steps), "--device", args.device, *reuse, "--child",
                    json.dumps({"seq_len": seq_len, "precision": precision})]

@@ -61,7 +61,8 @@ import ctypes, resource, sys, torch
 from longseq.hardware import reuse_freed_memory
 # 4 KiB pages for this process even where the system's THP mode is "always", so that the
 # fault count measures pages touched (PR_SET_THP_DISABLE = 41)
-ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
 took = reuse_freed_memory() if sys.argv[1] == "call" else False
 faults = []
 for _ in range(12):
