@@ -138,7 +138,7 @@ def _profile(fn, rows: int = 15) -> str:
 def worker(spec: dict) -> dict:
     import torch
 
-    from longseq.hardware import reuse_freed_memory
+    from longseq.hardware import cpu_description, reuse_freed_memory
 
     # Before the row's first tensor: freed tile buffers are handed out again instead of
     # being faulted in anew on every pass (docs/benchmarks.md, session 15).
@@ -146,7 +146,8 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["dtype"]]
     name, L, backward = spec["row"], spec["L"], spec["mode"] == "fwdbwd"
-    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"], "reuse_freed_memory": reused}
+    res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"], "reuse_freed_memory": reused,
+           "cpu": cpu_description()}
     if name == "matmul":
         n = 4096
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -310,7 +311,7 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
     ours = {r["L"]: r for r in results if r["row"] == "window" and "times" in r}
     table = []
     for r in results:
-        row = {"row": r["row"], "L": r["L"], "dtype": r["dtype"], "mode": r["mode"]}
+        row = {"row": r["row"], "L": r["L"], "dtype": r["dtype"], "mode": r["mode"], "cpu": r.get("cpu", "")}
         if "error" in r:
             row.update(error=r["error"])
         else:
@@ -327,7 +328,7 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
                 row["rss_vs_window"] = r["rss"] / ref["rss"]
         table.append(row)
     cols = ["row", "L", "dtype", "mode", "seconds", "times", "sys_share", "useful_gflops", "vs_matmul", "peak_rss_gb",
-            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "reuse_freed_memory", "error"]
+            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "reuse_freed_memory", "cpu", "error"]
     for r in results:
         if r.get("profile"):
             (out / f"profile_{r['row']}_{r['L']}.txt").write_text(r["profile"])
@@ -338,15 +339,22 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
     if quiet:
         return
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    print(f"\nmatmul floor: {mm_gflops:.0f} GFLOP/s ({args.dtype}); B={B} H={H} D={D} window={WINDOW}")
-    print(" | ".join(cols))
+    print(f"\nmachine: {_machine(table)}")
+    print(f"matmul floor: {mm_gflops:.0f} GFLOP/s ({args.dtype}); B={B} H={H} D={D} window={WINDOW}")
+    shown = [c for c in cols if c != "cpu"]  # on the machine line above
+    print(" | ".join(shown))
     for row in table:
-        print(" | ".join(fmt(row.get(c, "")) for c in cols))
+        print(" | ".join(fmt(row.get(c, "")) for c in shown))
     for r in results:
         if r.get("profile"):
             print(f"\nprofile of one more {r['row']} run at L={r['L']} (self CPU time):\n{r['profile']}")
     plot(table, out / "attention.png")
     print(f"\nwrote {out / 'attention.csv'} and {out / 'attention.png'}")
+
+
+def _machine(table: list[dict]) -> str:
+    """The CPU the rows ran on, as their worker processes described it."""
+    return next((r["cpu"] for r in table if r.get("cpu")), "unknown (no row finished)")
 
 
 def plot(table: list[dict], path: Path) -> None:
@@ -374,8 +382,12 @@ def plot(table: list[dict], path: Path) -> None:
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"attention forward+backward, B={B} H={H} D={D}")
+    if names:
+        axes[0].legend(fontsize=8)
+    modes = sorted({"forward+backward" if r["mode"] == "fwdbwd" else "forward" for r in table})
+    dtypes = sorted({r["dtype"] for r in table})
+    fig.suptitle(f"attention {', '.join(modes)}, {', '.join(dtypes)}, B={B} H={H} D={D}\n{_machine(table)}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 
 HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # quoted from issue 4
 FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "sys_share", "matmul_gflops",
-          "reuse_freed_memory", "status")
+          "reuse_freed_memory", "cpu", "status")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,7 +122,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("DNA LM training step, batch 1")
+    machine = next((r["cpu"] for r in rows if r.get("cpu")), "")
+    fig.suptitle(f"DNA LM training step, batch 1\n{machine}".strip(), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -144,11 +145,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from longseq.hardware import matmul_gflops
+    from longseq.hardware import cpu_description, matmul_gflops
 
     torch.set_num_threads(os.cpu_count() or 1)
     dtypes = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16}
     floor = {p: round(matmul_gflops(dtypes[p], args.device), 1) for p in args.precisions}
+    machine = cpu_description()
+    print(f"machine: {machine}")
     print("reference, plain matmul measured now: "
           + ", ".join(f"{p} {gf:.0f} GFLOP/s" for p, gf in floor.items()), flush=True)
     rows = []
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except subprocess.TimeoutExpired:
                 row = {"seq_len": seq_len, "precision": precision, "status": f"timeout after {args.timeout:.0f} s"}
             row["matmul_gflops"] = floor[precision]
+            row["cpu"] = machine
             rows.append(row)
             print(", ".join(f"{k}={row.get(k, '')}" for k in FIELDS), flush=True)
     with open(args.out / "bench_dna.csv", "w", newline="") as fh:

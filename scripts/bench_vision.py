@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without install
 DEFAULT_MODELS = ["longseq_vit_small", "longseq_vit_small+dense", "vit_small_patch16_224",
                   "longseq_swin_tiny", "swin_tiny_patch4_window7_224"]
 FIELDS = ["model", "size", "mode", "batch", "seconds", "images_per_s", "peak_rss_gb", "gflops", "gflops_per_s",
-          "params_m", "status"]
+          "params_m", "cpu", "status"]
 
 
 def build(name: str, size: int):
@@ -98,6 +98,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one (model, size, mode) measurement in this process; returns a CSV row."""
     import torch
 
+    from longseq.hardware import cpu_description
+
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     size, batch, train = spec["size"], spec["batch"], spec["mode"] == "train"
@@ -129,7 +131,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds, "images_per_s": batch / seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "gflops": flops / 1e9, "gflops_per_s": flops / 1e9 / seconds,
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "status": "ok",
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "cpu": cpu_description(), "status": "ok",
     }
 
 
@@ -172,6 +174,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ax.set_title(f"{mode}: {label}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
+    machine = next((r["cpu"] for r in ok if r.get("cpu")), "")
+    if machine:
+        fig.suptitle(machine, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v)
                              for k, v in row.items() if k in FIELDS})
     plot(rows, out / "bench_vision.png")
+    print(f"machine: {next((r['cpu'] for r in rows if r.get('cpu')), 'unknown (no measurement finished)')}")
     print(f"wrote {out / 'bench_vision.csv'} and {out / 'bench_vision.png'}")
     return rows
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from longseq.hardware import cpu_description
+
 from ..scripts import load_script
 
 
@@ -33,12 +35,14 @@ def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys, monkeypa
         assert 0.0 <= float(r["sys_share"]) <= 1.0
         assert float(r["peak_rss_gb"]) > 0.1
         assert r["reuse_freed_memory"] == str(platform.libc_ver()[0] == "glibc")  # on by default
+        assert r["cpu"] == cpu_description()  # each figure names the machine it was measured on
     assert float(rows["window"]["useful_gflops"]) > 0  # window pairs are counted; LSH's are data-dependent
     profile = (out / "profile_lsh_300.txt").read_text()
     assert "Self CPU" in profile and "aten::" in profile
     assert (out / "attention.png").stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "matmul floor" in printed and "profile of one more lsh run" in printed
+    assert f"machine: {cpu_description()}" in printed
 
 
 def test_bench_attention_rejects_bad_counts(tmp_path: Path) -> None:

@@ -28,6 +28,32 @@ def test_cpu_has_fast_bf16_matches_torch_flags():
     assert hardware.cpu_has_fast_bf16() == expected
 
 
+@pytest.mark.parametrize("amx, avx512_bf16, units", [
+    (True, True, "bf16 units: AMX"),
+    (False, True, "bf16 units: AVX512-BF16, no AMX"),
+    (False, False, "bf16 units: none (emulated)"),
+])
+def test_cpu_description_names_the_bf16_units(monkeypatch, amx, avx512_bf16, units):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    text = hardware.cpu_description()
+    assert text.endswith(units)
+    assert f"{os.cpu_count()} logical CPUs" in text
+    assert f"ATen {torch.backends.cpu.get_cpu_capability()}" in text
+    assert hardware.cpu_has_fast_bf16() == (amx or avx512_bf16)
+
+
+def test_cpu_model_name_reads_cpuinfo_and_falls_back(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+                    "flags\t\t: fpu amx_tile\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n")
+    assert hardware.cpu_model_name(str(info)) == "Intel(R) Xeon(R) Platinum 8480+"
+    info.write_text("processor\t: 0\nmodel name\t: \n")  # blank name: fall back
+    fallback = platform.processor() or platform.machine() or "unknown CPU"
+    assert hardware.cpu_model_name(str(info)) == fallback
+    assert hardware.cpu_model_name(str(tmp_path / "missing")) == fallback
+
+
 _ALIGNMENT_PROBE = """
 import os, sys, torch
 from longseq.hardware import enable_huge_pages

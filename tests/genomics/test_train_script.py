@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from longseq.hardware import cpu_description
+
 from ..scripts import load_script
 from .dna_data import random_dna, write_fasta
 
@@ -163,4 +165,5 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
     assert all(r["reuse_freed_memory"] is glibc for r in rows)  # the flag reached the timed processes
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
+    assert all(r["cpu"] == cpu_description() for r in table)  # figures name the machine they came from
     assert not bench.parse_args([]).reuse_freed_memory  # opt-in: it costs memory at long windows

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from longseq.hardware import cpu_description
+
 from ..scripts import load_script
 
 
@@ -16,6 +18,7 @@ def test_worker_row_and_plot(tmp_path):
     row = bench.worker(dict(model="longseq_vit_tiny", size=48, mode="train", batch=1, repeats=1, threads=1, flops=True))
     assert row["status"] == "ok" and set(bench.FIELDS) == set(row)
     assert row["seconds"] > 0 and row["peak_rss_gb"] > 0 and row["params_m"] > 1
+    assert row["cpu"] == cpu_description()
     # 3 x 3 tokens x ~2 FLOPs per parameter (5.5M): ~0.1 GFLOP forward, tripled for training.
     assert 0.05 < row["gflops"] < 5 and abs(row["gflops_per_s"] * row["seconds"] - row["gflops"]) < 1e-6
     infer = bench.worker(dict(model="longseq_vit_tiny", size=48, mode="infer", batch=1, repeats=1, threads=1,
