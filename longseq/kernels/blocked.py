@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.kernels import tiles
+from longseq.kernels import fused_bf16, tiles
 from longseq.kernels.plan import Plan, Tiling
 
 __all__ = ["blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "merge_partial"]
 
 _BACKEND = "auto"
+_BACKENDS = ("auto", "flash", "math", "fused")
 _CHUNK_BYTES = 32 * 2**20
 # Irregular tile masks (data-dependent patterns such as LSH) cost several elementwise
 # passes each; forward keeps them for backward when they are small next to q.
@@ -33,10 +34,16 @@ NEG_INF = float("-inf")
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Force the tile backend (``"auto"``, ``"flash"`` or ``"math"``) inside a ``with`` block."""
+    """Force the tile backend inside a ``with`` block.
+
+    ``"auto"`` (the default) picks per call, see :func:`_pick_backend`; ``"flash"`` is
+    PyTorch's fused CPU kernels; ``"math"`` plain matmuls (any device, dropout, bias
+    gradients); ``"fused"`` the AVX512-BF16 C kernel of :mod:`longseq.kernels.fused_bf16`
+    (bf16 CPU tensors; tiles whose block or head size is not a multiple of 16 still run
+    on ``"flash"``)."""
     global _BACKEND
-    if name not in ("auto", "flash", "math"):
-        raise ValueError(f"backend must be 'auto', 'flash' or 'math', got {name!r}")
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
     old, _BACKEND = _BACKEND, name
     try:
         yield
@@ -54,13 +61,21 @@ def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, st
 
     ``auto`` uses PyTorch's fused CPU flash-attention kernels where they apply (CPU, no
     dropout, no learnable bias): on window tiles they measured faster than the matmul
-    path in both directions (docs/benchmarks.md). Elsewhere the matmul path runs.
+    path in both directions (docs/benchmarks.md). bf16 tiles go to the AVX512-BF16 C
+    kernel instead where it is available (3-4x PyTorch's on window tiles, same document).
+    Elsewhere the matmul path runs.
     """
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
-    if _BACKEND == "flash" and not flash_ok:
-        raise ValueError("the flash backend needs a CPU tensor, dropout_p=0 and no learnable bias")
+    if _BACKEND in ("flash", "fused") and not flash_ok:
+        raise ValueError(f"the {_BACKEND} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
+    fused_ok = flash_ok and q.dtype == torch.bfloat16 and fused_bf16.available()
+    if _BACKEND == "fused" and not fused_ok:
+        raise ValueError("the fused backend needs bf16 tensors and a CPU with AVX512-BF16 and a C compiler "
+                         f"(longseq.kernels.fused_bf16; disabled by {fused_bf16.DISABLE_ENV}=0)")
     if _BACKEND == "math" or not flash_ok:
         return "math", "math"
+    if fused_ok and _BACKEND != "flash":
+        return "fused", "fused"
     return "flash", "flash"
 
 
@@ -392,7 +407,9 @@ class _Part:
             else:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
             mask, rows = self.tile_mask(n0, n1)
-            if backend == "flash":
+            if backend == "fused" and fused_bf16.supports(qv, kv, vv):
+                o, lse = fused_bf16.forward(qv, kv, vv, mask, scale)  # lse -inf on empty rows
+            elif backend in ("flash", "fused"):
                 o, lse = tiles.flash_forward(qv, kv, vv, mask, scale)
                 lse = lse.masked_fill(~rows.expand_as(lse), NEG_INF)  # flash reports 0 for empty rows
             else:
@@ -440,15 +457,10 @@ class _Part:
                 dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)
                 lv = self.block_rows(lses, n0, n1)
             mask, _ = self.tile_mask(n0, n1, need_rows=False)
-            if backend == "flash" and acc != q.dtype:
-                # PyTorch's CPU flash backward in bf16 measured slower than in fp32 on both
-                # machines here (AVX512-BF16 EPYC and AMX Xeon; docs/benchmarks.md: bf16
-                # window fwd+bwd at 65,536 went from 1.44 to 1.18-1.29 s with this): the tiles
-                # are converted once per chunk and differentiated in fp32, which also
-                # accumulates the gradients in fp32.
-                qv, kv, vv, dov, ov = (tiles.upcast_tile(t, acc) for t in (qv, kv, vv, dov, ov))
-            if backend == "flash":
-                dq, dk, dv, dmask = tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
+            if backend == "fused" and fused_bf16.supports(qv, kv, vv, dov, ov):
+                dq, dk, dv, dmask = fused_bf16.backward(dov, qv, kv, vv, ov, lv, mask, scale)
+            elif backend in ("flash", "fused"):
+                dq, dk, dv, dmask = self._flash_backward(dov, qv, kv, vv, ov, lv, mask, scale, acc)
             else:
                 dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, dropout_p, seed + n0)
             self.block_rows(dqs, n0, n1).copy_(dq)
@@ -457,6 +469,18 @@ class _Part:
             if bias_grads and dmask is not None:
                 self._bias_backward(n0, n1, dmask, bias_params, bias_grads)
         return dqs, dkp, dvp
+
+    @staticmethod
+    def _flash_backward(dov: Tensor, qv: Tensor, kv: Tensor, vv: Tensor, ov: Tensor, lv: Tensor,
+                        mask: Tensor | None, scale: float, acc: torch.dtype) -> tuple[Tensor, Tensor, Tensor, None]:
+        if acc != qv.dtype:
+            # PyTorch's CPU flash backward in bf16 measured slower than in fp32 on both
+            # machines here (AVX512-BF16 EPYC and AMX Xeon; docs/benchmarks.md: bf16
+            # window fwd+bwd at 65,536 went from 1.44 to 1.18-1.29 s with this): the tiles
+            # are converted once per chunk and differentiated in fp32, which also
+            # accumulates the gradients in fp32.
+            qv, kv, vv, dov, ov = (tiles.upcast_tile(t, acc) for t in (qv, kv, vv, dov, ov))
+        return tiles.flash_backward(dov, qv, kv, vv, ov, lv, mask, scale)
 
     def _bias_backward(self, n0: int, n1: int, dmask: Tensor, params, grads: list[Tensor]) -> None:
         """Route the score gradient of tiles [n0, n1) into the bias parameters."""

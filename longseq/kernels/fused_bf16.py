@@ -1,0 +1,199 @@
+"""Fused bf16 attention tiles on CPUs with AVX512-BF16: a C kernel built on first use.
+
+PyTorch's CPU flash-attention kernels spend most of a bf16 window pass outside the
+matrix units: its bf16 backward measured slower than its fp32 one (docs/benchmarks.md),
+so the blocked kernel used to differentiate upcast fp32 tiles. ``csrc/bf16_tiles.c``
+does one tile's forward or backward with every product on ``vdpbf16ps`` (bf16 pairs,
+fp32 accumulation) and the softmax in fp32 registers, for the same tile contract as
+:mod:`longseq.kernels.tiles`: q ``(n, G, bq, D)``, k/v ``(n, G, span, D)`` (strided,
+possibly overlapping views), an additive fp32 mask broadcastable to ``(n, G, bq, span)``.
+
+The source is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``) into
+``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``), once per source version,
+and loaded with :mod:`ctypes`; nothing is downloaded. Where the CPU lacks AVX512-BF16,
+no compiler is found, the build fails, or ``LONGSEQ_FUSED_BF16=0`` is set,
+:func:`available` is False and the blocked kernel keeps PyTorch's kernels. Work items
+(tile x batch*head) are split over ``torch.get_num_threads()`` OpenMP threads; the
+library links ``libgomp.so.1``, which resolves to the copy torch has already loaded, so
+the threads are torch's own rather than a second pool competing for the cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "supports", "forward", "backward", "library_path", "DISABLE_ENV"]
+
+log = logging.getLogger(__name__)
+
+DISABLE_ENV = "LONGSEQ_FUSED_BF16"
+KERNEL_DIR_ENV = "LONGSEQ_KERNEL_DIR"
+SOURCE = Path(__file__).with_name("csrc") / "bf16_tiles.c"
+CFLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+          "-mavx512bf16", "-mfma")
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    return cc if cc else (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
+
+
+def library_path(cc: str | None = None) -> Path:
+    """Where the compiled library for this source, compiler and flags lives."""
+    cc = cc or _compiler() or "cc"
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
+    root = os.environ.get(KERNEL_DIR_ENV)
+    folder = Path(root) if root else Path.home() / ".cache" / "longseq" / "kernels"
+    return folder / f"bf16_tiles-{key}.so"
+
+
+def _build(cc: str) -> Path:
+    path = library_path(cc)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: concurrent processes never load a partial file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-600:]}")
+        os.replace(tmp, path)
+        for old in path.parent.glob("bf16_tiles-*.so"):  # builds of earlier sources
+            if old != path:
+                old.unlink(missing_ok=True)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _tried
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        if os.environ.get(DISABLE_ENV, "1") == "0":
+            return None
+        if platform.machine().lower() not in ("x86_64", "amd64") or not torch.cpu._is_avx512_bf16_supported():
+            return None
+        cc = _compiler()
+        if cc is None:
+            log.info("no C compiler found: bf16 attention tiles use PyTorch's kernels")
+            return None
+        try:
+            lib = ctypes.CDLL(str(_build(cc)))
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+            log.warning("could not build the fused bf16 attention kernel (%s); using PyTorch's kernels", e)
+            return None
+        i64, ptr, i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)
+        head = [ctypes.c_int] + [i64] * 5  # threads, items, G, bq, span, D
+        lib.longseq_bf16_forward.argtypes = head + [ptr, i64p] * 4 + [ctypes.c_float, ptr, ptr]
+        lib.longseq_bf16_backward.argtypes = head + [ptr, i64p] * 5 + [ptr, ptr, i64p, ctypes.c_float] + [ptr] * 3
+        lib.longseq_bf16_forward.restype = lib.longseq_bf16_backward.restype = ctypes.c_int
+        _lib = lib
+        return lib
+
+
+def available() -> bool:
+    """True when the fused kernel is built (or buildable) and this CPU can run it."""
+    return _load() is not None
+
+
+def _word_aligned(t: Tensor) -> bool:
+    """Rows start on 4-byte boundaries, so bf16 pairs can be read as 32-bit words."""
+    return t.stride(-1) == 1 and all(s % 2 == 0 for s in t.stride()[:-1]) and t.data_ptr() % 4 == 0
+
+
+def supports(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> bool:
+    """Whether these tiles fit the kernel: CPU bf16, 16 | bq, 16 | D, word-aligned rows."""
+    tensors = (q, k, v, *rest)
+    if any(t.device.type != "cpu" or t.dtype != torch.bfloat16 or t.dim() != 4 for t in tensors):
+        return False
+    n, G, bq, D = q.shape
+    if bq % 16 or D % 16 or k.shape != v.shape or k.shape[:2] != (n, G) or k.shape[-1] != D:
+        return False
+    return all(_word_aligned(t) for t in tensors) and available()
+
+
+def _strides(t: Tensor) -> ctypes.Array:
+    return (ctypes.c_int64 * 3)(*t.stride()[:3])
+
+
+def _ptr(t: Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+
+
+def _mask_t(mask: Tensor | None, shape: tuple[int, int, int, int]) -> tuple[Tensor | None, ctypes.Array | None]:
+    """The additive mask transposed to (n|1, G|1, span, bq), queries contiguous."""
+    if mask is None:
+        return None, None
+    n, G, bq, span = shape
+    while mask.dim() < 4:
+        mask = mask.unsqueeze(0)
+    mt = mask.to(torch.float32).transpose(-1, -2).contiguous()
+    mt = mt.expand(n, G, span, bq)
+    return mt, _strides(mt)
+
+
+def _call(fn, n_items: int, args: tuple) -> None:
+    if fn(torch.get_num_threads(), n_items, *args):
+        raise MemoryError("the fused bf16 attention kernel could not allocate its scratch memory")
+
+
+def forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
+    """``(out, lse)`` of bf16 tiles, as :func:`longseq.kernels.tiles.flash_forward`.
+
+    ``out`` is bf16 ``(n, G, bq, D)``; ``lse`` fp32 ``(n, G, bq)``, ``-inf`` (and ``out``
+    zero) for queries without an allowed key. Call :func:`supports` first."""
+    lib = _load()
+    n, G, bq, D = q.shape
+    span = k.shape[2]
+    out = torch.empty(n, G, bq, D, dtype=torch.bfloat16)
+    lse = torch.empty(n, G, bq, dtype=torch.float32)
+    if out.numel():
+        mt, ms = _mask_t(mask, (n, G, bq, span))
+        _call(lib.longseq_bf16_forward, n * G,
+                  (G, bq, span, D, _ptr(q), _strides(q), _ptr(k), _strides(k), _ptr(v), _strides(v), _ptr(mt), ms,
+                   float(scale), _ptr(out), _ptr(lse)))
+    return out, lse
+
+
+def backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Tensor | None,
+             scale: float) -> tuple[Tensor, Tensor, Tensor, None]:
+    """fp32 ``(dq, dk, dv, None)`` of bf16 tiles, as :func:`longseq.kernels.tiles.flash_backward`.
+
+    ``out`` and ``lse`` may be those of a larger softmax this tile is part of."""
+    lib = _load()
+    n, G, bq, D = q.shape
+    span = k.shape[2]
+    dq = torch.empty(n, G, bq, D, dtype=torch.float32)
+    dk = torch.empty(n, G, span, D, dtype=torch.float32)
+    dv = torch.empty(n, G, span, D, dtype=torch.float32)
+    if dq.numel():
+        lse = lse.to(torch.float32).contiguous()
+        mt, ms = _mask_t(mask, (n, G, bq, span))
+        _call(lib.longseq_bf16_backward, n * G,
+                  (G, bq, span, D, _ptr(dout), _strides(dout), _ptr(q), _strides(q), _ptr(k), _strides(k),
+                   _ptr(v), _strides(v), _ptr(out), _strides(out), _ptr(lse), _ptr(mt), ms, float(scale),
+                   _ptr(dq), _ptr(dk), _ptr(dv)))
+    return dq, dk, dv, None

@@ -1,0 +1,219 @@
+"""The AVX512-BF16 C kernel (longseq.kernels.fused_bf16): tiles against a float64
+reference, attend() through it for every pattern family, and its build and fallbacks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from longseq import attend
+from longseq.kernels import fused_bf16, use_backend
+from longseq.kernels.blocked import _pick_backend
+from longseq.patterns import BigBird, SlidingWindow, Window2D
+from longseq.positions import ALiBi
+
+from .test_attend import _compare
+
+BF16_TOL = 3e-2  # as the other bf16 tests: bf16 rounding of inputs, P and dS
+
+
+def _cpu_can_run_it() -> bool:
+    return (platform.machine().lower() in ("x86_64", "amd64") and torch.cpu._is_avx512_bf16_supported()
+            and (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")) is not None)
+
+
+def test_kernel_is_built_wherever_the_cpu_and_a_compiler_allow():
+    """No silent fallback on the machines it is for (AVX512-BF16 x86, e.g. EPYC Zen 4+, Xeon SPR+)."""
+    assert fused_bf16.available() == (_cpu_can_run_it() and os.environ.get(fused_bf16.DISABLE_ENV, "1") != "0")
+
+
+def _reference(q, k, v, mask, scale, dout):
+    """float64 softmax attention of tiles; rows with no allowed key give zeros."""
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    s = q64 @ k64.transpose(-1, -2) * scale
+    if mask is not None:
+        s = s + mask.double()
+    m = s.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    e = torch.exp(s - m)
+    denom = e.sum(-1, keepdim=True)
+    out = (e / denom.clamp_min(1e-300)) @ v64
+    lse = (m + denom.log()).squeeze(-1)
+    out.backward(dout.double())
+    return out.detach(), lse.detach(), q64.grad, k64.grad, v64.grad
+
+
+def _tiles(n, G, bq, span, D, overlap: bool, shared_kv_heads: bool):
+    q = torch.randn(n, G, bq, D).bfloat16()
+    if overlap:  # key tiles as the blocked kernel makes them: views sliding by bq rows
+        rows = (n - 1) * bq + span
+
+        def view(x):
+            return x.as_strided((n, G, span, D), (bq * G * D, D, G * D, 1))
+
+        k, v = view(torch.randn(rows, G, D).bfloat16()), view(torch.randn(rows, G, D).bfloat16())
+    else:
+        k, v = (torch.randn(n, G, span, D).bfloat16() for _ in range(2))
+    if shared_kv_heads:  # grouped-query attention: every head reads the same key rows
+        k, v = k[:, :1].expand_as(k), v[:, :1].expand_as(v)
+    return q, k, v
+
+
+@pytest.mark.parametrize("n, G, bq, span, D, overlap, shared, mask_kind", [
+    (3, 2, 32, 46, 32, True, False, "per-tile"),      # odd span: a key pair padded with zero
+    (2, 3, 16, 37, 64, False, False, "per-tile"),
+    (2, 4, 16, 80, 16, True, True, "template"),       # one (bq, span) mask for every tile
+    (1, 2, 128, 640, 64, True, False, None),          # the benchmark's tile shape
+    (4, 1, 48, 48, 48, False, False, "per-head"),     # mask differs per batch*head
+])
+def test_tiles_match_float64(n, G, bq, span, D, overlap, shared, mask_kind):
+    if not fused_bf16.available():
+        assert not _cpu_can_run_it() or os.environ.get(fused_bf16.DISABLE_ENV) == "0"
+        return
+    torch.manual_seed(n * 1000 + span)
+    q, k, v = _tiles(n, G, bq, span, D, overlap, shared)
+    assert fused_bf16.supports(q, k, v)
+    mask = None
+    if mask_kind is not None:
+        shape = {"per-tile": (n, 1, bq, span), "template": (1, 1, bq, span), "per-head": (n, G, bq, span)}[mask_kind]
+        allowed = torch.rand(shape) > 0.3
+        allowed[0, 0, 5] = False  # a query with no allowed key
+        mask = torch.where(allowed, 0.0, float("-inf")) + 0.5 * torch.randn(shape)  # a bias on top
+    scale = D**-0.5
+    dout = torch.randn(n, G, bq, D).bfloat16()
+    out, lse = fused_bf16.forward(q, k, v, mask, scale)
+    dq, dk, dv, none = fused_bf16.backward(dout, q, k, v, out, lse, mask, scale)
+    r_out, r_lse, r_dq, r_dk, r_dv = _reference(q, k, v, mask, scale, dout)
+    assert out.dtype == torch.bfloat16 and lse.dtype == dq.dtype == dk.dtype == dv.dtype == torch.float32
+    assert none is None and dk.shape == dv.shape == (n, G, span, D)
+    tol = dict(atol=BF16_TOL, rtol=BF16_TOL)
+    torch.testing.assert_close(out.double(), r_out, **tol)
+    finite = torch.isfinite(r_lse)
+    torch.testing.assert_close(lse.double()[finite], r_lse[finite], atol=1e-4, rtol=1e-5)
+    assert torch.equal(torch.isfinite(lse), finite)  # no allowed key: lse -inf, as flash's callers expect
+    for name, got, ref in (("dq", dq, r_dq), ("dk", dk, r_dk), ("dv", dv, r_dv)):  # per tile and head
+        torch.testing.assert_close(got.double(), ref, **tol, msg=lambda m: f"{name}: {m}")
+    if mask_kind is not None:
+        assert out[0, 0, 5].abs().max() == 0 and dq[0, 0, 5].abs().max() == 0
+
+
+def test_same_result_on_any_thread_count():
+    if not fused_bf16.available():
+        return
+    q, k, v = _tiles(6, 2, 32, 96, 32, overlap=True, shared_kv_heads=False)
+    dout = torch.randn(6, 2, 32, 32).bfloat16()
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for t in (1, max(2, threads)):
+            torch.set_num_threads(t)
+            out, lse = fused_bf16.forward(q, k, v, None, 0.2)
+            results.append((out, lse, *fused_bf16.backward(dout, q, k, v, out, lse, None, 0.2)[:3]))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # each work item is one thread's: no order-dependent sums
+
+
+def test_supports_only_what_the_kernel_takes():
+    q, k, v = _tiles(2, 2, 32, 64, 32, overlap=False, shared_kv_heads=False)
+    assert fused_bf16.supports(q, k, v) == fused_bf16.available()
+    assert not fused_bf16.supports(q.float(), k.float(), v.float())
+    assert not fused_bf16.supports(q[..., :8], k[..., :8], v[..., :8])  # head size not a multiple of 16
+    assert not fused_bf16.supports(q[:, :, :24], k, v)  # block not a multiple of 16
+    odd = torch.randn(2 * 2 * 32 * 32 + 1).bfloat16()[1:].view(2, 2, 32, 32)  # rows start mid-word
+    assert not fused_bf16.supports(odd, k, v)
+
+
+@pytest.mark.parametrize("pattern, L, Hkv, bias", [
+    (SlidingWindow(5), 200, 2, None),
+    (SlidingWindow(3, dilation=2, causal=True), 137, 1, None),
+    (SlidingWindow(4, global_tokens=(0, 70)), 150, 2, None),
+    (SlidingWindow(6, causal=True), 300, 2, ALiBi(2)),
+    (Window2D(4, (9, 11), shift=2), 99, 2, None),
+    (BigBird(16, window_blocks=1, global_blocks=1, random_blocks=1, seed=0), 170, 2, None),
+], ids=repr)
+def test_attend_through_the_kernel_matches_float64(pattern, L, Hkv, bias, monkeypatch):
+    """Lengths off the block, key padding, GQA, a causal ALiBi bias, merged global parts."""
+    if not fused_bf16.available():
+        with pytest.raises(ValueError, match="fused backend needs"), use_backend("fused"):
+            attend(*(torch.randn(1, 2, 32, 32).bfloat16() for _ in range(3)), pattern)
+        return
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        real = getattr(fused_bf16, name)
+
+        def spy(*args, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(fused_bf16, name, spy)
+    _compare(pattern, L, B=2, H=2, Hkv=Hkv, D=32, key_mask=True, bias=bias, backend="fused",
+             dtype=torch.bfloat16, tol=BF16_TOL)
+    assert calls["forward"] > 0 and calls["backward"] > 0
+
+
+def test_auto_picks_the_kernel_for_bf16_only():
+    x32, x16 = torch.randn(1, 1, 8, 16), torch.randn(1, 1, 8, 16).bfloat16()
+    want = "fused" if fused_bf16.available() else "flash"
+    assert _pick_backend(x16, 0.0, False) == (want, want)
+    assert _pick_backend(x32, 0.0, False) == ("flash", "flash")
+    assert _pick_backend(x16, 0.1, False) == ("math", "math")  # dropout: only the matmul path has it
+    with use_backend("flash"):
+        assert _pick_backend(x16, 0.0, False) == ("flash", "flash")
+    with use_backend("fused"), pytest.raises(ValueError, match="fused backend needs"):
+        _pick_backend(x32, 0.0, False)
+    with use_backend("fused"), pytest.raises(ValueError, match="dropout_p=0"):
+        _pick_backend(x16, 0.1, False)
+
+
+def test_unsupported_tiles_fall_back_inside_the_fused_backend():
+    """Head size 8: the kernel cannot take the tiles; flash runs them and the answer holds."""
+    if not fused_bf16.available():
+        return
+    _compare(SlidingWindow(5), 70, B=1, H=2, Hkv=2, D=8, key_mask=True, backend="fused", dtype=torch.bfloat16,
+             tol=BF16_TOL)
+
+
+_PROBE = """
+import logging, sys, torch
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from longseq import attend
+from longseq.kernels import fused_bf16
+from longseq.patterns import SlidingWindow
+print("available", fused_bf16.available())
+print("built", fused_bf16.library_path().exists())
+q = torch.randn(1, 2, 100, 32).bfloat16().requires_grad_()
+out = attend(q, q, q, SlidingWindow(8))
+out.float().sum().backward()
+print("finite", bool(torch.isfinite(q.grad.float()).all()))
+"""
+
+
+def _probe(tmp_path, **env):
+    full = {**os.environ, fused_bf16.KERNEL_DIR_ENV: str(tmp_path / "kernels"), **env}
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=full, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines()), proc.stderr
+
+
+def test_builds_into_the_kernel_dir_and_opts_out(tmp_path):
+    got, _ = _probe(tmp_path)
+    want = str(_cpu_can_run_it())
+    assert got == {"available": want, "built": want, "finite": "True"}
+    got, _ = _probe(tmp_path / "off", **{fused_bf16.DISABLE_ENV: "0"})
+    assert got == {"available": "False", "built": "False", "finite": "True"}
+
+
+def test_a_failing_compiler_leaves_pytorchs_kernels(tmp_path):
+    if not _cpu_can_run_it():
+        return
+    got, err = _probe(tmp_path, CC=shutil.which("false") or "/bin/false")
+    assert got == {"available": "False", "built": "False", "finite": "True"}
+    assert "could not build the fused bf16 attention kernel" in err
