@@ -68,7 +68,9 @@ def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, st
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
     if _BACKEND in ("flash", "fused") and not flash_ok:
         raise ValueError(f"the {_BACKEND} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
-    fused_ok = flash_ok and q.dtype == torch.bfloat16 and fused_bf16.available()
+    # Only built when it would be used; torch.compile traces PyTorch's ops, not ctypes calls.
+    fused_ok = (flash_ok and _BACKEND in ("auto", "fused") and q.dtype == torch.bfloat16
+                and not torch.compiler.is_compiling() and fused_bf16.available())
     if _BACKEND == "fused" and not fused_ok:
         raise ValueError("the fused backend needs bf16 tensors and a CPU with AVX512-BF16 and a C compiler "
                          f"(longseq.kernels.fused_bf16; disabled by {fused_bf16.DISABLE_ENV}=0)")

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -49,21 +50,38 @@ _lib: ctypes.CDLL | None = None
 _tried = False
 
 
-def _compiler() -> str | None:
+def _compiler() -> list[str] | None:
+    """``$CC`` split like a shell would (``CC="ccache gcc"``), else the first C compiler found."""
     cc = os.environ.get("CC")
-    return cc if cc else (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
+    if cc:
+        return shlex.split(cc)
+    found = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return [found] if found else None
 
 
-def library_path(cc: str | None = None) -> Path:
-    """Where the compiled library for this source, compiler and flags lives."""
-    cc = cc or _compiler() or "cc"
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
+def _disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _cpu_has_avx512_bf16() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    check = getattr(getattr(torch, "cpu", None), "_is_avx512_bf16_supported", None)  # private: may go away
+    return bool(check()) if check is not None else False
+
+
+def library_path(cc: list[str] | None = None) -> Path:
+    """Where the compiled library for this source, compiler and flags lives.
+
+    One file per source version (~100 KB); builds of other versions stay until removed."""
+    cc = cc or _compiler() or ["cc"]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((*cc, *CFLAGS)).encode()).hexdigest()[:16]
     root = os.environ.get(KERNEL_DIR_ENV)
     folder = Path(root) if root else Path.home() / ".cache" / "longseq" / "kernels"
     return folder / f"bf16_tiles-{key}.so"
 
 
-def _build(cc: str) -> Path:
+def _build(cc: list[str]) -> Path:
     path = library_path(cc)
     if path.exists():
         return path
@@ -72,14 +90,11 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+        proc = subprocess.run([*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
                               timeout=300)
         if proc.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-600:]}")
+            raise RuntimeError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-600:]}")
         os.replace(tmp, path)
-        for old in path.parent.glob("bf16_tiles-*.so"):  # builds of earlier sources
-            if old != path:
-                old.unlink(missing_ok=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -92,12 +107,10 @@ def _load() -> ctypes.CDLL | None:
         if _tried:
             return _lib
         _tried = True
-        if os.environ.get(DISABLE_ENV, "1") == "0":
-            return None
-        if platform.machine().lower() not in ("x86_64", "amd64") or not torch.cpu._is_avx512_bf16_supported():
+        if _disabled() or not _cpu_has_avx512_bf16():
             return None
         cc = _compiler()
-        if cc is None:
+        if not cc:
             log.info("no C compiler found: bf16 attention tiles use PyTorch's kernels")
             return None
         try:
@@ -105,6 +118,11 @@ def _load() -> ctypes.CDLL | None:
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
             log.warning("could not build the fused bf16 attention kernel (%s); using PyTorch's kernels", e)
             return None
+        runtimes = _openmp_runtimes()
+        if len(runtimes) > 1:
+            log.warning("two OpenMP runtimes are loaded (%s): the fused bf16 kernel's threads compete with "
+                        "torch's; set %s=0 if bf16 attention is slower than expected", ", ".join(runtimes),
+                        DISABLE_ENV)
         i64, ptr, i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)
         head = [ctypes.c_int] + [i64] * 5  # threads, items, G, bq, span, D
         lib.longseq_bf16_forward.argtypes = head + [ptr, i64p] * 4 + [ctypes.c_float, ptr, ptr]
@@ -112,6 +130,17 @@ def _load() -> ctypes.CDLL | None:
         lib.longseq_bf16_forward.restype = lib.longseq_bf16_backward.restype = ctypes.c_int
         _lib = lib
         return lib
+
+
+def _openmp_runtimes() -> list[str]:
+    """Distinct OpenMP runtime files mapped into this process (Linux; [] elsewhere)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if line.rstrip().endswith(".so") or ".so." in line}
+    except OSError:
+        return []
+    names = ("libgomp", "libiomp5", "libomp.so")
+    return sorted({p for p in paths if any(n in os.path.basename(p) for n in names)})
 
 
 def available() -> bool:
@@ -132,6 +161,8 @@ def supports(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> bool:
     n, G, bq, D = q.shape
     if bq % 16 or D % 16 or k.shape != v.shape or k.shape[:2] != (n, G) or k.shape[-1] != D:
         return False
+    if any(t.shape != q.shape for t in rest):  # out, dout: one row per query
+        return False
     return all(_word_aligned(t) for t in tensors) and available()
 
 
@@ -144,19 +175,24 @@ def _ptr(t: Tensor | None) -> ctypes.c_void_p:
 
 
 def _mask_t(mask: Tensor | None, shape: tuple[int, int, int, int]) -> tuple[Tensor | None, ctypes.Array | None]:
-    """The additive mask transposed to (n|1, G|1, span, bq), queries contiguous."""
+    """The additive mask transposed to (n|1, G|1, span, bq), queries contiguous.
+
+    Leading axes may stay broadcast (stride 0); the two tile axes are materialised, since
+    the kernel reads 16 queries of one key at a time."""
     if mask is None:
         return None, None
+    if not mask.is_floating_point():
+        raise ValueError(f"mask must be an additive float mask (-inf = may not attend), got {mask.dtype}")
     n, G, bq, span = shape
     while mask.dim() < 4:
         mask = mask.unsqueeze(0)
-    mt = mask.to(torch.float32).transpose(-1, -2).contiguous()
-    mt = mt.expand(n, G, span, bq)
+    lead = mask.shape[:2]
+    mt = mask.to(torch.float32).expand(*lead, bq, span).transpose(-1, -2).contiguous().expand(n, G, span, bq)
     return mt, _strides(mt)
 
 
 def _call(fn, n_items: int, args: tuple) -> None:
-    if fn(torch.get_num_threads(), n_items, *args):
+    if fn(max(1, min(torch.get_num_threads(), n_items)), n_items, *args):
         raise MemoryError("the fused bf16 attention kernel could not allocate its scratch memory")
 
 
@@ -190,7 +226,7 @@ def backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Te
     dk = torch.empty(n, G, span, D, dtype=torch.float32)
     dv = torch.empty(n, G, span, D, dtype=torch.float32)
     if dq.numel():
-        lse = lse.to(torch.float32).contiguous()
+        lse = lse.to(torch.float32).expand(n, G, bq).contiguous()
         mt, ms = _mask_t(mask, (n, G, bq, span))
         _call(lib.longseq_bf16_backward, n * G,
                   (G, bq, span, D, _ptr(dout), _strides(dout), _ptr(q), _strides(q), _ptr(k), _strides(k),

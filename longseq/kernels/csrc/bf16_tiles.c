@@ -18,12 +18,14 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef uint16_t bf16;
-typedef uint32_t word; /* two bf16 values: one multiply-add pair of vdpbf16ps */
+/* two bf16 values: one multiply-add pair of vdpbf16ps; read from bf16 arrays, hence may_alias */
+typedef uint32_t __attribute__((may_alias)) word;
 
 #define ALIGN 64
 #define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
@@ -70,11 +72,11 @@ static void gemm(int64_t M, int64_t N, int64_t Kw, const word *A, int64_t lda, c
 
 /* ---------------------------------------------------------------- elementwise */
 
-/* exp(x) for x <= 0; exactly 0 below -87 (masked scores are -inf). */
+/* exp(x) for x <= 0; exactly 0 below -87 (masked scores are -inf); NaN stays NaN. */
 static inline __m512 exp_neg(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.0f);
     const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    x = _mm512_max_ps(x, lo);
+    x = _mm512_max_ps(lo, x); /* max_ps returns its second operand when either is NaN */
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -166,9 +168,15 @@ typedef struct {
 } scratch_t;
 
 /* Each thread keeps its scratch between calls: fresh pages cost more than the work here
- * (a first touch faults every 4 KiB page), and the OpenMP threads are torch's own. */
+ * (a first touch faults every 4 KiB page), and the OpenMP threads are torch's own. The
+ * block is freed when its thread exits (libgomp ends surplus threads when a team shrinks). */
 static __thread char *cached_block = NULL;
 static __thread int64_t cached_bytes = 0;
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void free_cached_block(void *block) { free(block); }
+static void make_cache_key(void) { pthread_key_create(&cache_key, free_cached_block); }
 
 static int scratch_alloc(scratch_t *s, int64_t bq, int64_t span, int64_t D) {
     const int64_t spw = (span + 1) / 2, sp2 = 2 * spw;
@@ -181,9 +189,11 @@ static int scratch_alloc(scratch_t *s, int64_t bq, int64_t span, int64_t D) {
     for (int i = 0; i < 5; i++, n++) off[n] = bytes, bytes += RUP(floats[i] * 4, ALIGN);
     for (int i = 0; i < 2; i++, n++) off[n] = bytes, bytes += RUP(halves[i] * 2, ALIGN);
     if (cached_bytes < bytes) {
+        pthread_once(&cache_key_once, make_cache_key);
         free(cached_block);
         cached_block = aligned_alloc(ALIGN, RUP(bytes, ALIGN));
         cached_bytes = cached_block ? bytes : 0;
+        pthread_setspecific(cache_key, cached_block);
         if (!cached_block) return 1;
         memset(cached_block, 0, bytes);
     }
@@ -239,8 +249,9 @@ static void forward_items(scratch_t s, int64_t item0, int64_t item1, int64_t G, 
             _mm512_storeu_ps(lv, l);
             _mm512_storeu_ps(mv, m);
             for (int r = 0; r < 16; r++) {
-                s.lse[i + r] = lv[r] > 0 ? mv[r] + logf(lv[r]) : -INFINITY;
-                s.delta[i + r] = lv[r] > 0 ? 1.0f / lv[r] : 0.0f;
+                const int empty_row = lv[r] == 0.0f; /* NaN scores make l NaN: passed on, not hidden */
+                s.lse[i + r] = empty_row ? -INFINITY : mv[r] + logf(lv[r]);
+                s.delta[i + r] = empty_row ? 0.0f : 1.0f / lv[r];
             }
         }
         gemm(D, bq, spw, s.Kq, spw, s.Pq, bq, s.QT, bq); /* O^T = V^T P^T (unnormalised) */
@@ -268,7 +279,7 @@ static void backward_items(scratch_t s, int64_t item0, int64_t item1, int64_t G,
         const bf16 *dor = rows_of(dO, t, g), *orow = rows_of(O, t, g);
         for (int64_t i = 0; i < bq; i++) {
             const float l = lse[item * bq + i];
-            s.lse[i] = isfinite(l) ? l : INFINITY; /* no allowed key: every probability 0 */
+            s.lse[i] = l == -INFINITY ? INFINITY : l; /* no allowed key: every probability 0 */
             float acc = 0.0f;
             for (int64_t d = 0; d < D; d++) acc += bf16_float(dor[i * dO.sr + d]) * bf16_float(orow[i * O.sr + d]);
             s.delta[i] = acc;
@@ -292,7 +303,7 @@ static void backward_items(scratch_t s, int64_t item0, int64_t item1, int64_t G,
                     __m512 x = _mm512_mul_ps(_mm512_loadu_ps(s.ST + j * bq + i), sc);
                     if (mt) x = _mm512_add_ps(x, _mm512_loadu_ps(mt + j * ms[2] + i));
                     /* bf16 rounding can put a recomputed score above the forward's lse */
-                    x = _mm512_min_ps(_mm512_sub_ps(x, lv), _mm512_setzero_ps());
+                    x = _mm512_min_ps(_mm512_setzero_ps(), _mm512_sub_ps(x, lv)); /* NaN passes */
                     const __m512 p = exp_neg(x);
                     const __m512 ds = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(s.dPT + j * bq + i), dl)), sc);
                     _mm256_storeu_si256((__m256i *)(s.PTr + j * bq + i), to_bf16(p));
@@ -319,12 +330,14 @@ static void backward_items(scratch_t s, int64_t item0, int64_t item1, int64_t G,
     int failed = 0;                                                         \
     _Pragma("omp parallel num_threads(threads) reduction(|| : failed)")     \
     {                                                                       \
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num(); \
+        const int64_t i0 = n_items * id / nt, i1 = n_items * (id + 1) / nt; \
         scratch_t s;                                                        \
-        if (scratch_alloc(&s, bq, span, D)) {                               \
-            failed = 1;                                                     \
-        } else {                                                            \
-            const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num(); \
-            CALL;                                                           \
+        if (i0 < i1) {                                                      \
+            if (scratch_alloc(&s, bq, span, D))                             \
+                failed = 1;                                                 \
+            else                                                            \
+                CALL;                                                       \
         }                                                                   \
     }                                                                       \
     return failed;
@@ -333,8 +346,7 @@ int longseq_bf16_forward(int threads, int64_t n_items, int64_t G, int64_t bq, in
                          const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
                          const int64_t *vs, const float *mask_t, const int64_t *ms, float scale, bf16 *out,
                          float *lse) {
-    OVER_THREADS(forward_items(s, n_items * id / nt, n_items * (id + 1) / nt, G, bq, span, D, q, qs, k, ks, v, vs,
-                               mask_t, ms, scale, out, lse))
+    OVER_THREADS(forward_items(s, i0, i1, G, bq, span, D, q, qs, k, ks, v, vs, mask_t, ms, scale, out, lse))
 }
 
 int longseq_bf16_backward(int threads, int64_t n_items, int64_t G, int64_t bq, int64_t span, int64_t D,
@@ -342,6 +354,6 @@ int longseq_bf16_backward(int threads, int64_t n_items, int64_t G, int64_t bq, i
                           const int64_t *ks, const bf16 *v, const int64_t *vs, const bf16 *out,
                           const int64_t *os, const float *lse, const float *mask_t, const int64_t *ms, float scale,
                           float *dq, float *dk, float *dv) {
-    OVER_THREADS(backward_items(s, n_items * id / nt, n_items * (id + 1) / nt, G, bq, span, D, dout, dos, q, qs, k,
-                                ks, v, vs, out, os, lse, mask_t, ms, scale, dq, dk, dv))
+    OVER_THREADS(backward_items(s, i0, i1, G, bq, span, D, dout, dos, q, qs, k, ks, v, vs, out, os, lse, mask_t, ms,
+                                scale, dq, dk, dv))
 }
