@@ -9,7 +9,8 @@ fp32 accumulation) and the softmax in fp32 registers, for the same tile contract
 possibly overlapping views), an additive fp32 mask broadcastable to ``(n, G, bq, span)``.
 
 The source is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``) into
-``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``), once per source version,
+``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``; a ``longseq-kernels-<uid>``
+folder in the system temp folder where that cannot be written), once per source version,
 and loaded with :mod:`ctypes`; nothing is downloaded. Where the CPU lacks AVX512-BF16,
 no compiler is found, the build fails, or ``LONGSEQ_FUSED_BF16=0`` is set,
 :func:`available` is False and the blocked kernel keeps PyTorch's kernels. Work items
@@ -85,9 +86,18 @@ def _build(cc: list[str]) -> Path:
     path = library_path(cc)
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: concurrent processes never load a partial file.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside the target and rename: concurrent processes never load a partial file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    except OSError as e:  # read-only home, a file in the way: build in the temp folder instead
+        fallback = Path(tempfile.gettempdir()) / f"longseq-kernels-{os.getuid()}" / path.name
+        log.warning("cannot write the kernel cache %s (%s); building in %s", path.parent, e, fallback.parent)
+        path = fallback
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
         proc = subprocess.run([*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,

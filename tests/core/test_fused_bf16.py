@@ -274,6 +274,16 @@ def test_builds_into_the_kernel_dir_and_opts_out(tmp_path):
     assert got == {"available": "False", "built": "False", "finite": "True"}
 
 
+def test_an_unwritable_kernel_dir_builds_in_the_temp_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    got, err = _probe(tmp_path, **{fused_bf16.KERNEL_DIR_ENV: str(blocker / "kernels")})
+    want = str(_cpu_can_run_it())
+    assert got == {"available": want, "built": "False", "finite": "True"}  # not where it was asked for
+    if _cpu_can_run_it():
+        assert "cannot write the kernel cache" in err
+
+
 def test_a_failing_compiler_leaves_pytorchs_kernels(tmp_path):
     if not _cpu_can_run_it():
         return
