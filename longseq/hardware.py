@@ -59,8 +59,8 @@ def cpu_description() -> str:
     """One line naming the CPU and the units that decide its speed, for benchmark output.
 
     Ratios to a matmul measured in the same run survive a noisy machine but not a change
-    of instruction set: the bf16 matmul measured ~3.5x fp32 on the AVX512-BF16 EPYC used
-    here (~800 GFLOP/s on 2 cores) and ~5.6x on an AMX Xeon (~1,840), while attention
+    of instruction set: the bf16 matmul measured ~3.7x fp32 on the AVX512-BF16 EPYC used
+    here (600-860 GFLOP/s on 2 cores) and ~5.6x on an AMX Xeon (~1,840), while attention
     tiles, bound by their softmax passes, gain far less. Benchmarks print this line and
     write it in a ``cpu`` column so every figure says what it was measured on, e.g.
     ``"AMD EPYC; 2 logical CPUs; ATen AVX512; bf16 units: AVX512-BF16, no AMX"``.
