@@ -8,11 +8,11 @@ fp32 accumulation) and the softmax in fp32 registers, for the same tile contract
 :mod:`longseq.kernels.tiles`: q ``(n, G, bq, D)``, k/v ``(n, G, span, D)`` (strided,
 possibly overlapping views), an additive fp32 mask broadcastable to ``(n, G, bq, span)``.
 
-The source is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``) into
-``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``; a ``longseq-kernels-<uid>``
-folder in the system temp folder where that cannot be written), once per source version,
-and loaded with :mod:`ctypes`; nothing is downloaded. Where the CPU lacks AVX512-BF16,
-no compiler is found, the build fails, or ``LONGSEQ_FUSED_BF16=0`` is set,
+On Linux, the source is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc``
+or ``clang``) into ``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``; a
+``longseq-kernels-<uid>`` folder in the system temp folder where that cannot be written),
+once per source version, and loaded with :mod:`ctypes`; nothing is downloaded. Elsewhere, where the CPU lacks
+AVX512-BF16, no compiler is found, the build fails, or ``LONGSEQ_FUSED_BF16=0`` is set,
 :func:`available` is False and the blocked kernel keeps PyTorch's kernels. Work items
 (tile x batch*head) are split over ``torch.get_num_threads()`` OpenMP threads; the
 library links ``libgomp.so.1``, which resolves to the copy torch has already loaded, so
@@ -29,6 +29,7 @@ import platform
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -65,7 +66,8 @@ def _disabled() -> bool:
 
 
 def _cpu_has_avx512_bf16() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    # Linux only: the build (gcc flags, libgomp shared with torch, pthread keys) is Linux's.
+    if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     check = getattr(getattr(torch, "cpu", None), "_is_avx512_bf16_supported", None)  # private: may go away
     return bool(check()) if check is not None else False

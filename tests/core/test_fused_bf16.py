@@ -24,8 +24,8 @@ BF16_TOL = 3e-2  # as the other bf16 tests: bf16 rounding of inputs, P and dS
 
 
 def _cpu_can_run_it() -> bool:
-    return (platform.machine().lower() in ("x86_64", "amd64") and torch.cpu._is_avx512_bf16_supported()
-            and bool(fused_bf16._compiler()))
+    return (sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
+            and torch.cpu._is_avx512_bf16_supported() and bool(fused_bf16._compiler()))
 
 
 def _kernel_or_reason() -> bool:
