@@ -113,9 +113,12 @@ def _reuse_probe(call: bool, **env_extra: str) -> tuple[bool, int]:
 def test_reuse_freed_memory_stops_refaulting_freed_tensors():
     """A freed 64 MiB tensor's pages are handed out again instead of faulted in anew:
     without the call each new 64 MiB tensor faults ~16,384 pages; with it, of the ten
-    tensors after the first two, at most one or two land on fresh heap memory (when a small
-    allocation took the freed spot), the rest fault nothing. The opt-out variable and a
-    user's own malloc settings are respected."""
+    tensors after the first two, most fault nothing. A few may land on fresh heap memory
+    (when a small allocation took the freed spot) or find their retained pages reclaimed
+    by the OS while idle: on the reference VM, whose kernel runs a DAMON ``pageout``
+    scheme, 0-3 of the ten faulted in eight probes (session 16), 0-2 before. The bound,
+    half the ten, still fails if freed memory goes back to the OS. The opt-out variable
+    and a user's own malloc settings are respected."""
     pages = 64 * 2**20 // 4096
     _, faults_default = _reuse_probe(call=False)
     assert faults_default >= 10 * pages * 0.9  # glibc's default: mmap per tensor, unmapped on free
@@ -123,7 +126,7 @@ def test_reuse_freed_memory_stops_refaulting_freed_tensors():
         assert _reuse_probe(call=True) == (False, pytest.approx(faults_default, rel=0.2))
         return
     took, faults_reused = _reuse_probe(call=True)
-    assert took and faults_reused <= 2 * pages
+    assert took and faults_reused <= 5 * pages
     for opt_out in ({"LONGSEQ_REUSE_FREED_MEMORY": "0"}, {"MALLOC_TRIM_THRESHOLD_": "131072"},
                     {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}):
         took, faults = _reuse_probe(call=True, **opt_out)
