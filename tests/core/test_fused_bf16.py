@@ -294,3 +294,39 @@ def test_a_failing_compiler_leaves_pytorchs_kernels(tmp_path):
     assert got == {"available": "False", "built": "False", "finite": "True"}
     if _cpu_can_run_it():  # elsewhere nothing is built, so there is no failure to report
         assert "could not build the fused bf16 attention kernel" in err
+
+
+_ASAN_PROBE = """
+import sys, torch
+from longseq.kernels import fused_bf16 as F
+F.CFLAGS = tuple(f for f in F.CFLAGS if f != "-O3") + ("-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer")
+assert F.available()
+torch.manual_seed(0)
+for n, G, bq, span, D, mshape in [(2, 2, 32, 45, 32, (2, 1, 32, 45)), (1, 3, 128, 40, 16, (1, 1, 1, 40)),
+                                  (3, 1, 16, 17, 48, (1, 1, 1, 1)), (1, 2, 64, 320, 64, None)]:
+    rows = (n - 1) * bq + span
+    kv = lambda: torch.randn(rows, G, D).bfloat16().as_strided((n, G, span, D), (bq * G * D, D, G * D, 1))
+    q, k, v = torch.randn(n, G, bq, D).bfloat16(), kv(), kv()
+    mask = None if mshape is None else torch.where(torch.rand(mshape) > 0.3, 0.0, float("-inf"))
+    out, lse = F.forward(q, k, v, mask, 0.3)
+    F.backward(torch.randn_like(out), q, k, v, out, lse, mask, 0.3)
+print("clean")
+"""
+
+
+def test_kernel_memory_access_under_address_sanitizer(tmp_path):
+    """Odd spans, span < bq, broadcast and scalar masks, several thread counts' splits: the
+    kernel built with -fsanitize=address reads and writes only what it owns."""
+    if not _kernel_or_reason():
+        return
+    cc = fused_bf16._compiler()
+    runtime = subprocess.run([*cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(runtime):  # this compiler ships no ASan runtime: nothing to preload
+        assert not os.path.exists(runtime)
+        return
+    env = {**os.environ, fused_bf16.KERNEL_DIR_ENV: str(tmp_path), "LD_PRELOAD": runtime,
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    env.pop(fused_bf16.DISABLE_ENV, None)
+    proc = subprocess.run([sys.executable, "-c", _ASAN_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr[-3000:]
+    assert "AddressSanitizer" not in proc.stderr
