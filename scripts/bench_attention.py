@@ -11,8 +11,12 @@ also keeps every timed run (``times``) and the share of their CPU time spent in 
 freed memory for reuse (``longseq.hardware.reuse_freed_memory``), which took most of those
 faults away; ``--no-reuse-freed-memory`` measures without it. ``--profile`` adds one more
 run per row under torch.profiler and writes its operator table (``profile_<row>_<L>.txt``).
+The CSV's ``cpu`` column names the machine. ``--dtype bf16`` rows run on the fused
+AVX512-BF16 kernel where it builds (``longseq.kernels.fused_bf16``); set
+``LONGSEQ_FUSED_BF16=0`` in the environment to measure PyTorch's kernels instead.
 
     python scripts/bench_attention.py                        # all rows (long: ~1 h on 2 cores)
+    LONGSEQ_FUSED_BF16=0 python scripts/bench_attention.py --rows matmul,window --lengths 65536 --dtype bf16
     python scripts/bench_attention.py --lengths 65536 --rows window,dense,local-attention
     python scripts/bench_attention.py --rows lsh --lengths 65536 --profile   # where the time goes
 """
