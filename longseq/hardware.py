@@ -13,7 +13,7 @@ import time
 import torch
 
 __all__ = [
-    "cpu_description", "cpu_has_fast_bf16", "cpu_model_name", "enable_huge_pages", "matmul_gflops",
+    "cpu_description", "cpu_has_avx512_bf16", "cpu_has_fast_bf16", "cpu_model_name", "enable_huge_pages", "matmul_gflops",
     "reuse_freed_memory", "warn_if_slow_bf16",
 ]
 
@@ -26,7 +26,13 @@ def cpu_has_fast_bf16() -> bool:
     Without them (AVX2-only x86, for instance) PyTorch emulates bf16 matmuls and
     convolutions, which are then several times slower than fp32.
     """
-    return _cpu_supports("_is_avx512_bf16_supported") or _cpu_supports("_is_amx_tile_supported")
+    return cpu_has_avx512_bf16() or _cpu_supports("_is_amx_tile_supported")
+
+
+def cpu_has_avx512_bf16() -> bool:
+    """True when this CPU has the AVX512-BF16 instructions (``vdpbf16ps``), which the fused
+    bf16 attention kernel (``longseq.kernels.fused_bf16``) is built on."""
+    return _cpu_supports("_is_avx512_bf16_supported")
 
 
 def _cpu_supports(check: str) -> bool:
@@ -37,7 +43,7 @@ def _cpu_supports(check: str) -> bool:
 def _bf16_units() -> str:
     if _cpu_supports("_is_amx_tile_supported"):
         return "AMX"
-    if _cpu_supports("_is_avx512_bf16_supported"):
+    if cpu_has_avx512_bf16():
         return "AVX512-BF16, no AMX"
     return "none (emulated)"
 

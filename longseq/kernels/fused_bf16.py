@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from longseq.hardware import cpu_has_avx512_bf16
+
 __all__ = ["available", "supports", "forward", "backward", "library_path", "DISABLE_ENV"]
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,7 @@ def _cpu_has_avx512_bf16() -> bool:
     # Linux only: the build (gcc flags, libgomp shared with torch, pthread keys) is Linux's.
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    check = getattr(getattr(torch, "cpu", None), "_is_avx512_bf16_supported", None)  # private: may go away
-    return bool(check()) if check is not None else False
+    return cpu_has_avx512_bf16()
 
 
 def library_path(cc: list[str] | None = None) -> Path:
