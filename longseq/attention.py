@@ -1,18 +1,30 @@
-"""``longseq.attend``: the one functional entry to every attention pattern."""
+"""``longseq.attend``: the one functional entry to every attention pattern.
+
+:func:`attend` validates its arguments, asks :func:`longseq.routes.choose_route` which
+implementation serves them, and runs it; :func:`explain` returns that same decision
+without computing anything.
+"""
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.kernels.blocked import blocked_attention, current_backend
-from longseq.kernels.window2d import supports_window2d_sdpa, window2d_attention
-from longseq.patterns import Dense, Pattern
+from longseq.kernels.bias import TileBias
+from longseq.kernels.blocked import blocked_attention
+from longseq.kernels.registry import attention_for, tiling_for
+from longseq.kernels.window2d import window2d_attention
+from longseq.patterns import Pattern
+from longseq.routes import Route, choose_route
 
-__all__ = ["attend"]
+__all__ = ["attend", "explain", "Route"]
+
+_log = logging.getLogger(__name__)
 
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, dropout_p, scale) -> None:
@@ -87,7 +99,76 @@ def _attend_masked_dense(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_
 
 @lru_cache(maxsize=64)
 def _cached_tiling(pattern: Pattern, L: int, device: torch.device):
-    return pattern.tiling(L, device)
+    return tiling_for(pattern, L, device)
+
+
+# Route runners: (q, k, v, pattern, key_mask, bias, dropout_p, scale) with k, v already
+# expanded to q's heads. Module globals are looked up at call time, so tests can spy on them.
+def _run_pattern(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                 bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    return attention_for(pattern)(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
+
+
+def _run_dense_sdpa(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                    bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    return _dense_sdpa(q, k, v, pattern.causal, key_mask, float(dropout_p), scale)
+
+
+def _run_traced_dense(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                      bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    return _attend_masked_dense(q, k, v, pattern, key_mask, bias, scale)
+
+
+def _run_window2d_sdpa(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                       bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    # whole windows attending themselves: one partition copy instead of tile gathers
+    return window2d_attention(q, k, v, pattern, key_mask, bias, float(dropout_p), scale)
+
+
+def _run_blocked(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                 bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    tiling = _cached_tiling(pattern, q.shape[2], q.device)
+    return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
+                             dropout_p=float(dropout_p))
+
+
+_RUNNERS: dict[str, Callable[..., Tensor]] = {
+    "pattern": _run_pattern,
+    "dense_sdpa": _run_dense_sdpa,
+    "traced_dense": _run_traced_dense,
+    "window2d_sdpa": _run_window2d_sdpa,
+    "blocked": _run_blocked,
+}
+
+
+def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None, bias: TileBias | None,
+           dropout_p: float, scale: float | None) -> Route:
+    """Check the arguments of :func:`attend` and choose its route (what :func:`explain` reports)."""
+    _check_inputs(q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    pattern.check_length(q.shape[2])
+    if not getattr(pattern, "supports_gqa", True) and k.shape[1] != q.shape[1]:
+        raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
+    return choose_route(q, pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p)
+
+
+def explain(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: Pattern,
+    *,
+    key_mask: Tensor | None = None,
+    bias: TileBias | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Route:
+    """Which route :func:`attend` takes for these arguments, on which tile backend, and why.
+
+    Takes exactly :func:`attend`'s arguments (q ``(B, H, L, D)``, k/v ``(B, Hkv, L, D)``,
+    key_mask ``(B, L)``) and raises the same ``ValueError`` for invalid ones; computes no
+    attention. ``print(explain(...))`` gives one readable line.
+    """
+    return _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
 
 
 def attend(
@@ -97,7 +178,7 @@ def attend(
     pattern: Pattern,
     *,
     key_mask: Tensor | None = None,
-    bias=None,
+    bias: TileBias | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> Tensor:
@@ -108,32 +189,25 @@ def attend(
         k, v: (B, Hkv, L, D) keys and values; ``Hkv`` divides ``H`` (grouped-query attention).
         pattern: who may attend to whom (:mod:`longseq.patterns`).
         key_mask: (B, L) bool, True = a real token that may be attended.
-        bias: a relative-position bias module from :mod:`longseq.positions`, applied per tile.
+        bias: a relative-position bias module from :mod:`longseq.positions` (any
+            :class:`~longseq.kernels.bias.TileBias`), applied per tile.
         dropout_p: attention-probability dropout.
         scale: score scale, default ``D ** -0.5``.
 
     Returns:
         (B, H, L, D). Rows with no allowed key are zeros.
+
+    Which implementation runs is decided by :func:`longseq.routes.choose_route` (see
+    :func:`explain`) and logged at DEBUG level on the ``longseq.attention`` logger.
     """
-    _check_inputs(q, k, v, pattern, key_mask, bias, dropout_p, scale)
-    B, H, L, D = q.shape
-    pattern.check_length(L)
-    if not getattr(pattern, "supports_gqa", True) and k.shape[1] != H:
-        raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
+    route = _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    # is_compiling first: under torch.compile the logger is never touched (no graph break)
+    if not torch.compiler.is_compiling() and _log.isEnabledFor(logging.DEBUG):
+        _log.debug("attend %s: %s", type(pattern).__name__, route)
+    H, D = q.shape[1], q.shape[3]
     scale = float(scale) if scale is not None else D**-0.5
     if k.shape[1] != H:
         rep = H // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-    if hasattr(pattern, "attend"):  # data-dependent patterns (LSH) run their own plan
-        return pattern.attend(q, k, v, key_mask=key_mask, bias=bias, dropout_p=dropout_p, scale=scale)
-    if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
-        return _dense_sdpa(q, k, v, pattern.causal, key_mask, float(dropout_p), scale)
-    if torch.compiler.is_exporting():
-        return _attend_masked_dense(q, k, v, pattern, key_mask, bias, scale)
-    if current_backend() == "auto" and supports_window2d_sdpa(pattern, bias):
-        # whole windows attending themselves: one partition copy instead of tile gathers
-        return window2d_attention(q, k, v, pattern, key_mask, bias, float(dropout_p), scale)
-    tiling = _cached_tiling(pattern, L, q.device)
-    return blocked_attention(q, k, v, tiling, pattern=pattern, key_mask=key_mask, bias=bias, scale=scale,
-                             dropout_p=float(dropout_p))
+    return _RUNNERS[route.route](q, k, v, pattern, key_mask, bias, dropout_p, scale)

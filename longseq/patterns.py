@@ -1,14 +1,15 @@
 """Attention patterns: who may attend to whom.
 
-A pattern is a small frozen dataclass. It answers three questions:
+A pattern is a small frozen dataclass. It answers two questions:
 
 * ``allowed(i, j)``: the element rule, on broadcastable integer index tensors
   (True = query ``i`` may attend key ``j``; the one mask convention of longseq).
 * ``dense_mask(L)``: the same rule as an ``(L, L)`` boolean matrix, the test reference
   fed to ``torch.nn.functional.scaled_dot_product_attention``.
-* ``tiling(L, device)``: how the blocked kernel covers the rule without an ``L x L``
-  tensor (see :mod:`longseq.kernels.plan`).
 
+Patterns know no kernel: :mod:`longseq.kernels.plan` turns each of them into a tiling
+of the blocked kernel (``tiling_for(pattern, L, device)``), and data-dependent patterns
+such as :class:`LSH` get their implementation from :mod:`longseq.kernels` too.
 Patterns never hold tensors of size ``L``; they are cheap to build and hashable.
 """
 
@@ -20,39 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from longseq.geometry import band_pair_count
+from longseq.patterns_base import Pattern, _check_positive_int
+from longseq.patterns_lsh import LSH
+
 __all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided", "LSH", "as_causal"]
-
-
-def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, torch.SymInt):  # symbolic sizes while exporting
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-class Pattern:
-    """Base class. Subclasses are frozen dataclasses and implement :meth:`allowed`."""
-
-    causal: bool = False
-    #: Whether :func:`longseq.attend` may be called with ``Hkv != H`` for this pattern.
-    supports_gqa: bool = True
-
-    def allowed(self, i: Tensor, j: Tensor) -> Tensor:
-        """Boolean rule on broadcastable integer tensors of query and key indices."""
-        raise NotImplementedError
-
-    def dense_mask(self, L: int, device: torch.device | str | None = None) -> Tensor:
-        """``(L, L)`` bool mask, True = may attend. For tests and small inputs only."""
-        _check_positive_int("L", L)
-        idx = torch.arange(L, device=device)
-        return self.allowed(idx[:, None], idx[None, :])
-
-    def check_length(self, L: int) -> None:
-        """Raise ``ValueError`` when the pattern cannot serve a sequence of length ``L``."""
-
-    def tiling(self, L: int, device: torch.device):  # -> longseq.kernels.plan.Tiling
-        """How the blocked kernel covers this pattern at length ``L``."""
-        raise NotImplementedError(f"{type(self).__name__} has no blocked-kernel tiling")
 
 
 @dataclass(frozen=True)
@@ -65,11 +38,6 @@ class Dense(Pattern):
         if self.causal:
             return j <= i
         return torch.ones_like(i - j, dtype=torch.bool)
-
-    def tiling(self, L: int, device: torch.device):
-        from longseq.kernels.plan import dense_tiling
-
-        return dense_tiling(self, L, device)
 
 
 @dataclass(frozen=True)
@@ -117,11 +85,6 @@ class SlidingWindow(Pattern):
             raise ValueError(
                 f"global_tokens index {self.global_tokens[-1]} is out of range for length {L}"
             )
-
-    def tiling(self, L: int, device: torch.device):
-        from longseq.kernels.plan import sliding_window_tiling
-
-        return sliding_window_tiling(self, L, device)
 
 
 @dataclass(frozen=True)
@@ -191,11 +154,6 @@ class Window2D(Pattern):
         if L != self.grid[0] * self.grid[1]:
             raise ValueError(f"Window2D over grid {self.grid} needs L={self.grid[0] * self.grid[1]}, got L={L}")
 
-    def tiling(self, L: int, device: torch.device):
-        from longseq.kernels.plan import window2d_tiling
-
-        return window2d_tiling(self, L, device)
-
 
 @dataclass(frozen=True)
 class BigBird(Pattern):
@@ -241,11 +199,6 @@ class BigBird(Pattern):
         sizes = torch.full((self.n_blocks(L),), self.block, dtype=torch.float64)
         sizes[-1] = L - self.block * (len(sizes) - 1)
         return int(sizes @ self.block_layout(L).double() @ sizes)
-
-    def tiling(self, L: int, device: torch.device):
-        from longseq.kernels.plan import bigbird_tiling
-
-        return bigbird_tiling(self, L, device)
 
 
 _LAYOUT_CACHE: dict = {}
@@ -307,8 +260,6 @@ class Strided(Pattern):
         return m
 
     def count_pairs(self, L: int) -> int:
-        from longseq.kernels.plan import band_pair_count
-
         s = self.stride
         if self.mode == "strided":
             sizes = torch.tensor([len(range(r, L, s)) for r in range(min(s, L))], dtype=torch.float64)
@@ -326,11 +277,6 @@ class Strided(Pattern):
             total += int((L - sizes.long()[block]).sum())
         return total
 
-    def tiling(self, L: int, device: torch.device):
-        from longseq.kernels.plan import strided_tiling
-
-        return strided_tiling(self, L, device)
-
 
 def as_causal(pattern: Pattern) -> Pattern:
     """The causal version of ``pattern``; ``ValueError`` for patterns that have none."""
@@ -343,12 +289,3 @@ def as_causal(pattern: Pattern) -> Pattern:
 
         return replace(pattern, causal=True)
     raise ValueError(f"{type(pattern).__name__} has no causal form")
-
-
-def __getattr__(name: str):
-    # LSH lives in longseq.lsh (it needs the kernel); expose it here lazily to avoid a cycle.
-    if name == "LSH":
-        from longseq.lsh import LSH
-
-        return LSH
-    raise AttributeError(f"module 'longseq.patterns' has no attribute {name!r}")

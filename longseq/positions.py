@@ -5,6 +5,8 @@ Bias modules (``ALiBi``, ``RelativeBias1D``, ``RelativeBias2D``) are passed to
 ``tile(i, j, pattern) -> (..., H, nq, nk)`` on index tensors ``i (..., nq)`` and
 ``j (..., nk)``; they are never materialised at ``L x L``. Padding indices (-1) may
 appear; they are masked by the kernel, so a bias only has to stay finite there.
+These modules satisfy :class:`longseq.kernels.bias.TileBias`, the interface the kernels
+call; the kernels do not import this module.
 
 Rotary embeddings (``RoPE1D``, ``RoPE2D``) rotate q and k before ``attend``.
 ``AxialPositionalEmbedding`` adds a factorised absolute embedding (Reformer).
@@ -103,6 +105,12 @@ class RelativeBias2D(nn.Module):
         self.heads, self.window_size = heads, window_size
         self.table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         nn.init.trunc_normal_(self.table, std=0.02)
+
+    @property
+    def grid_offset_window(self) -> int:
+        """Inside a ``window_size`` window the bias depends only on the (dy, dx) offset
+        (:class:`longseq.kernels.bias.TileBias`): one table serves every window."""
+        return self.window_size
 
     def tile(self, i: Tensor, j: Tensor, pattern=None) -> Tensor:
         if pattern is None or not hasattr(pattern, "coords"):

@@ -12,19 +12,26 @@ log-sum-exp, which is exactly the gradient of the joint softmax.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import contextvars
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels import fused_bf16, tiles
+from longseq.kernels.bias import TileBias
 from longseq.kernels.plan import Plan, Tiling
 
-__all__ = ["blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "merge_partial"]
+__all__ = [
+    "blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "backend_choice",
+    "BackendChoice", "bias_needs_grad", "merge_partial",
+]
 
-_BACKEND = "auto"
 _BACKENDS = ("auto", "flash", "math", "fused")
+# A context variable, not a module global: each thread (and asyncio task) sees only the
+# backend forced by its own ``with use_backend(...)`` blocks.
+_BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("longseq_tile_backend", default="auto")
 _CHUNK_BYTES = 32 * 2**20
 # Irregular tile masks (data-dependent patterns such as LSH) cost several elementwise
 # passes each; forward keeps them for backward when they are small next to q.
@@ -34,52 +41,93 @@ NEG_INF = float("-inf")
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Force the tile backend inside a ``with`` block.
+    """Force the tile backend inside a ``with`` block (of this thread only).
 
-    ``"auto"`` (the default) picks per call, see :func:`_pick_backend`; ``"flash"`` is
+    ``"auto"`` (the default) picks per call, see :func:`backend_choice`; ``"flash"`` is
     PyTorch's fused CPU kernels; ``"math"`` plain matmuls (any device, dropout, bias
     gradients); ``"fused"`` the AVX512-BF16 C kernel of :mod:`longseq.kernels.fused_bf16`
     (bf16 CPU tensors; tiles whose block or head size is not a multiple of 16 still run
-    on ``"flash"``)."""
-    global _BACKEND
+    on ``"flash"``). The choice lives in a :class:`contextvars.ContextVar`, so threads
+    running attention at the same time do not see each other's choice."""
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
-    old, _BACKEND = _BACKEND, name
+    token = _BACKEND.set(name)
     try:
         yield
     finally:
-        _BACKEND = old
+        _BACKEND.reset(token)
 
 
 def current_backend() -> str:
-    """The backend forced by :func:`use_backend` (``"auto"`` outside any such block)."""
-    return _BACKEND
+    """The backend forced by :func:`use_backend` in this thread (``"auto"`` outside any such block)."""
+    return _BACKEND.get()
 
 
-def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:
-    """(forward, backward) tile backends.
+class BackendChoice(NamedTuple):
+    """Tile backends of one call, and why they were chosen."""
+
+    forward: str
+    backward: str
+    reason: str
+
+
+_FORCED = {name: f"forced by use_backend({name!r})" for name in _BACKENDS}
+_WHY_NOT_CPU = "not on the CPU: matmul tiles (any device)"
+_WHY_DROPOUT = "dropout: only the matmul tiles apply it"
+_WHY_BIAS_GRAD = "learnable bias under autograd: only the matmul tiles give score gradients"
+_WHY_FUSED = "bf16 on a CPU with AVX512-BF16: the fused C kernel"
+_WHY_FLASH = "CPU, no dropout, no learnable bias: PyTorch's flash tiles"
+_WHY_FLASH_BF16 = ("bf16 without the fused C kernel (no AVX512-BF16 or C compiler, disabled, or compiling): "
+                   "PyTorch's flash tiles")
+
+
+def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoice:
+    """(forward, backward) tile backends for queries like ``q``, with the reason.
 
     ``auto`` uses PyTorch's fused CPU flash-attention kernels where they apply (CPU, no
     dropout, no learnable bias): on window tiles they measured faster than the matmul
     path in both directions (docs/benchmarks.md). bf16 tiles go to the AVX512-BF16 C
     kernel instead where it is available (a bf16 window pass at 65,536 tokens ran about
-    3.4x, 2.7-3.6x, faster on it; same document, session 16).
+    3.4x (2.7-3.6x) faster on it; same document).
     Elsewhere the matmul path runs.
     """
+    forced = _BACKEND.get()
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
-    if _BACKEND in ("flash", "fused") and not flash_ok:
-        raise ValueError(f"the {_BACKEND} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
+    if forced in ("flash", "fused") and not flash_ok:
+        raise ValueError(f"the {forced} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
     # Only built when it would be used; torch.compile traces PyTorch's ops, not ctypes calls.
-    fused_ok = (flash_ok and _BACKEND in ("auto", "fused") and q.dtype == torch.bfloat16
+    fused_ok = (flash_ok and forced in ("auto", "fused") and q.dtype == torch.bfloat16
                 and not torch.compiler.is_compiling() and fused_bf16.available())
-    if _BACKEND == "fused" and not fused_ok:
+    if forced == "fused" and not fused_ok:
         raise ValueError("the fused backend needs bf16 tensors and a CPU with AVX512-BF16 and a C compiler "
                          f"(longseq.kernels.fused_bf16; disabled by {fused_bf16.DISABLE_ENV}=0)")
-    if _BACKEND == "math" or not flash_ok:
-        return "math", "math"
-    if fused_ok and _BACKEND != "flash":
-        return "fused", "fused"
-    return "flash", "flash"
+    if forced == "math" or not flash_ok:
+        if forced == "math":
+            why = _FORCED["math"]
+        else:
+            why = _WHY_NOT_CPU if q.device.type != "cpu" else _WHY_DROPOUT if dropout_p != 0.0 else _WHY_BIAS_GRAD
+        return BackendChoice("math", "math", why)
+    if fused_ok and forced != "flash":
+        return BackendChoice("fused", "fused", _FORCED["fused"] if forced == "fused" else _WHY_FUSED)
+    if forced == "flash":
+        return BackendChoice("flash", "flash", _FORCED["flash"])
+    return BackendChoice("flash", "flash", _WHY_FLASH_BF16 if q.dtype == torch.bfloat16 else _WHY_FLASH)
+
+
+def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:
+    """(forward, backward) tile backends: :func:`backend_choice` without the reason."""
+    choice = backend_choice(q, dropout_p, bias_grad)
+    return choice.forward, choice.backward
+
+
+def _grad_params(bias: TileBias | None) -> tuple[Tensor, ...]:
+    """The bias tensors that need gradients (none without a bias)."""
+    return tuple(p for p in bias.parameters() if p.requires_grad) if bias is not None else ()
+
+
+def bias_needs_grad(bias: TileBias | None) -> bool:
+    """Whether a call with this bias differentiates it (which only the matmul tiles can)."""
+    return bool(_grad_params(bias)) and torch.is_grad_enabled()
 
 
 def merge_partial(out1: Tensor, lse1: Tensor, out2: Tensor, lse2: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,7 +156,7 @@ class _Part:
     """Index bookkeeping of one plan for one call (shared by forward and backward)."""
 
     def __init__(self, plan: Plan, B: int, H: int, device: torch.device, key_mask: Tensor | None,
-                 bias, pattern, cache_budget: int = 0) -> None:
+                 bias: TileBias | None, pattern, cache_budget: int = 0) -> None:
         self.plan, self.B, self.H, self.G = plan, B, H, B * H
         self.bias, self.pattern, self.key_mask = bias, pattern, key_mask
         self.qidx = plan.query_index(device)  # (n_blocks, block)
@@ -628,14 +676,17 @@ def blocked_attention(
     *,
     pattern,
     key_mask: Tensor | None = None,
-    bias=None,
+    bias: TileBias | None = None,
     scale: float,
     dropout_p: float = 0.0,
 ) -> Tensor:
     """Attention of q (B, H, L, D) over k, v (B, H, L, D) as tiled by ``tiling``.
+
+    ``key_mask`` (B, L) bool, True = may be attended; ``bias`` any
+    :class:`~longseq.kernels.bias.TileBias`, evaluated per tile.
     """
     B, H, L, D = q.shape
-    params = tuple(p for p in bias.parameters() if p.requires_grad) if bias is not None else ()
+    params = _grad_params(bias)
     bias_grad = bool(params) and torch.is_grad_enabled()
     backend = _pick_backend(q, dropout_p, bias_grad)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *params))

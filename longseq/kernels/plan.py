@@ -17,6 +17,9 @@ Inside a tile the plan's element ``rule`` decides, on original token indices, wh
 attend whom. Tiles that are translates of one reference tile are *regular*: they share
 one precomputed ``template`` mask, so the hot loop adds a broadcast template instead of
 evaluating the rule.
+
+Which builder covers which pattern type lives in :mod:`longseq.kernels.registry`; the
+builders below register themselves there, and :func:`tiling_for` looks them up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+
+from longseq.geometry import band_pair_count
+from longseq.kernels.registry import register_tiling, tiling_for
+from longseq.patterns import BigBird, Dense, SlidingWindow, Strided, Window2D
+
+__all__ = [
+    "Plan", "Tiling", "Rule", "DEFAULT_BLOCK", "register_tiling", "tiling_for", "band_pair_count", "block_for",
+    "mark_regular", "global_key_plan", "band_plan", "dense_tiling", "sliding_window_tiling", "window2d_tiling",
+    "bigbird_tiling", "strided_tiling",
+]
 
 Rule = Callable[[Tensor, Tensor], Tensor]
 
@@ -192,7 +205,8 @@ def band_plan(L: int, window: int, dilation: int, causal: bool, rule: Rule, devi
     return mark_regular(plan, device, irregular)
 
 
-def sliding_window_tiling(pattern, L: int, device: torch.device) -> Tiling:
+@register_tiling(SlidingWindow)
+def sliding_window_tiling(pattern: SlidingWindow, L: int, device: torch.device) -> Tiling:
     """Band (minus global columns) + a global-key strip + dense global rows."""
     g = pattern.global_tokens
     g_t = torch.tensor(g, device=device, dtype=torch.long) if g else None
@@ -212,7 +226,8 @@ def sliding_window_tiling(pattern, L: int, device: torch.device) -> Tiling:
     return Tiling(parts, global_rows=g_t, row_rule=_causal if pattern.causal else None)
 
 
-def dense_tiling(pattern, L: int, device: torch.device) -> Tiling:
+@register_tiling(Dense)
+def dense_tiling(pattern: Dense, L: int, device: torch.device) -> Tiling:
     """Every block sees every key (key_step 0)."""
     bq = block_for(L)
     n_blocks = math.ceil(L / bq)
@@ -221,7 +236,8 @@ def dense_tiling(pattern, L: int, device: torch.device) -> Tiling:
     return Tiling([plan])
 
 
-def window2d_tiling(pattern, L: int, device: torch.device) -> Tiling:
+@register_tiling(Window2D)
+def window2d_tiling(pattern: Window2D, L: int, device: torch.device) -> Tiling:
     """One tile per (rolled, padded) window: the window attends itself."""
     ws = pattern.window_size
     hp, wp = pattern.padded_grid
@@ -242,14 +258,6 @@ def window2d_tiling(pattern, L: int, device: torch.device) -> Tiling:
     return Tiling([plan])
 
 
-def band_pair_count(L: int, window: int, causal: bool = False, dilation: int = 1) -> int:
-    """Pairs with ``|i - j| <= window*dilation``, same residue mod dilation, in O(L)."""
-    i = torch.arange(L, dtype=torch.float64)
-    t_min = torch.maximum(torch.full_like(i, -window), torch.ceil(-i / dilation))
-    t_max = torch.minimum(torch.full_like(i, 0 if causal else window), torch.floor((L - 1 - i) / dilation))
-    return int((t_max - t_min + 1).clamp(min=0).sum())
-
-
 def _gathered_plan(L: int, block: int, slots: Tensor | None, key_lists: list[list[int]], rule: Rule,
                    device: torch.device, full_template: bool) -> Plan:
     """A plan whose block ``n`` sees the key blocks ``key_lists[n]`` (same slot order)."""
@@ -266,7 +274,8 @@ def _gathered_plan(L: int, block: int, slots: Tensor | None, key_lists: list[lis
     return plan
 
 
-def bigbird_tiling(pattern, L: int, device: torch.device) -> Tiling:
+@register_tiling(BigBird)
+def bigbird_tiling(pattern: BigBird, L: int, device: torch.device) -> Tiling:
     """Gathered key blocks per query block; global query blocks become dense rows."""
     bq = pattern.block
     layout = pattern.block_layout(L)
@@ -301,7 +310,10 @@ def _residue_slots(L: int, stride: int, block: int, device: torch.device) -> tup
     return slots, bq, per_class // bq
 
 
-def strided_tiling(pattern, L: int, device: torch.device) -> Tiling:
+@register_tiling(Strided)
+def strided_tiling(pattern: Strided, L: int, device: torch.device) -> Tiling:
+    """Sparse Transformer layouts: a band plus residue classes ("strided"), or blocks plus
+    a strip of summary columns ("fixed")."""
     s, causal = pattern.stride, pattern.causal
     if pattern.mode == "strided":
         # Part 1: the local band without the diagonal. Part 2: whole residue classes

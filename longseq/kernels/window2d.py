@@ -5,8 +5,10 @@ so the blocked kernel's per-tile gathers (an index copy of q, k, v, the output a
 gradient, in each direction) reduce to :func:`longseq.windows.window_partition`: one
 reshaping copy per tensor, then ``F.scaled_dot_product_attention`` with the windows as
 its batch. A mask is built only where a window needs one (grid padding, Swin's shifted
-regions, a ``key_mask``) and is cached per pattern; a :class:`RelativeBias2D` depends only
-on the offset inside a window, so one ``(H, ws^2, ws^2)`` table serves every window.
+regions, a ``key_mask``) and is cached per pattern; a bias whose ``grid_offset_window``
+equals the window size (:class:`~longseq.kernels.bias.TileBias`, e.g. Swin's relative
+table) depends only on the offset inside a window, so one ``(H, ws^2, ws^2)`` table
+serves every window.
 
 Measured against the blocked kernel on the same model in docs/benchmarks.md.
 """
@@ -19,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from longseq.kernels.bias import grid_offset_window
 from longseq.patterns import Window2D
-from longseq.positions import RelativeBias2D
 from longseq.windows import window_partition, window_unpartition
 
 __all__ = ["window2d_attention", "supports_window2d_sdpa"]
@@ -28,9 +30,9 @@ __all__ = ["window2d_attention", "supports_window2d_sdpa"]
 
 def supports_window2d_sdpa(pattern, bias) -> bool:
     """True when :func:`window2d_attention` computes ``attend`` exactly for these arguments."""
-    if not isinstance(pattern, Window2D) or not (bias is None or isinstance(bias, RelativeBias2D)):
+    if not isinstance(pattern, Window2D):
         return False
-    if bias is not None and bias.window_size != pattern.window_size:
+    if bias is not None and grid_offset_window(bias) != pattern.window_size:
         return False
     return all(isinstance(g, int) for g in pattern.grid)  # a concrete grid (not export tracing)
 

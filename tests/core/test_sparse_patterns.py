@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from longseq import attend
 from longseq.kernels import use_backend
+from longseq.kernels.lsh import lsh_attention, lsh_tiling
 from longseq.layers import Encoder
 from longseq.patterns import LSH, BigBird, SlidingWindow, Strided, as_causal
 
@@ -210,7 +211,7 @@ def test_lsh_hand_checked_two_rounds():
         assert torch.equal(masks[r], expected), r
     # and attend uses exactly these rounds
     v = torch.randn(1, 1, 16, 2)
-    out = p.attend(q, q, v, key_mask=None, bias=None, dropout_p=0.0, scale=2**-0.5, rotations=R)
+    out = lsh_attention(p, q, q, v, key_mask=None, bias=None, dropout_p=0.0, scale=2**-0.5, rotations=R)
     torch.testing.assert_close(out, lsh_reference(p, q, v, rotations=R), atol=1e-5, rtol=1e-5)
 
 
@@ -302,7 +303,7 @@ def test_per_head_kernel_equals_one_call_per_head(shared_qk):
     q, k, v = (torch.randn(2, 3, 53, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
     km = torch.rand(2, 53) > 0.2
     kk = F.normalize(q, dim=-1) if shared_qk else k
-    tilings = [[p._tiling(rounds, 53, q.device) for rounds in row] for row in p.layout(q.detach(), kk.detach())]
+    tilings = [[lsh_tiling(p, rounds, 53, q.device) for rounds in row] for row in p.layout(q.detach(), kk.detach())]
     out = blocked_attention_per_head(q, None if shared_qk else k, v, tilings, pattern=p, key_mask=km,
                                      scale=8**-0.5, normalize_keys=shared_qk)
     ref = torch.cat([torch.cat([

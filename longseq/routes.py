@@ -1,0 +1,88 @@
+"""Which implementation :func:`longseq.attend` runs for given arguments, and why.
+
+:func:`choose_route` is the one decision: ``attend`` runs the route it returns and
+:func:`longseq.explain` reports it, so the two cannot disagree. Routes:
+
+* ``"pattern"``: the pattern's own implementation (data-dependent layouts such as LSH,
+  registered in :mod:`longseq.kernels.registry`, or a pattern's ``attend`` method);
+* ``"dense_sdpa"``: :class:`~longseq.patterns.Dense` through PyTorch's fused SDPA;
+* ``"traced_dense"``: SDPA with the pattern's dense mask while ``torch.export`` traces;
+* ``"window2d_sdpa"``: :class:`~longseq.patterns.Window2D` windows as the batch of one SDPA call;
+* ``"blocked"``: the blocked kernel over the pattern's tiling.
+
+``backend`` names the tile backend (``"flash"``, ``"math"``, ``"fused"``) where tiles
+run, ``"sdpa"`` for the routes that call PyTorch's SDPA directly, and ``"own"`` for a
+pattern's own ``attend`` method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from longseq.kernels.bias import TileBias
+from longseq.kernels.blocked import BackendChoice, backend_choice, bias_needs_grad, current_backend
+from longseq.kernels.registry import attention_for, has_own_attention
+from longseq.kernels.window2d import supports_window2d_sdpa
+from longseq.patterns import Dense, Pattern
+
+__all__ = ["Route", "ROUTES", "choose_route"]
+
+ROUTES = ("pattern", "dense_sdpa", "traced_dense", "window2d_sdpa", "blocked")
+
+
+@dataclass(frozen=True)
+class Route:
+    """The route :func:`longseq.attend` takes, its tile backend, and why."""
+
+    route: str
+    backend: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.route} [{self.backend}]: {self.reason}"
+
+
+# Routes without a tile backend are constants: deciding them allocates nothing.
+_OWN_METHOD = Route("pattern", "own", "the pattern brings its own attend method")
+_DENSE = Route("dense_sdpa", "sdpa", "Dense without a bias: PyTorch's fused SDPA, no mask")
+_DENSE_PADDED = Route("dense_sdpa", "sdpa", "bidirectional Dense with a key_mask and no bias: SDPA with a padding mask")
+_TRACED = Route("traced_dense", "sdpa",
+                "torch.export is tracing: SDPA with the pattern's dense mask (quadratic, but traceable)")
+_WINDOW2D = Route("window2d_sdpa", "sdpa",
+                  "Window2D windows attend only themselves: one partition copy and one SDPA call")
+
+
+@lru_cache(maxsize=None)
+def _tiled(route: str, choice: BackendChoice) -> Route:
+    """One Route per (route, backend choice): built once, not per call."""
+    backend = choice.forward if choice.forward == choice.backward else f"{choice.forward}/{choice.backward}"
+    what = ("data-dependent layout: the pattern's registered implementation, blocked kernel per head"
+            if route == "pattern" else "the blocked kernel over the pattern's tiling")
+    return Route(route, backend, f"{what}; {choice.reason}")
+
+
+def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: TileBias | None,
+                 dropout_p: float) -> Route:
+    """The route of ``attend(q, k, v, pattern, key_mask=..., bias=..., dropout_p=...)``.
+
+    ``q`` ``(B, H, L, D)`` (only its device and dtype matter), ``key_mask`` ``(B, L)``.
+    Arguments are assumed valid (:func:`longseq.attend` checks them first). Raises the
+    ``ValueError`` the kernel would raise for a backend forced by ``use_backend`` that
+    cannot serve these arguments.
+    """
+    if has_own_attention(pattern):
+        return _OWN_METHOD
+    if attention_for(pattern) is not None:
+        # registered implementations run the blocked kernel per head, without a bias
+        return _tiled("pattern", backend_choice(q, dropout_p, False))
+    if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
+        return _DENSE if key_mask is None else _DENSE_PADDED
+    if torch.compiler.is_exporting():
+        return _TRACED
+    if current_backend() == "auto" and supports_window2d_sdpa(pattern, bias):
+        return _WINDOW2D
+    return _tiled("blocked", backend_choice(q, float(dropout_p), bias_needs_grad(bias)))
