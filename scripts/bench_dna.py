@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark one training step (forward, backward, AdamW) of the default DNA model.
+"""Benchmark one training step (forward, backward, AdamW) of the default DNA model
+(console command: ``longseq-bench-dna``).
 
     python scripts/bench_dna.py                                  # 16k .. 1,048,576 bases, fp32 + bf16-mixed
     python scripts/bench_dna.py --seq-lens 4096 16384 --steps 1  # quick check
@@ -10,178 +11,11 @@ real E. coli K-12 window (batch 1). Writes ``<out>/bench_dna.csv`` and ``<out>/b
 (tokens/s and peak RSS against length, with HyenaDNA-tiny's measured CPU figure for
 reference: 262,144 bases at ~9,400 tokens/s in 10.5 GB; it cannot train at 1,048,576).
 A plain matmul in each precision is timed in the same run (``matmul_gflops`` column), so
-tokens/s can be compared across machines as tokens/s per matmul GFLOP/s: issue 4's target
-of 19,000 tokens/s was set on a machine whose fp32 matmul ran at ~410 GFLOP/s.
+tokens/s can be compared across machines as tokens/s per matmul GFLOP/s: the reference
+figure of 19,000 tokens/s comes from a machine whose fp32 matmul ran at ~410 GFLOP/s.
 """
 
-from __future__ import annotations
-
-import argparse
-import csv
-import json
-import os
-import resource
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # quoted from issue 4
-FIELDS = ("seq_len", "precision", "params", "step_s", "tokens_per_s", "peak_rss_gb", "sys_share", "matmul_gflops",
-          "reuse_freed_memory", "cpu", "status")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=REPO / "configs" / "genomics" / "tiny.yaml")
-    p.add_argument("--seq-lens", type=int, nargs="+", default=[16384, 65536, 262144, 1048576])
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16-mixed"], choices=["fp32", "bf16-mixed"])
-    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step (median reported)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
-    p.add_argument("--out", type=Path, default=Path("bench_results/dna"))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--reuse-freed-memory", action="store_true",
-                   help="keep freed memory for reuse (longseq.hardware.reuse_freed_memory): faster, more memory")
-    p.add_argument("--child", help=argparse.SUPPRESS)  # JSON of one configuration, run in-process
-    return p.parse_args(argv)
-
-
-def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str) -> dict:
-    """Time ``steps`` training steps in this process; returns one CSV row."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    import yaml
-
-    from genomics.cache import build_genome_cache
-    from genomics.callbacks import peak_rss_bytes
-    from genomics.models import DNALanguageModel
-    from genomics.sources import ecoli_k12_fasta
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
-    model = DNALanguageModel(**(yaml.safe_load(config.read_text()).get("model") or {})).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    genome = build_genome_cache(ecoli_k12_fasta())
-    n = min(seq_len, genome.records[0].length)
-    ids = torch.from_numpy(genome.window(0, 0, n).astype(np.int64))[None].to(device)
-    if n < seq_len:  # longer than the genome: repeat it (timing only)
-        ids = ids.repeat(1, -(-seq_len // n))[:, :seq_len]
-    dtype = torch.bfloat16 if precision == "bf16-mixed" else None
-
-    def step() -> None:
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
-            logits = model(ids)
-        loss = F.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if ids.is_cuda:
-            torch.cuda.synchronize()
-
-    step()  # warm-up: plan caches, allocator
-    times = []
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    # Share of the timed steps' CPU time spent in the kernel: page faults on fresh activations.
-    user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
-    dt = float(np.median(times))  # robust to other jobs on a shared machine
-    peak = torch.cuda.max_memory_allocated() if ids.is_cuda else peak_rss_bytes()
-    return {"seq_len": seq_len, "precision": precision, "params": sum(p.numel() for p in model.parameters()),
-            "step_s": round(dt, 4), "tokens_per_s": round(seq_len / dt, 1), "peak_rss_gb": round(peak / 2**30, 3),
-            "sys_share": round(system / (user + system), 3) if user + system > 0 else float("nan"),
-            "status": "ok"}
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for precision in sorted({r["precision"] for r in rows}):
-        ok = [r for r in rows if r["precision"] == precision and r["status"] == "ok"]
-        xs = [int(r["seq_len"]) for r in ok]
-        axes[0].plot(xs, [float(r["tokens_per_s"]) for r in ok], "o-", label=f"longseq tiny {precision}")
-        axes[1].plot(xs, [float(r["peak_rss_gb"]) for r in ok], "o-", label=f"longseq tiny {precision}")
-    for ax, key in zip(axes, ("tokens_per_s", "peak_rss_gb")):
-        ax.plot([HYENADNA_TINY["seq_len"]], [HYENADNA_TINY[key]], "kx", ms=9, label="HyenaDNA tiny (quoted)")
-    axes[1].axhline(8, color="grey", ls="--", lw=1, label="8 GB target")
-    for ax, ylabel in zip(axes, ("training tokens / s", "peak memory (GB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("sequence length (bases)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    machine = next((r["cpu"] for r in rows if r.get("cpu")), "")
-    fig.suptitle(f"DNA LM training step, batch 1\n{machine}".strip(), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> list[dict]:
-    args = parse_args(argv)
-    from longseq.hardware import enable_huge_pages, reuse_freed_memory
-
-    enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    if args.child:
-        # Only the timed process: the driver (and a test calling main in-process) keeps
-        # glibc's defaults, and the matmul reference is measured the same way either way.
-        reused = reuse_freed_memory() if args.reuse_freed_memory else False
-        spec = json.loads(args.child)
-        row = run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)
-        print(json.dumps({**row, "reuse_freed_memory": reused}))
-        return []
-    args.out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    from longseq.hardware import cpu_description, matmul_gflops
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    dtypes = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16}
-    floor = {p: round(matmul_gflops(dtypes[p], args.device), 1) for p in args.precisions}
-    machine = cpu_description()
-    print(f"machine: {machine}")
-    print("reference, plain matmul measured now: "
-          + ", ".join(f"{p} {gf:.0f} GFLOP/s" for p, gf in floor.items()), flush=True)
-    rows = []
-    reuse = ["--reuse-freed-memory"] if args.reuse_freed_memory else []
-    for seq_len in args.seq_lens:
-        for precision in args.precisions:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--config", str(args.config), "--steps",
-                   str(args.steps), "--device", args.device, *reuse, "--child",
-                   json.dumps({"seq_len": seq_len, "precision": precision})]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                if proc.returncode == 0:
-                    row = json.loads(proc.stdout.strip().splitlines()[-1])
-                else:
-                    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                    row = {"seq_len": seq_len, "precision": precision, "status": f"failed: {tail[:200]}"}
-            except subprocess.TimeoutExpired:
-                row = {"seq_len": seq_len, "precision": precision, "status": f"timeout after {args.timeout:.0f} s"}
-            row["matmul_gflops"] = floor[precision]
-            row["cpu"] = machine
-            rows.append(row)
-            print(", ".join(f"{k}={row.get(k, '')}" for k in FIELDS), flush=True)
-    with open(args.out / "bench_dna.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({k: r.get(k, "") for k in FIELDS} for r in rows)
-    plot(rows, args.out / "bench_dna.png")
-    print(f"wrote {args.out / 'bench_dna.csv'} and {args.out / 'bench_dna.png'}")
-    return rows
-
+from genomics.cli.bench_dna import main
 
 if __name__ == "__main__":
     main()

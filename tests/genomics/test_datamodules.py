@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from .dna_data import random_dna, write_fasta
-from genomics.datamodules import AnnotationDataModule, GenomeWindowDataModule, SequenceClassificationDataModule
-from genomics.tokenizers import PAD, NucleotideTokenizer, reverse_complement
+from genomics.data import AnnotationDataModule, GenomeWindowDataModule, SequenceClassificationDataModule
+from genomics.data.tokenizers import PAD, NucleotideTokenizer, reverse_complement
 
 TOK = NucleotideTokenizer()
 
@@ -57,7 +57,7 @@ def test_windows_never_cross_splits_or_records(tmp_path, cache_dir):
 
 def test_join_records_spans_contigs_with_a_masked_separator(tmp_path, cache_dir):
     """Joined windows cover short contigs, put SEP (mask False) between regions, never mix splits."""
-    from genomics.tokenizers import SEP
+    from genomics.data.tokenizers import SEP
 
     recs = {f"c{i}": random_dna(n, 10 + i) for i, n in enumerate((90, 150, 60, 200))}
     with pytest.raises(ValueError, match="shorter than seq_len"):

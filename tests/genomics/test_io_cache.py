@@ -11,12 +11,12 @@ from Bio import SeqIO
 from torch.utils.data import DataLoader, Dataset
 
 from .dna_data import random_dna, write_fasta
-from genomics.annotation import CDS, GENE, INTERGENIC, labels_from_gff
-from genomics.bed import read_bed
-from genomics.cache import GenomeArray, build_genome_cache
-from genomics.io import GenomeFormatError, iter_records
-from genomics.sources import ecoli_k12_fasta
-from genomics.tokenizers import NucleotideTokenizer
+from genomics.data.tokenizers import NucleotideTokenizer
+from genomics.io.annotation import CDS, GENE, INTERGENIC, labels_from_gff
+from genomics.io.bed import read_bed
+from genomics.io.cache import GenomeArray, build_genome_cache
+from genomics.io.readers import GenomeFormatError, iter_records
+from genomics.io.sources import ecoli_k12_fasta
 
 TOK = NucleotideTokenizer()
 

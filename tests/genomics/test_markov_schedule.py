@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from genomics.markov import MarkovModel, select_order
-from genomics.schedule import Stage, warmup_schedule
-from genomics.tokenizers import N
+from genomics.baselines.markov import MarkovModel, select_order
+from genomics.data.length_warmup import Stage, warmup_schedule
+from genomics.data.tokenizers import N
 
 
 def _order2_chain(n: int, seed: int) -> np.ndarray:

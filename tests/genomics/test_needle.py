@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from .dna_data import random_dna, write_fasta
-from genomics.needle import MARKER_ZONE, NeedleDataModule, NeedleSpec
-from genomics.schedule import Stage
+from genomics.data.length_warmup import Stage
+from genomics.data.needle import MARKER_ZONE, NeedleDataModule, NeedleSpec
 
 
 def test_needle_examples(tmp_path, cache_dir):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from genomics.data.tokenizers import N
 from genomics.models import DNALanguageModel
-from genomics.scoring import score_sequence, window_starts
-from genomics.tokenizers import N
+from genomics.models.scoring import score_sequence, window_starts
 
 
 def test_window_starts_cover_every_position_once():

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genomics.tokenizers import A, C, G, N, T, KmerTokenizer, NucleotideTokenizer, reverse_complement
+from genomics.data.tokenizers import A, C, G, N, T, KmerTokenizer, NucleotideTokenizer, reverse_complement
 
 DNA = st.text(alphabet="ACGTN", min_size=0, max_size=300)
 SOFT = st.text(alphabet="ACGTNacgtn", min_size=0, max_size=300)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from genomics.annotation import labels_from_gff, labels_from_record
-from genomics.io import GenomeFormatError, SeqFormat, detect_format, iter_records, open_binary
-from genomics.tokenizers import NucleotideTokenizer, SoftMask, is_unknown
+from genomics.data.tokenizers import NucleotideTokenizer, SoftMask, is_unknown
+from genomics.io.annotation import labels_from_gff, labels_from_record
+from genomics.io.readers import GenomeFormatError, SeqFormat, detect_format, iter_records, open_binary
 
 __all__ = ["RecordInfo", "GenomeArray", "build_genome_cache", "file_checksum", "default_cache_dir"]
 

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from genomics.cache import GenomeArray
-from genomics.datasets import IGNORE_INDEX, OnShort, pad_collate
-from genomics.splits import Region
-from genomics.tokenizers import SEP, is_unknown, reverse_complement
+from genomics.data.datasets import IGNORE_INDEX, OnShort, pad_collate
+from genomics.data.splits import Region
+from genomics.data.tokenizers import SEP, is_unknown, reverse_complement
+from genomics.io.cache import GenomeArray
 
 __all__ = ["JoinedWindowDataset"]
 
@@ -27,7 +27,7 @@ __all__ = ["JoinedWindowDataset"]
 class JoinedWindowDataset(Dataset):
     """Windows of ``seq_len`` over ``regions`` joined in order, one ``SEP`` between regions.
 
-    Items are the dicts of :class:`~genomics.datasets.WindowDataset` (``input_ids``,
+    Items are the dicts of :class:`~genomics.data.datasets.WindowDataset` (``input_ids``,
     ``mask``, optionally ``labels``), with ``mask`` False at separators. Windows tile the
     joined stream from its start (a trailing partial window is dropped); windows with more
     than ``max_n_frac`` N among their bases are skipped. A split shorter than one window is

@@ -1,6 +1,6 @@
 """Torch datasets of genome windows (no Lightning here).
 
-Windows are cut from :class:`~genomics.splits.Region` s, so a window never crosses a split
+Windows are cut from :class:`~genomics.data.splits.Region` s, so a window never crosses a split
 boundary or a record boundary. Items are dicts::
 
     input_ids  (L,) int64   nucleotide ids
@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from genomics.cache import GenomeArray
-from genomics.splits import Region
-from genomics.tokenizers import PAD, is_unknown, reverse_complement
+from genomics.data.splits import Region
+from genomics.data.tokenizers import PAD, is_unknown, reverse_complement
+from genomics.io.cache import GenomeArray
 
 __all__ = ["OnShort", "Cell", "plan_cells", "WindowDataset", "SequenceDataset", "pad_collate", "IGNORE_INDEX"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from genomics.bed import Interval
-from genomics.cache import GenomeArray
+from genomics.io.bed import Interval
+from genomics.io.cache import GenomeArray
 
 __all__ = ["Region", "SPLITS", "fraction_splits", "record_splits", "bed_splits", "check_disjoint"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genomics.tokenizers import NUM_BASES, is_unknown
+from genomics.data.tokenizers import NUM_BASES, is_unknown
 
 __all__ = ["window_starts", "score_sequence"]
 

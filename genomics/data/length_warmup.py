@@ -1,4 +1,9 @@
-"""Sequence-length warm-up (as in HyenaDNA): train on short windows first, then the full length."""
+"""Sequence-length warm-up (as in HyenaDNA): train on short windows first, then the full length.
+
+This schedules window *lengths* and batch sizes over training steps; the learning-rate
+schedule is :mod:`longseq.schedules`. The YAML ``schedule:`` section of ``longseq-train-dna``
+holds :func:`warmup_schedule`'s arguments.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,15 @@ __all__ = ["Stage", "split_into_epochs", "warmup_schedule"]
 
 @dataclass(frozen=True)
 class Stage:
+    """``steps`` optimizer steps of ``batch_size`` windows of ``seq_len`` bases."""
+
     seq_len: int
     batch_size: int
     steps: int
 
     @property
     def tokens(self) -> int:
+        """Bases trained on in this stage (padding included)."""
         return self.seq_len * self.batch_size * self.steps
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 __all__ = [
     "A", "C", "G", "T", "N", "PAD", "MASK", "SEP", "CLS", "NUM_BASES",
-    "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "is_unknown",
+    "SoftMask", "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "is_unknown",
 ]
 
 A, C, G, T, N = 0, 1, 2, 3, 4

@@ -14,13 +14,14 @@ information a causal LM sees in its window. Targets that are N are not scored.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Sequence
+import math
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from genomics.tokenizers import NUM_BASES, is_unknown
+from genomics.data.tokenizers import NUM_BASES, is_unknown
 
-__all__ = ["MarkovModel", "select_order"]
+__all__ = ["MarkovModel", "markov_baseline", "select_order"]
 
 log = logging.getLogger(__name__)
 _MAX_ORDER = 12  # 4**13 uint32 counts = 268 MB; beyond that counts are too sparse anyway
@@ -131,3 +132,18 @@ def select_order(
         log.info("Markov order %d: val %.4f bits/base", k, scores[k])
     best = min(scores, key=scores.__getitem__)
     return best, scores, full.truncated(best)
+
+
+def markov_baseline(datamodule: Any, max_order: int = 12, beta: float = 16.0) -> tuple[int, float]:
+    """(best order, its validation bits per base) on a set-up genome data module's split
+    (``genomes``, ``splits["train"]`` and ``datasets["val"]``, as in
+    :class:`~genomics.data.GenomeWindowDataModule`): counts over the training regions, scored
+    on the validation windows the LM is scored on. Orders go up to log4(training bases),
+    since longer contexts cannot be estimated from the data."""
+    train = [datamodule.genomes[r.genome].window(r.interval.record, r.interval.start, r.interval.end)
+             for r in datamodule.splits["train"]]
+    max_order = max(0, min(max_order, int(math.log(max(sum(t.size for t in train), 4), 4))))
+    val_ds = datamodule.datasets["val"]
+    val = [val_ds[i]["input_ids"][val_ds[i]["mask"]].numpy() for i in range(len(val_ds))]
+    order, scores, _ = select_order(train, val, range(0, max_order + 1), beta=beta)
+    return order, scores[order]

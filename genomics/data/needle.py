@@ -26,14 +26,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from genomics.bed import Interval
-from genomics.cache import GenomeArray
-from genomics.datamodules import GenomeWindowDataModule, PaddedSplitLoaders
-from genomics.datasets import pad_collate
-from genomics.schedule import Stage, split_into_epochs
-from genomics.splits import Region
+from genomics.data.datamodules import GenomeWindowDataModule
+from genomics.data.datasets import pad_collate
+from genomics.data.length_warmup import Stage, split_into_epochs
+from genomics.data.loaders import PaddedSplitLoaders
+from genomics.data.splits import Region
+from genomics.io.bed import Interval
+from genomics.io.cache import GenomeArray
 
-__all__ = ["NeedleSpec", "NeedleDataset", "NeedleDataModule"]
+__all__ = ["MARKER_ZONE", "NeedleSpec", "NeedleDataset", "NeedleDataModule"]
 
 MARKER_ZONE = 64
 

@@ -1,0 +1,155 @@
+"""The config of ``longseq-train-dna``: its sections for each task, the default YAML of each
+task, the trainer defaults, and which flag overrides which key.
+
+Sections (see :mod:`longseq.training.config`), each checked against what it feeds:
+
+* ``model``: the task's ``nn.Module`` (:class:`~genomics.models.DNALanguageModel` or
+  :class:`~genomics.models.DNAClassifier`, whose ``num_classes`` comes from the data).
+* ``data``: the task's data module.
+* ``task``: the task's LightningModule (its ``max_steps`` defaults to the schedule's steps).
+* ``schedule`` (not for classification): :func:`~genomics.data.warmup_schedule`'s arguments,
+  ``seq_len`` (final window, default 65,536) and ``batch_size`` included, plus ``val_every``
+  (validate every this many steps of a long stage instead of once at the end).
+* ``trainer``: any ``lightning.Trainer`` argument. Precedence: :data:`TRAINER_DEFAULTS` <
+  the YAML < flags; ``precision``, ``max_steps``, ``max_epochs`` and the dataloader reload /
+  validation interval follow the device and the length schedule unless the YAML sets them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from longseq.training.config import (
+    ConfigError, Section, apply_overrides, config_file, read_yaml, trainer_accepts, validate_config,
+)
+
+__all__ = [
+    "Config", "DEFAULT_SEQ_LEN", "TASKS", "TRAINER_DEFAULTS", "TaskSpec", "default_config_path", "flag_overrides",
+    "load_task_config", "merged_config", "task_sections", "task_spec",
+]
+
+Config = dict[str, dict[str, Any]]
+TASKS = ("lm", "classification", "annotation", "needle")
+DEFAULT_SEQ_LEN = 65536
+#: The script's own trainer settings; a YAML ``trainer:`` key replaces any of them.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "accelerator": "auto", "devices": "auto", "strategy": "auto",
+    "gradient_clip_val": 1.0,
+    "num_sanity_val_steps": 0,  # validation windows are full length: a sanity pass costs a real one
+    "log_every_n_steps": 5,
+    "deterministic": False,
+}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a ``--task`` trains: its model, data module and LightningModule classes, its
+    default YAML (relative to ``configs/``), and whether it trains by length-schedule stages."""
+
+    model: Callable[..., Any]
+    data: Callable[..., Any]
+    task: Callable[..., Any]
+    default_config: str
+    staged: bool
+
+    @property
+    def reserved(self) -> dict[str, dict[str, str]]:
+        """Keys the script sets itself, per section, with where to set them instead."""
+        built = "the script builds it from the model section; remove it"
+        out = {"task": {"backbone": built, "model_config": built},
+               "trainer": {"logger": "the script sets it (a CSV logger under --out-dir); remove it",
+                           "callbacks": "the script sets them; remove it"}}
+        if "num_classes" in inspect.signature(self.model).parameters:
+            out["model"] = {"num_classes": "the data module gives it; remove it"}
+        if self.staged:
+            out["data"] = {"seq_len": "set schedule.seq_len (or --seq-len) instead",
+                           "batch_size": "set schedule.batch_size (or --batch-size) instead"}
+        return out
+
+
+def task_spec(task: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task`` (imports the genomics classes, which need Lightning)."""
+    from genomics.data import AnnotationDataModule, GenomeWindowDataModule, NeedleDataModule
+    from genomics.data import SequenceClassificationDataModule
+    from genomics.models import DNAClassifier, DNALanguageModel
+    from genomics.tasks import AnnotationTask, ClassificationTask, LanguageModelTask
+
+    specs = {
+        "lm": TaskSpec(DNALanguageModel, GenomeWindowDataModule, LanguageModelTask, "genomics/tiny.yaml", True),
+        "classification": TaskSpec(DNAClassifier, SequenceClassificationDataModule, ClassificationTask,
+                                   "genomics/classification.yaml", False),
+        "annotation": TaskSpec(DNAClassifier, AnnotationDataModule, AnnotationTask, "genomics/annotation.yaml", True),
+        "needle": TaskSpec(DNAClassifier, NeedleDataModule, ClassificationTask, "genomics/needle_global.yaml", True),
+    }
+    if task not in specs:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return specs[task]
+
+
+def default_config_path(task: str) -> Path:
+    """The shipped default YAML of ``task`` (``configs/genomics/...``)."""
+    return config_file(task_spec(task).default_config)
+
+
+def task_sections(task: str) -> list[Section]:
+    """The config sections of ``task``, each with the signatures it is checked against."""
+    from genomics.data import warmup_schedule
+
+    spec = task_spec(task)
+    sections = [Section("model", (spec.model,)), Section("data", (spec.data,)), Section("task", (spec.task,))]
+    if spec.staged:
+        sections.append(Section("schedule", (warmup_schedule, "val_every")))
+    return [*sections, Section("trainer", trainer_accepts())]
+
+
+def load_task_config(path: str | Path, task: str) -> Config:
+    """Read the YAML at ``path`` and check it against ``task``'s sections; every section is
+    present in the result. Raises :class:`ConfigError` starting with ``<file>:<line>:``."""
+    data, lines = read_yaml(path)
+    cfg = validate_config(data, task_sections(task), source=str(path), lines=lines)
+    for section, keys in task_spec(task).reserved.items():
+        for key, instead in keys.items():
+            if key in cfg.get(section, {}):
+                line = lines.get((section, key))
+                where = f"{path}:{line}" if line else str(path)
+                raise ConfigError(f"{where}: {section}.{key}: {instead}")
+    return cfg
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` from the flags of ``longseq-train-dna`` (None = flag not
+    given). A flag that does not apply to ``args.task`` is an error."""
+    staged = args.task != "classification"
+    misplaced = [flag for flag, given, ok in (
+        ("--fasta", args.fasta, args.task != "classification"),
+        ("--data", args.data, args.task == "classification"),
+        ("--join-records", args.join_records, args.task in ("lm", "annotation")),
+        ("--no-warmup", args.no_warmup, staged),
+    ) if given and not ok]
+    if misplaced:
+        raise ConfigError(f"{', '.join(misplaced)}: not used by --task {args.task}")
+    trainer = {"max_time": args.max_time, "precision": args.precision, "accelerator": args.accelerator,
+               "devices": args.devices, "strategy": args.strategy}
+    if not staged:  # classification: whole sequences, no length schedule
+        return {"data": {"data": args.data, "max_len": args.seq_len, "batch_size": args.batch_size,
+                         "num_workers": args.num_workers},
+                "task": {"max_steps": args.max_steps}, "trainer": trainer}
+    data = {"fasta": args.fasta, "num_workers": args.num_workers, "join_records": True if args.join_records else None}
+    schedule = {"seq_len": args.seq_len, "batch_size": args.batch_size, "max_steps": args.max_steps}
+    return {"data": data, "schedule": schedule, "trainer": trainer}
+
+
+def merged_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """(the config ``longseq-train-dna`` runs with, the YAML it came from): :data:`TRAINER_DEFAULTS`,
+    then ``--config`` (default: the task's default YAML), then the flags."""
+    path = Path(args.config) if args.config is not None else default_config_path(args.task)
+    cfg = load_task_config(path, args.task)
+    cfg["trainer"] = {**TRAINER_DEFAULTS, **cfg["trainer"]}
+    cfg = apply_overrides(cfg, flag_overrides(args))
+    if args.no_warmup:  # the first stage is the last: train at the final length throughout
+        cfg["schedule"]["start_len"] = cfg["schedule"].get("seq_len", DEFAULT_SEQ_LEN)
+    return cfg, path

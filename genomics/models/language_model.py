@@ -1,0 +1,85 @@
+"""Single-nucleotide DNA language model (causal or masked) on :class:`~genomics.models.encoder.DNAEncoder`.
+
+Every constructor argument is a plain value, so a YAML ``model:`` section mirrors the
+signature and ``config`` rebuilds the model from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement
+from genomics.models.encoder import DNAEncoder
+
+__all__ = ["DNALanguageModel", "Objective"]
+
+Objective = Literal["causal", "masked"]
+
+
+class DNALanguageModel(nn.Module):
+    """Single-nucleotide language model: ids (B, L) -> logits (B, L, vocab_size).
+
+    ``objective="causal"``: logits at position i predict token i + 1 (sliding window is
+    causal). ``"masked"``: bidirectional; logits at i predict the original token i.
+    ``rc_average=True`` (masked only) averages the logits of both strands in eval mode:
+    the reverse complement is run through the same weights, flipped back and complemented.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 9,
+        dim: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        window: int = 256,
+        *,
+        objective: Objective = "causal",
+        global_tokens: int = 0,
+        lsh_layers: Sequence[int] = (),
+        lsh_bucket_size: int = 64,
+        lsh_n_hashes: int = 2,
+        mlp_ratio: float = 4.0,
+        kv_heads: int | None = None,
+        reversible: bool = False,
+        ff_chunks: int = 1,
+        head_chunks: int = 1,
+        rc_average: bool = False,
+        dropout: float = 0.0,
+        rope_dim: int | None = None,
+        kmer_kernel: int = 1,
+        global_length_scale: bool = False,
+    ) -> None:
+        super().__init__()
+        if objective not in ("causal", "masked"):
+            raise ValueError(f"objective must be 'causal' or 'masked', got {objective!r}")
+        if rc_average and objective == "causal":
+            raise ValueError("rc_average needs objective='masked' (a causal LM reads one direction)")
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.objective, self.rc_average, self.vocab_size = objective, rc_average, vocab_size
+        self.backbone = DNAEncoder(
+            vocab_size, dim, depth, heads, window, causal=objective == "causal", global_tokens=global_tokens,
+            lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
+            mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
+            head_chunks=head_chunks, dropout=dropout, rope_dim=rope_dim,
+            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale,
+        )
+        self.head = nn.Linear(dim, vocab_size)
+        complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
+        self.register_buffer("complement", torch.as_tensor(complement[:vocab_size]), persistent=False)
+
+    def _logits(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        feats, _ = self.backbone(input_ids, mask)
+        return self.head(feats[:, self.backbone.num_global :])  # B, L, V
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """ids (B, L) int64, mask (B, L) bool (True = real base) -> logits (B, L, vocab_size)."""
+        logits = self._logits(input_ids, mask)
+        if self.rc_average and not self.training:
+            if mask is not None and not bool(mask.all()):
+                raise ValueError("rc_average needs unpadded input (mask all True)")
+            rc = self._logits(reverse_complement(input_ids, complement=self.complement.cpu().numpy()), None)
+            logits = (logits + rc.flip(1)[..., self.complement]) / 2
+        return logits
