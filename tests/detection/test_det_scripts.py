@@ -1,55 +1,136 @@
-"""The detection scripts' config, table, CSV and prediction figure (training itself is covered
-by test_det_ultralytics.py; a full script run is too slow for the test budget)."""
+"""The detection commands: configs, flags, documented examples, the comparison's table, CSV and
+figure, and a two-step detector run (YOLO training itself is covered by test_det_ultralytics.py;
+a full YOLO run is too slow for the test budget)."""
 
 from __future__ import annotations
 
 import csv
-import inspect
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..scripts import load_script
+from longseq.training.config import ConfigError, read_yaml
+from vision.cli import compare_detection, train_detector, train_yolo_baseline
+
+from ..vision.helpers import example_commands
 
 REPO = Path(__file__).resolve().parents[2]
+YOLO_YAML = REPO / "configs/detection/train_yolo_baseline.yaml"
+DETECTOR_YAML = REPO / "configs/detection/train_detector.yaml"
 
 
-def _load(name: str):
-    return load_script(name, module_name=name)
+def _yolo_config(argv: list[str]) -> dict:
+    return train_yolo_baseline.build_config_from_args(train_yolo_baseline.parser().parse_args(argv))
 
 
-def test_baseline_config_mirrors_train_yolo_signature() -> None:
-    mod = _load("train_yolo_baseline")
-    cfg_path = REPO / "configs/detection/train_yolo_baseline.yaml"
-    cfg = mod.load_config(cfg_path)
-    params = inspect.signature(mod.train_yolo).parameters
-    for key, value in cfg.items():
-        assert value == params[key].default, key  # the YAML documents the defaults
-    args = mod.parse_args(["--config", str(cfg_path), "--img-size", "640", "--model", "yolo11s.yaml"])
-    assert args["img_size"] == 640 and args["model"] == "yolo11s.yaml" and args["n_train"] == 512
-    assert args["nbs"] is None and args["warmup_epochs"] == 0.25  # no accumulation by default
-    args = mod.parse_args(["--nbs", "64", "--warmup-epochs", "3", "--optimizer", "SGD", "--lr0", "0.01"])
-    assert (args["nbs"], args["warmup_epochs"], args["optimizer"], args["lr0"]) == (64, 3.0, "SGD", 0.01)
+def _detector_config(argv: list[str]) -> dict:
+    return train_detector.build_config_from_args(train_detector.parser().parse_args(argv))
 
 
-def test_baseline_config_rejects_unknown_keys(tmp_path: Path) -> None:
-    mod = _load("train_yolo_baseline")
+@pytest.mark.parametrize(("module", "path"), [(train_yolo_baseline, YOLO_YAML), (train_detector, DETECTOR_YAML)],
+                         ids=["yolo", "detector"])
+def test_default_config_restates_the_defaults(module, path) -> None:
+    raw, _ = read_yaml(path)
+    assert raw == module.DEFAULTS
+    assert Path(module.parser().get_default("config")).resolve() == path.resolve()
+
+
+def test_yolo_flags_override_config() -> None:
+    cfg = _yolo_config(["--config", str(YOLO_YAML), "--img-size", "640", "--model", "yolo11s.yaml"])
+    assert cfg["data"]["img_size"] == 640 and cfg["trainer"]["imgsz"] == 640
+    assert cfg["model"] == {"name": "yolo11s.yaml"} and cfg["data"]["n_train"] == 512
+    assert cfg["trainer"]["nbs"] is None and cfg["trainer"]["warmup_epochs"] == 0.25  # no accumulation by default
+    cfg = _yolo_config(["--nbs", "64", "--warmup-epochs", "3", "--optimizer", "SGD", "--lr0", "0.01", "--seed", "4",
+                        "--time-minutes", "0", "--amp"])
+    t = cfg["trainer"]
+    assert (t["nbs"], t["warmup_epochs"], t["optimizer"], t["lr0"], t["seed"], t["amp"]) == (64, 3.0, "SGD", 0.01, 4, True)
+    assert t["time_minutes"] == 0 and cfg["data"]["seed"] == 4
+
+
+def test_yolo_trainer_accepts_ultralytics_arguments(tmp_path: Path) -> None:
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    assert set(train_yolo_baseline.ultralytics_train_keys()) == set(DEFAULT_CFG_DICT)
+    good = tmp_path / "good.yaml"
+    good.write_text("trainer:\n  mosaic: 0.0\n  close_mosaic: 0\n  cos_lr: true\n")
+    assert _yolo_config(["--config", str(good)])["trainer"]["cos_lr"] is True
+
+
+@pytest.mark.parametrize(("text", "line", "match"), [
+    ("trainer:\n  batch: 2\n  imgsiz: 64\n", 3, "trainer.imgsiz: unknown key.*did you mean 'imgsz'"),
+    ("trainer:\n  time: 0.5\n", 2, "trainer.time: unknown key"),  # the budget is time_minutes
+    ("data:\n  imgsz: 64\n", 2, "data.imgsz: unknown key"),
+    ("img_size: 64\n", 1, "unknown section 'img_size'"),
+    ("task:\n  lr: 1\n", 1, "unknown section 'task'"),
+])
+def test_yolo_config_errors_name_file_and_line(tmp_path: Path, text: str, line: int, match: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"img_size": 64, "imgsz": 64}))
-    with pytest.raises(ValueError, match="imgsz"):
-        mod.load_config(bad)
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        _yolo_config(["--config", str(bad)])
+    assert str(info.value).startswith(f"{bad}:{line}:")
+
+
+def test_detector_flags_override_config() -> None:
+    cfg = _detector_config(["--backbone", "longseq_swin_tiny", "--detector", "retinanet", "--epochs", "5",
+                            "--channels", "64", "64", "64", "--seed", "3", "--workers", "0", "--devices", "1"])
+    assert cfg["model"] == {"name": "longseq_swin_tiny", "channels": [64, 64, 64]}
+    assert cfg["task"]["detector"] == "retinanet" and cfg["trainer"]["max_epochs"] == 5
+    assert cfg["data"]["seed"] == 3 and cfg["trainer"]["seed"] == 3 and cfg["data"]["num_workers"] == 0
+    assert cfg["trainer"]["devices"] == 1
+
+
+@pytest.mark.parametrize(("text", "line", "match"), [
+    ("model:\n  name: longseq_vit_tiny\n  chanels: [8, 8, 8]\n", 3, "model.chanels: unknown key.*'channels'"),
+    ("model:\n  name: longseq_vit_tinny\n", 2, "unknown timm model"),
+    ("task:\n  image_size: 64\n", 2, "task.image_size: unknown key"),  # it is data.img_size
+    ("trainer:\n  max_epoch: 1\n", 2, "trainer.max_epoch: unknown key"),
+])
+def test_detector_config_errors_name_file_and_line(tmp_path: Path, text: str, line: int, match: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        _detector_config(["--config", str(bad)])
+    assert str(info.value).startswith(f"{bad}:{line}:")
+
+
+@pytest.mark.parametrize(("module", "script"), [(train_yolo_baseline, "train_yolo_baseline"),
+                                                (train_detector, "train_detector")])
+def test_documented_examples_print_their_config(module, script, monkeypatch, capsys) -> None:
+    examples = example_commands(module.__doc__, script)
+    assert len(examples) == 5
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(module, "run", lambda cfg: pytest.fail("--print-config went on to train"))
+    for argv in examples:
+        module.main([*argv, "--print-config"])
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert {"model", "data", "trainer"} <= set(printed), argv
+
+
+def test_documented_comparisons_forward_what_train_yolo_accepts(monkeypatch, capsys) -> None:
+    """Each documented comparison parses, and what it forwards to every run is a valid run config."""
+    examples = example_commands(compare_detection.__doc__, "compare_detection")
+    assert len(examples) == 3
+    monkeypatch.chdir(REPO)
+    for argv in examples:
+        args, forward = compare_detection.parser().parse_known_args(argv)
+        for model in args.models:
+            train_yolo_baseline.main(["--model", model, "--img-size", str(args.img_size), *forward, "--print-config"])
+            assert yaml.safe_load(capsys.readouterr().out)["model"]["name"] == model
 
 
 def test_default_comparison_models_are_shipped_configs_or_stock_names() -> None:
-    mod = _load("compare_detection")
-    ours = [m for m in mod.DEFAULT_MODELS if m.startswith("configs/")]
-    assert ours and all((REPO / m).is_file() for m in ours)
-    assert "yolo11n.yaml" in mod.DEFAULT_MODELS  # the stock model of similar size
+    shipped = [m for m in compare_detection.DEFAULT_MODELS if m.startswith("configs/")]
+    assert shipped and all((REPO / m).is_file() for m in shipped)
+    assert "yolo11n.yaml" in compare_detection.DEFAULT_MODELS  # the stock model of similar size
 
 
 def test_comparison_table_csv_and_png(tmp_path: Path, tiny_digits_yaml: Path) -> None:
-    mod = _load("compare_detection")
+    mod = compare_detection
     image = sorted((tiny_digits_yaml.parent / "images/val").glob("*.png"))[0]
     pred = {"image": str(image), "boxes": [[5.0, 6.0, 20.0, 30.0]], "classes": [3], "scores": [0.9],
             "names": [str(i) for i in range(10)]}
@@ -76,3 +157,19 @@ def test_comparison_table_csv_and_png(tmp_path: Path, tiny_digits_yaml: Path) ->
     from PIL import Image
 
     assert png.stat().st_size > 1000 and Image.open(png).size[0] > Image.open(png).size[1]  # three panels side by side
+
+
+def test_detector_command_two_steps(tmp_path: Path, tiny_digits_yaml: Path, capsys) -> None:
+    """The command end to end on 64 x 64 canvases: YAML trainer keys pass through to Lightning."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"name": "test_vit", "channels": [16, 16, 16]},
+        "task": {"detector": "fcos", "fpn_channels": 32},
+        "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "limit_val_batches": 1, "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1},
+    }))
+    train_detector.main(["--config", str(cfg), "--data", str(tiny_digits_yaml), "--img-size", "64", "--max-steps", "2",
+                         "--workers", "0", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert "test_vit + fcos" in out and "2 steps" in out and "val mAP50" in out
+    assert (tmp_path / "run" / "last.ckpt").is_file()

@@ -10,7 +10,7 @@ import torch
 
 import vision  # noqa: F401  (registers the longseq_* timm models)
 from vision.detection.dataset import YoloDetectionDataset, collate_detection
-from vision.detection.lightning import DetectionModule, YoloDataModule
+from vision.detection.lightning import DetectionModule, DetectionTask, YoloDataModule
 from vision.detection.pyramid import MultiScaleBackbone
 from vision.detection.torchvision_detectors import build_detector
 
@@ -47,7 +47,8 @@ def test_single_stage_detectors_give_losses_and_detections(kind: str, tiny_digit
 def test_fasterrcnn_trains_two_steps_and_reloads(tmp_path: Path, tiny_digits_yaml: Path) -> None:
     torch.manual_seed(0)
     backbone = MultiScaleBackbone("longseq_vit_tiny", channels=(32, 32, 32))
-    module = DetectionModule(backbone, num_classes=10, detector="fasterrcnn", image_size=64, fpn_channels=32, lr=1e-3)
+    assert DetectionModule is DetectionTask  # the former name still imports
+    module = DetectionTask(backbone, num_classes=10, detector="fasterrcnn", image_size=64, fpn_channels=32, lr=1e-3)
     before = {k: v.detach().clone() for k, v in module.state_dict().items()}
     dm = YoloDataModule(str(tiny_digits_yaml), batch_size=2)
     trainer = L.Trainer(
@@ -74,7 +75,7 @@ def test_fasterrcnn_trains_two_steps_and_reloads(tmp_path: Path, tiny_digits_yam
     ckpt = tmp_path / "det.ckpt"
     trainer.save_checkpoint(ckpt)
     fresh = MultiScaleBackbone("longseq_vit_tiny", channels=(32, 32, 32))
-    loaded = DetectionModule.load_from_checkpoint(ckpt, backbone=fresh)
+    loaded = DetectionTask.load_from_checkpoint(ckpt, backbone=fresh)
     assert loaded.hparams.detector == "fasterrcnn" and loaded.hparams.image_size == 64
     images, _ = _batch(tiny_digits_yaml.parent, "val", 1)
     module.eval()

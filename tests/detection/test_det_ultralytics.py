@@ -130,7 +130,7 @@ print(json.dumps({{"body": type(net.model[0]).__name__, "boxes": list(r.boxes.xy
     assert res["boxes"][1] == 4 and res["boxes"][0] >= 1  # conf=0 keeps the top detections
     assert 0 <= res["cls_max"] < 10
 
-    # The same checkpoint loaded here gives the same outputs: the weights round-tripped.
+    # The same checkpoint loaded here gives the same outputs: the weights survived saving and loading.
     from ultralytics import YOLO
 
     saved = torch.load(probe)

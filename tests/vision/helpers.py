@@ -1,4 +1,4 @@
-"""Shared test settings for the vision tests."""
+"""Shared test settings for the vision tests: tiny model sizes, the documented example commands."""
 
 from __future__ import annotations
 
@@ -13,3 +13,13 @@ TINY_KWARGS = {
     )
     for name in vision.MODEL_NAMES
 }
+
+
+def example_commands(doc: str, script: str) -> list[list[str]]:
+    """The arguments of every ``python scripts/<script>.py ...`` example line in ``doc`` (a
+    command's ``--help`` text), comments removed."""
+    import shlex
+
+    prefix = f"python scripts/{script}.py"
+    return [shlex.split(line.strip(), comments=True)[2:] for line in doc.splitlines()
+            if line.strip().startswith(prefix)]

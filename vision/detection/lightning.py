@@ -16,10 +16,12 @@ from vision.detection.pyramid import MultiScaleBackbone
 from vision.detection.torchvision_detectors import DetectorKind, build_detector
 from vision.detection.yolo_format import load_data_yaml
 
+__all__ = ["DetectionTask", "DetectionModule", "YoloDataModule"]
+
 log = logging.getLogger(__name__)
 
 
-class DetectionModule(L.LightningModule):
+class DetectionTask(L.LightningModule):
     """Trains a torchvision detector built around ``backbone``; validates with COCO mAP.
 
     Args:
@@ -78,6 +80,10 @@ class DetectionModule(L.LightningModule):
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+#: The name this class had before the ``*Task`` naming of LightningModules; kept for imports.
+DetectionModule = DetectionTask
 
 
 class YoloDataModule(L.LightningDataModule):

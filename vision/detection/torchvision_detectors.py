@@ -5,9 +5,9 @@ The pyramid's levels (strides 8, 16, 32) go through torchvision's
 contract torchvision's detectors expect: a module with ``out_channels`` whose forward
 returns an ordered dict of same-width maps.
 
-Class indices: our data sets use ``0..K-1``. Faster R-CNN reserves 0 for background, so
-:class:`DetectorWithClasses` shifts labels by one on the way in and back on the way out;
-callers always see ``0..K-1``.
+Class indices: the YOLO-format data sets here use ``0..K-1``. Faster R-CNN reserves 0 for
+background, so :class:`DetectorWithClasses` shifts labels by one on the way in and back on
+the way out; callers always see ``0..K-1``.
 """
 
 from __future__ import annotations

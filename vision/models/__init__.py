@@ -10,4 +10,8 @@ MODEL_NAMES = (
     "longseq_vit_digits",
 )
 
-__all__ = ["LongseqViT", "LongseqSwin", "MODEL_NAMES"]
+#: The class each registered name builds: its ``__init__`` lists the keyword arguments
+#: ``timm.create_model(name, **kwargs)`` accepts for that name.
+MODEL_CLASSES = {name: LongseqSwin if name.startswith("longseq_swin") else LongseqViT for name in MODEL_NAMES}
+
+__all__ = ["LongseqViT", "LongseqSwin", "MODEL_CLASSES", "MODEL_NAMES"]

@@ -18,7 +18,7 @@ def default_cfg(**overrides: Any) -> dict[str, Any]:
         "url": "", "num_classes": 1000, "input_size": (3, 512, 512), "pool_size": None,
         "fixed_input_size": False, "crop_pct": 1.0, "interpolation": "bicubic",
         "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-        "first_conv": "patch_embed.proj", "classifier": "head.fc", "license": "apache-2.0",
+        "first_conv": "patch_embed.proj", "classifier": "head.fc", "license": "mit",
         **overrides,
     }
 

@@ -1,38 +1,44 @@
-"""Small image-side layers shared by the longseq backbones (attention lives in longseq)."""
+"""Image-side layers shared by the longseq backbones (attention lives in longseq).
+
+timm already has the patchify conv, the classifier head and Swin's patch merging, so
+those are timm's modules: :class:`PatchEmbed` and :class:`ClassifierHead` only fix timm's
+arguments for this package's token grids, ``(B, H, W, C)`` of any ``H, W``, and keep the
+state-dict keys (``proj.*``, ``norm.*``, ``fc.*``, ``reduction.*``) that checkpoints hold.
+Written out here is what timm lacks: a conv stem whose first stride is configurable
+(:class:`ConvStem`), row-major grid positions for 2D RoPE, and a range check on the
+stochastic-depth rate before timm spreads it over the blocks.
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from timm.layers import ClassifierHead as _TimmClassifierHead
+from timm.layers import PatchEmbed as _TimmPatchEmbed
+from timm.layers import calculate_drop_path_rates
+from timm.models.swin_transformer import PatchMerging
 from torch import Tensor, nn
 
-__all__ = ["PatchEmbed", "ConvStem", "PatchMerging", "ClassifierHead", "grid_positions", "pool_tokens", "POOL_MODES", "drop_path_rates"]
+__all__ = ["PatchEmbed", "ConvStem", "PatchMerging", "ClassifierHead", "grid_positions", "POOL_MODES", "drop_path_rates"]
 
+#: ``global_pool`` values: ``"avgmax"`` concatenates average and max pooling (timm calls
+#: that ``"catavgmax"``; timm's own ``"avgmax"`` averages the two), ``""`` pools nothing.
 POOL_MODES = ("avg", "max", "avgmax", "")
+_TIMM_POOL = {"avg": "avg", "max": "max", "avgmax": "catavgmax", "": ""}
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping conv patchify for any ``H, W``.
+class PatchEmbed(_TimmPatchEmbed):
+    """Non-overlapping conv patchify for any ``H, W``: timm's ``PatchEmbed`` with dynamic padding.
 
     The image is zero-padded on the bottom and right up to a multiple of the patch size,
-    so no pixel is dropped; the grid is ``(ceil(H / p), ceil(W / p))``.
+    so no pixel is dropped; ``(B, C, H, W)`` -> ``(B, ceil(H / p), ceil(W / p), D)``.
     """
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int, norm_layer: type[nn.Module] | None = None):
-        super().__init__()
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W)`` -> ``(B, gh, gw, D)``."""
-        if x.ndim != 4:
-            raise ValueError(f"expected an image batch (B, C, H, W), got shape {tuple(x.shape)}")
-        p = self.patch_size
-        x = F.pad(x, (0, (-x.shape[3]) % p, 0, (-x.shape[2]) % p))
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))  # B, gh, gw, D
+        super().__init__(img_size=None, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                         norm_layer=norm_layer, flatten=False, output_fmt="NHWC", strict_img_size=False,
+                         dynamic_img_pad=True)
 
 
 class ConvStem(nn.Module):
@@ -50,6 +56,11 @@ class ConvStem(nn.Module):
     bound): ``first_stride=4`` skips that map, and at 512 x 512 with ``patch_size=32`` cut
     the stem's forward + backward from 273 to 111 ms per batch of 16 (AVX2 EPYC,
     docs/vision.md).
+
+    Written here rather than taken from timm: ``timm.models.vision_transformer_hybrid.ConvStem``
+    stacks similar convs but returns channels-first maps, has no :meth:`forward_stages` for
+    a hybrid detector's finer levels, and names its weights differently from the
+    checkpoints of this stem (``convs.*``, ``proj.*``).
     """
 
     def __init__(
@@ -113,26 +124,6 @@ class ConvStem(nn.Module):
         return self.norm(self.proj(x).permute(0, 2, 3, 1)), maps[:-1]
 
 
-class PatchMerging(nn.Module):
-    """Swin patch merging: 2x2 neighbours concatenated, normalised, projected.
-
-    ``(B, H, W, C)`` -> ``(B, ceil(H / 2), ceil(W / 2), out_dim)``; odd sides are
-    zero-padded first, so any grid size works.
-    """
-
-    def __init__(self, dim: int, out_dim: int | None = None, norm_layer: type[nn.Module] = nn.LayerNorm):
-        super().__init__()
-        self.out_dim = out_dim or 2 * dim
-        self.norm = norm_layer(4 * dim)
-        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, H, W, C = x.shape
-        x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
-        x = x.reshape(B, (H + 1) // 2, 2, (W + 1) // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
-        return self.reduction(self.norm(x))  # B, H/2, W/2, out_dim
-
-
 def grid_positions(h: int, w: int, device: torch.device | str | None = None) -> Tensor:
     """``(h * w, 2)`` long ``(row, col)`` of a row-major flattened grid (the RoPE2D input)."""
     # expand + reshape rather than repeat_interleave: exports to ONNX with symbolic h, w.
@@ -141,51 +132,40 @@ def grid_positions(h: int, w: int, device: torch.device | str | None = None) -> 
     return torch.stack([rows, cols], dim=-1).reshape(h * w, 2)
 
 
-def pool_tokens(x: Tensor, mode: str) -> Tensor:
-    """Pool tokens ``(B, L, C)`` to ``(B, C)`` (``(B, 2C)`` for ``avgmax``); ``""`` returns ``x``.
-
-    ``max`` suits small objects on large empty canvases, where averaging dilutes the one
-    region that matters.
-    """
-    if mode == "avg":
-        return x.mean(dim=1)
-    if mode == "max":
-        return x.amax(dim=1)
-    if mode == "avgmax":
-        return torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=-1)
-    if mode == "":
-        return x
-    raise ValueError(f"global_pool must be one of {POOL_MODES}, got {mode!r}")
-
-
 def drop_path_rates(rate: float, depth: int) -> list[float]:
-    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``depth`` blocks."""
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``depth`` blocks (timm's
+    ``calculate_drop_path_rates``), once ``rate`` is checked to be a drop probability below 1."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {rate}")
-    return [rate * i / max(depth - 1, 1) for i in range(depth)]
+    return calculate_drop_path_rates(rate, depth)
 
 
-class ClassifierHead(nn.Module):
-    """Pool ``(B, H, W, C)`` features, drop out, project to classes (``num_classes=0``: no projection)."""
+def _check_head(num_classes: int, global_pool: str) -> None:
+    if global_pool not in POOL_MODES:
+        raise ValueError(f"global_pool must be one of {POOL_MODES}, got {global_pool!r}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    if num_classes and not global_pool:
+        raise ValueError("a classifier needs a global_pool; use num_classes=0 for token features")
+
+
+class ClassifierHead(_TimmClassifierHead):
+    """timm's ``ClassifierHead`` on ``(B, H, W, C)`` maps: pool, drop out, project to classes.
+
+    ``global_pool`` is one of :data:`POOL_MODES`; ``num_classes=0`` leaves out the
+    projection. ``(B, H, W, C)`` -> ``(B, num_classes)``, or the pooled ``(B, C)`` features
+    (``(B, 2C)`` for ``"avgmax"``) with ``pre_logits``.
+    """
 
     def __init__(self, in_dim: int, num_classes: int, global_pool: str = "avg", drop_rate: float = 0.0):
-        super().__init__()
-        self.in_dim, self.drop = in_dim, nn.Dropout(drop_rate)
-        self.reset(num_classes, global_pool)
+        _check_head(num_classes, global_pool)
+        super().__init__(in_dim, num_classes, pool_type=_TIMM_POOL[global_pool], drop_rate=drop_rate,
+                         input_fmt="NHWC")
+        self.pool_mode = global_pool
 
     def reset(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new projection to ``num_classes`` (and pooling, when ``global_pool`` is given)."""
+        _check_head(num_classes, self.pool_mode if global_pool is None else global_pool)
         if global_pool is not None:
-            if global_pool not in POOL_MODES:
-                raise ValueError(f"global_pool must be one of {POOL_MODES}, got {global_pool!r}")
-            self.global_pool = global_pool
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        if num_classes and not self.global_pool:
-            raise ValueError("a classifier needs a global_pool; use num_classes=0 for token features")
-        self.num_features = self.in_dim * (2 if self.global_pool == "avgmax" else 1)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-
-    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """``(B, H, W, C)`` -> ``(B, num_classes)`` (pooled features if ``pre_logits``)."""
-        x = self.drop(pool_tokens(x.flatten(1, 2), self.global_pool))
-        return x if pre_logits else self.fc(x)
+            self.pool_mode = global_pool
+        super().reset(num_classes, None if global_pool is None else _TIMM_POOL[global_pool])

@@ -14,49 +14,19 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from longseq.schedules import time_budget_fraction, warmup_cosine
 
-__all__ = ["ImageClassifier", "plot_confusion_matrix"]
+__all__ = ["ImageClassificationTask", "ImageClassifier"]
 
 log = logging.getLogger(__name__)
 
 
-def plot_confusion_matrix(matrix: Tensor, classes: list[str], path: str | Path, title: str = "") -> Path:
-    """Write a confusion matrix ``(C, C)`` (rows = truth, columns = prediction) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: never needs a display
-    import matplotlib.pyplot as plt
-
-    m = matrix.detach().cpu().float().numpy()
-    n = m.shape[0]
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(4, 0.5 * n + 2)))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if n <= 30:  # tick labels and counts stay legible up to ~30 classes
-        ax.set_xticks(range(n), classes, rotation=90)
-        ax.set_yticks(range(n), classes)
-        thresh = m.max() / 2 if m.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > thresh else "black")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-class ImageClassifier(L.LightningModule):
+class ImageClassificationTask(L.LightningModule):
     """Cross-entropy training of ``backbone`` (any ``nn.Module`` mapping images to logits).
 
     Args:
         backbone: ``(B, 3, H, W) -> (B, num_classes)``. Not saved in hparams; when None it
             is rebuilt with ``timm.create_model(backbone_name, num_classes=num_classes,
             **backbone_kwargs)``, so a checkpoint of a timm backbone reloads with
-            ``ImageClassifier.load_from_checkpoint(path)`` alone.
+            ``ImageClassificationTask.load_from_checkpoint(path)`` alone.
         num_classes: number of classes.
         backbone_name, backbone_kwargs: how to rebuild a timm backbone (see above).
         lr, weight_decay: AdamW settings; ``warmup_steps`` of linear warm-up, then cosine
@@ -136,10 +106,26 @@ class ImageClassifier(L.LightningModule):
         if folder is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         classes = self.hparams.classes or [str(i) for i in range(self.hparams.num_classes)]
-        self.last_confusion_png = plot_confusion_matrix(
+        self.last_confusion_png = self._save_confusion(
             matrix, classes, Path(folder) / f"confusion_epoch{self.current_epoch}.png",
             title=f"validation, epoch {self.current_epoch}",
         )
+
+    def _save_confusion(self, matrix: Tensor, classes: list[str], path: Path, title: str) -> Path:
+        """Write the ``(C, C)`` confusion matrix (rows = truth, columns = prediction) as a PNG,
+        drawn by torchmetrics on a figure of its own (no pyplot state, no display needed)."""
+        from matplotlib.figure import Figure
+
+        side = max(4.0, 0.5 * len(classes) + 2)
+        fig = Figure(figsize=(side, side))
+        ax = fig.subplots()
+        # Counts in the cells stay legible up to ~30 classes.
+        self.val_confusion.plot(val=matrix.detach().cpu(), ax=ax, add_text=len(classes) <= 30, labels=classes,
+                                cmap="Blues")
+        ax.set_title(title)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        return path
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -160,3 +146,7 @@ class ImageClassifier(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+#: The name this class had before the ``*Task`` naming of LightningModules; kept for imports.
+ImageClassifier = ImageClassificationTask

@@ -1,0 +1,266 @@
+"""Train an ultralytics YOLO model from its YAML on a detection set, within a time budget.
+
+Default: stock ``yolo11n.yaml`` (built from its YAML; no pretrained weights, nothing
+downloaded) on the scattered-digits detection set at 1024 x 1024 (512 train / 64 val
+canvases with 3-10 digits each, generated offline and cached on first use), for 30 minutes.
+The same command trains the longseq models: pass a longseq model YAML, e.g.
+``--model configs/detection/longseq_vit_tiny_yolo.yaml`` (the longseq modules are always
+registered with ultralytics).
+
+    python scripts/train_yolo_baseline.py                                  # yolo11n, 1024², 30 min
+    python scripts/train_yolo_baseline.py --model yolo11s.yaml --time-minutes 60
+    python scripts/train_yolo_baseline.py --model configs/detection/longseq_vit_tiny_yolo.yaml
+    python scripts/train_yolo_baseline.py --data path/to/data.yaml --img-size 640
+    python scripts/train_yolo_baseline.py --img-size 64 --n-train 4 --n-val 2 --epochs 1 --time-minutes 0  # smoke
+
+Installed, the command is ``longseq-train-yolo``. ``--config`` reads a YAML with the sections
+``model`` (``name``: an ultralytics model YAML or weights), ``data`` (``data_yaml``, or
+null to generate scattered digits with the generator's arguments) and ``trainer``
+(ultralytics' train arguments, plus ``time_minutes``, ``threads`` and ``summary_json``);
+default configs/detection/train_yolo_baseline.yaml. Flags override the YAML,
+``--print-config`` prints the merged config and exits.
+
+Prints one summary (mAP50, mAP50-95, inference images/s, training time, parameters, peak
+memory) and writes it as ``summary.json`` in the run folder (``--summary-json`` to choose),
+with the predictions on the first validation image, which ``scripts/compare_detection.py``
+draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from longseq.training.config import Section, add_config_arguments, config_file, dump_config
+
+from vision.cli._shared import Config, build_config, find_config, run_or_exit, shipped_or_given, signature_keys
+
+# Offline before ultralytics is imported (only inside functions here): it checks
+# connectivity and settings at import.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+__all__ = ["DEFAULTS", "build_config_from_args", "format_summary", "inference_speed", "main", "parser", "run",
+           "sections", "ultralytics_train_keys"]
+
+#: The bare run; configs/detection/train_yolo_baseline.yaml restates it (with the reasons).
+DEFAULTS: Config = {
+    "model": {"name": "yolo11n.yaml"},
+    "data": {"data_yaml": None, "img_size": 1024, "n_train": 512, "n_val": 64, "seed": 0},
+    "trainer": {
+        "time_minutes": 30.0, "epochs": 1000, "imgsz": None, "batch": 4, "nbs": None, "workers": 2, "device": "cpu",
+        "threads": None, "project": "runs/detection", "name": None, "summary_json": None, "exist_ok": True,
+        "plots": False, "fliplr": 0.0, "amp": False, "optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0.25,
+        "seed": 0, "pretrained": False, "verbose": False,
+    },
+}
+
+#: Train arguments other sections set (``time``: the budget is ``time_minutes``).
+_SET_HERE = ("model", "data", "mode", "task", "cfg", "time")
+#: Trainer keys the command reads itself.
+TRAINER_EXTRAS = ("time_minutes", "threads", "summary_json")
+
+
+def ultralytics_train_keys() -> tuple[str, ...]:
+    """Every argument ultralytics' ``train`` accepts: the keys of its ``cfg/default.yaml``
+    (what ``ultralytics.cfg.DEFAULT_CFG_DICT`` holds), read without importing ultralytics,
+    whose import sets ``OMP_NUM_THREADS`` and may print a settings notice."""
+    import yaml
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("ultralytics is not installed: pip install 'longseq[yolo]'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "cfg" / "default.yaml"
+    return tuple(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def sections(model_name: str) -> list[Section]:
+    """``model``: ``name`` (and ultralytics' ``task``); ``data``: ``data_yaml`` and the
+    generator's arguments; ``trainer``: ultralytics' train arguments plus the extras."""
+    from vision.detection.generate import make_scattered_digits_yolo
+
+    trainer = tuple(k for k in ultralytics_train_keys() if k not in _SET_HERE) + TRAINER_EXTRAS
+    return [
+        Section("model", ("name", "task")),
+        Section("data", ("data_yaml", *signature_keys(make_scattered_digits_yolo))),
+        Section("trainer", trainer),
+    ]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="longseq-train-yolo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, config_file("detection/train_yolo_baseline.yaml"))
+    p.add_argument("--model", help="model.name: ultralytics model YAML name or path, or weights")
+    p.add_argument("--data", help="data.data_yaml: a YOLO data.yaml (default: generated scattered digits)")
+    p.add_argument("--img-size", type=int, help="data.img_size and trainer.imgsz")
+    p.add_argument("--n-train", type=int, help="data.n_train")
+    p.add_argument("--n-val", type=int, help="data.n_val")
+    p.add_argument("--seed", type=int, help="data.seed and trainer.seed")
+    p.add_argument("--time-minutes", type=float, help="trainer.time_minutes: training budget (0: epochs only)")
+    p.add_argument("--epochs", type=int, help="trainer.epochs")
+    p.add_argument("--batch", type=int, help="trainer.batch")
+    p.add_argument("--workers", type=int, help="trainer.workers")
+    p.add_argument("--device", help="trainer.device")
+    p.add_argument("--threads", type=int, help="trainer.threads: torch CPU threads (default: all cores)")
+    p.add_argument("--project", help="trainer.project")
+    p.add_argument("--name", help="trainer.name (default: the model's file stem)")
+    p.add_argument("--summary-json", help="trainer.summary_json (default: <run>/summary.json)")
+    p.add_argument("--plots", action="store_true", default=None, help="trainer.plots")
+    p.add_argument("--fliplr", type=float, help="trainer.fliplr")
+    p.add_argument("--amp", action="store_true", default=None, help="trainer.amp: mixed precision on GPU (needs "
+                   "network once)")
+    p.add_argument("--optimizer", help="trainer.optimizer")
+    p.add_argument("--lr0", type=float, help="trainer.lr0: initial learning rate")
+    p.add_argument("--nbs", type=int, help="trainer.nbs: nominal batch size for gradient accumulation (null: "
+                   "--batch, no accumulation)")
+    p.add_argument("--warmup-epochs", type=float, help="trainer.warmup_epochs")
+    return p
+
+
+def build_config_from_args(args: argparse.Namespace) -> Config:
+    """The run's config: defaults, the ``--config`` YAML, then the flags given."""
+    overrides = {
+        "model": {"name": args.model},
+        "data": {"data_yaml": args.data, "img_size": args.img_size, "n_train": args.n_train, "n_val": args.n_val,
+                 "seed": args.seed},
+        "trainer": {
+            "imgsz": args.img_size, "seed": args.seed, "time_minutes": args.time_minutes, "epochs": args.epochs,
+            "batch": args.batch, "workers": args.workers, "device": args.device, "threads": args.threads,
+            "project": args.project, "name": args.name, "summary_json": args.summary_json, "plots": args.plots,
+            "fliplr": args.fliplr, "amp": args.amp, "optimizer": args.optimizer, "lr0": args.lr0, "nbs": args.nbs,
+            "warmup_epochs": args.warmup_epochs,
+        },
+    }
+    return build_config(find_config(args.config), sections, DEFAULTS, overrides)
+
+
+def inference_speed(model: Any, images: list[Path], img_size: int, device: str, n: int = 16) -> float:
+    """Images per second of ``model.predict`` at batch 1 (pre/post-processing included), after one warm-up."""
+    images = images[: n + 1]
+    model.predict(str(images[0]), imgsz=img_size, device=device, verbose=False)
+    t0 = time.perf_counter()
+    for p in images[1:] or images:
+        model.predict(str(p), imgsz=img_size, device=device, verbose=False)
+    return len(images[1:] or images) / (time.perf_counter() - t0)
+
+
+def _torch_device(device: Any) -> str:
+    """The torch device an ultralytics ``device`` setting trains on, for the peak-memory query."""
+    return "cpu" if str(device).lower() in ("cpu", "mps", "") else "cuda"
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Train ``model.name`` as ``cfg`` says, validate the best weights; returns the summary.
+
+    Settings the command fills in: ``imgsz`` null is ``data.img_size``, ``nbs`` null is
+    ``batch`` (one optimizer step per batch), ``name`` null is the model's file stem,
+    ``time_minutes`` 0 means no budget, and ``amp`` is off on the CPU.
+    """
+    import torch
+    import ultralytics.utils.torch_utils as ul_torch
+    from ultralytics import YOLO
+
+    from longseq.hardware import peak_memory_gb
+    from vision.detection.generate import make_scattered_digits_yolo
+    from vision.detection.yolo_format import check_dataset, load_data_yaml
+    from vision.integrations.ultralytics import register
+
+    train = dict(cfg["trainer"])
+    threads = train.pop("threads", None) or os.cpu_count() or 1
+    ul_torch.NUM_THREADS = threads  # select_device() resets torch threads to this on CPU
+    torch.set_num_threads(threads)
+    register()
+
+    data = dict(cfg["data"])
+    given = data.pop("data_yaml", None)
+    data_yaml = Path(given) if given else make_scattered_digits_yolo(**data)
+    report = check_dataset(data_yaml)
+    for line in report.lines():
+        print(f"bad labels: {line}")
+    info = load_data_yaml(data_yaml)
+
+    model_kwargs = dict(cfg["model"])
+    model = model_kwargs.pop("name")
+    time_minutes = train.pop("time_minutes", 0) or 0
+    summary_json = train.pop("summary_json", None)
+    train["imgsz"] = img_size = train.get("imgsz") or data.get("img_size", 640)
+    train["nbs"] = train.get("nbs") or train.get("batch", 16)
+    train["name"] = train.get("name") or Path(model).stem
+    device = train.get("device", "cpu")
+    train["amp"] = bool(train.get("amp")) and _torch_device(device) != "cpu"
+    train["project"] = str(Path(train.get("project") or "runs/detection").resolve())
+
+    yolo = YOLO(shipped_or_given(model), **model_kwargs)
+    params = sum(p.numel() for p in yolo.model.parameters())
+    t0 = time.perf_counter()
+    yolo.train(data=str(data_yaml), time=time_minutes / 60 if time_minutes > 0 else None, **train)
+    train_seconds = time.perf_counter() - t0
+    trainer = yolo.trainer
+    weights = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
+
+    best = YOLO(str(weights))
+    metrics = best.val(
+        data=str(data_yaml), imgsz=img_size, batch=train.get("batch", 16), device=device, plots=False, verbose=False,
+        project=str(trainer.save_dir), name="val", exist_ok=True,  # keep its folder inside the run
+    )
+    val_images = sorted((Path(info["path"]) / info["val"]).iterdir())
+    speed = inference_speed(best, val_images, img_size, device)
+    pred = best.predict(str(val_images[0]), imgsz=img_size, device=device, conf=0.25, verbose=False)[0]
+    summary = {
+        "model": model,
+        "params": params,
+        "img_size": img_size,
+        "data": str(data_yaml),
+        "epochs_done": int(trainer.epoch) + 1,
+        "train_seconds": train_seconds,
+        "map50": float(metrics.box.map50),
+        "map50_95": float(metrics.box.map),
+        "infer_images_per_s": speed,
+        **peak_memory_gb(_torch_device(device)),
+        "weights": str(weights),
+        "bad_labels": report.count,
+        "recipe": {k: train.get(k) for k in ("batch", "nbs", "optimizer", "lr0", "warmup_epochs", "fliplr")}
+        | {"time_minutes": time_minutes},
+        "prediction": {
+            "image": str(val_images[0]),
+            "boxes": pred.boxes.xyxy.tolist(),
+            "classes": pred.boxes.cls.int().tolist(),
+            "scores": pred.boxes.conf.tolist(),
+            "names": info["names"],
+        },
+    }
+    out = Path(summary_json) if summary_json else Path(trainer.save_dir) / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    summary["summary_json"] = str(out)
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The summary as the command prints it."""
+    return (
+        f"\n{s['model']}: {s['params'] / 1e6:.2f} M params, {s['epochs_done']} epoch(s) in {s['train_seconds'] / 60:.1f} min\n"
+        f"  mAP50 {s['map50']:.4f}  mAP50-95 {s['map50_95']:.4f}  inference {s['infer_images_per_s']:.2f} img/s "
+        f"at {s['img_size']}²  peak RSS {s['peak_rss_gb']:.2f} GB"
+        + (f"  peak CUDA {s['peak_cuda_gb']:.2f} GB" if "peak_cuda_gb" in s else "")
+        + f"\n  weights {s['weights']}\n  summary {s['summary_json']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
+    args = p.parse_args(argv)
+    cfg = run_or_exit(p, lambda: build_config_from_args(args))
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return
+    print(format_summary(run(cfg)))
+
+
+if __name__ == "__main__":
+    main()
