@@ -8,6 +8,7 @@ without computing anything.
 from __future__ import annotations
 
 import logging
+import math
 from functools import lru_cache
 from typing import Callable
 
@@ -16,10 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels.bias import TileBias
-from longseq.kernels.blocked import blocked_attention
+from longseq.kernels.blocked import blocked_attention, use_backend
 from longseq.kernels.registry import attention_for, tiling_for
 from longseq.kernels.window2d import window2d_attention
+from longseq.kernels.window2d_traced import traced_window2d_attention
 from longseq.patterns import Pattern
+from longseq.patterns_base import ArgumentTypeError
 from longseq.routes import Route, choose_route
 
 __all__ = ["attend", "explain", "Route"]
@@ -27,10 +30,23 @@ __all__ = ["attend", "explain", "Route"]
 _log = logging.getLogger(__name__)
 
 
+def _real(name: str, value: object) -> float:
+    """``value`` as a float; :class:`ArgumentTypeError` naming ``name`` when it is not a real number."""
+    if isinstance(value, (bool, str, bytes)) or (isinstance(value, Tensor) and value.numel() != 1):
+        raise ArgumentTypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be a real number, got {value!r}") from None
+
+
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, dropout_p, scale) -> None:
+    """Raise for invalid arguments of :func:`attend`: :class:`ArgumentTypeError` (a
+    ``TypeError`` that is also a ``ValueError``) for a wrong type, ``ValueError`` for a
+    wrong value; every message names the argument."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise ValueError(f"{name} must have shape (B, H, L, D), got rank {t.dim()} shape {tuple(t.shape)}")
         if not t.is_floating_point():
@@ -44,26 +60,39 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, pattern, key_mask, bias, drop
         raise ValueError(f"k heads ({k.shape[1]}) must divide q heads ({H}) for grouped-query attention")
     if L < 1:
         raise ValueError("q must hold at least one token (L >= 1)")
+    if D < 1:
+        raise ValueError(f"q must have a head dimension D >= 1, got shape {tuple(q.shape)}")
     for name, t in (("k", k), ("v", v)):
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
         if t.dtype != q.dtype:
             raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
     if not isinstance(pattern, Pattern):
-        raise ValueError(f"pattern must be a longseq.patterns.Pattern, got {type(pattern).__name__}")
+        raise ArgumentTypeError(f"pattern must be a longseq.patterns.Pattern, got {type(pattern).__name__}")
     if key_mask is not None:
-        if not isinstance(key_mask, Tensor) or key_mask.dtype != torch.bool:
-            raise ValueError("key_mask must be a bool tensor (True = real token that may be attended)")
+        if not isinstance(key_mask, Tensor):
+            raise ArgumentTypeError(f"key_mask must be a bool tensor or None, got {type(key_mask).__name__}")
+        if key_mask.dtype != torch.bool:
+            raise ValueError(f"key_mask must be a bool tensor (True = real token that may be attended), "
+                             f"got {key_mask.dtype}")
         if tuple(key_mask.shape) != (B, L):
             raise ValueError(f"key_mask must have shape (B, L) = {(B, L)}, got {tuple(key_mask.shape)}")
         if key_mask.device != q.device:
             raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
-    if bias is not None and (isinstance(bias, Tensor) or not hasattr(bias, "tile")):
-        raise ValueError("bias must be a longseq.positions bias module (with a .tile method), not a dense tensor")
-    if not (0.0 <= float(dropout_p) < 1.0):
+    if bias is not None:
+        if isinstance(bias, Tensor) or not callable(getattr(bias, "tile", None)):
+            raise ArgumentTypeError("bias must be a longseq.positions bias module (with a .tile method), "
+                                    f"not {type(bias).__name__}")
+        heads = getattr(bias, "heads", None)  # TileBias: optional, checked where present
+        if isinstance(heads, int) and not isinstance(heads, bool) and heads != H:
+            raise ValueError(f"bias has {heads} heads but q has {H}: a bias needs one table per query head")
+    p = _real("dropout_p", dropout_p)
+    if not 0.0 <= p < 1.0:  # also False for NaN
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    if scale is not None and not (float(scale) > 0):
-        raise ValueError(f"scale must be positive, got {scale}")
+    if scale is not None:
+        sc = _real("scale", scale)
+        if not (math.isfinite(sc) and sc > 0.0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
 
 
 def _dense_sdpa(q: Tensor, k: Tensor, v: Tensor, causal: bool, key_mask: Tensor | None, dropout_p: float,
@@ -119,6 +148,12 @@ def _run_traced_dense(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mas
     return _attend_masked_dense(q, k, v, pattern, key_mask, bias, scale)
 
 
+def _run_traced_window2d(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+                         bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    # exporting: windows partitioned in the graph, per-window mask, no L x L tensor
+    return traced_window2d_attention(q, k, v, pattern, key_mask, bias, float(dropout_p), scale)
+
+
 def _run_window2d_sdpa(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
                        bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
     # whole windows attending themselves: one partition copy instead of tile gathers
@@ -136,9 +171,65 @@ _RUNNERS: dict[str, Callable[..., Tensor]] = {
     "pattern": _run_pattern,
     "dense_sdpa": _run_dense_sdpa,
     "traced_dense": _run_traced_dense,
+    "traced_window2d": _run_traced_window2d,
     "window2d_sdpa": _run_window2d_sdpa,
     "blocked": _run_blocked,
 }
+
+
+def _has_non_finite(*tensors: Tensor) -> bool:
+    """Whether any tensor holds a NaN or an infinity: one min/max pass each, no copy.
+
+    ``aminmax`` propagates NaN and cannot overflow (a sum could), and all results are
+    read back in one device synchronisation."""
+    with torch.no_grad():
+        bounds = [torch.stack(torch.aminmax(t)).float() for t in tensors if t.numel()]
+        return bool(bounds) and not bool(torch.isfinite(torch.cat(bounds)).all())
+
+
+def _masks_some_pair(route: Route, pattern: Pattern, key_mask: Tensor | None) -> bool:
+    """Whether a non-finite input could reach a query that does not admit it on this route.
+
+    Not for bidirectional Dense without a key mask (every query admits every key), nor
+    for the ``pattern`` route, whose layouts (LSH) are built from the inputs themselves.
+    Not while compiling or exporting either: checking the data would break the graph."""
+    if route.route == "pattern" or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return not (route.route == "dense_sdpa" and not pattern.causal and key_mask is None)
+
+
+def _attend_non_finite(runner: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor, pattern: Pattern,
+                       key_mask: Tensor | None, bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    """``runner``'s attention where q, k or v ``(B, H, L, D)`` hold NaN or infinities.
+
+    The tile kernels add ``-inf`` to masked scores and multiply masked probabilities (zeros)
+    by V, so one NaN key or value would reach every query sharing its tile: ``NaN + -inf``
+    and ``0 * NaN`` are NaN. Here the attention runs on copies whose non-finite elements
+    are 0, so masked pairs contribute exactly nothing. Then NaN goes where SDPA restricted
+    to the admitted pairs has it: whole rows of the queries that admit a non-finite key,
+    and of the non-finite queries that admit any key; the elements ``d`` of the queries
+    that admit a value non-finite at ``d``. Those are found by a second run of the same
+    route with equal scores (q = k = 0) over indicator values, where each row's output is
+    the mean of its admitted keys' indicators.
+    """
+    finite = [torch.isfinite(t) for t in (q, k, v)]
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    out = runner(*(torch.where(ok, t, zero) for ok, t in zip(finite, (q, k, v))), pattern, key_mask, bias,
+                 dropout_p, scale)
+    with torch.no_grad():
+        acc = torch.promote_types(q.dtype, torch.float32)
+        bad_key = ~finite[1].all(-1, keepdim=True)  # (B, H, L, 1)
+        # channels: non-finite key, any key at all, then non-finite value per element
+        marks = torch.cat([bad_key.to(acc), torch.ones_like(bad_key, dtype=acc), (~finite[2]).to(acc)], -1)
+        blank = torch.zeros_like(marks)  # the kernels take q, k and v of one width
+        with use_backend("math"):  # matmul tiles: any dtype, device and head size
+            hits = runner(blank, blank, marks, pattern, key_mask, None, 0.0, 1.0) > 0  # (B, H, L, D + 2)
+        bad_query = ~finite[0].all(-1, keepdim=True)
+        poisoned = hits[..., :1] | (bad_query & hits[..., 1:2]) | hits[..., 2:]  # (B, H, L, D)
+        nan = torch.full((), float("nan"), dtype=out.dtype, device=out.device)
+        poison = torch.where(poisoned, nan, torch.zeros((), dtype=out.dtype, device=out.device))
+    # added, not selected: gradients still reach the kernel through every row
+    return out + poison
 
 
 def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None, bias: TileBias | None,
@@ -195,7 +286,15 @@ def attend(
         scale: score scale, default ``D ** -0.5``.
 
     Returns:
-        (B, H, L, D). Rows with no allowed key are zeros.
+        (B, H, L, D). Rows with no allowed key are zeros. A NaN or infinite key reaches
+        only the queries that may attend it (by the pattern and ``key_mask``), a value
+        non-finite at element ``d`` only element ``d`` of those queries, and a non-finite
+        query only its own row (when it has a key): there the output is NaN, and every
+        other output is the one of the finite inputs. PyTorch's SDPA with a boolean mask
+        instead spreads a NaN key or value to every query, and for an infinite element
+        may give an infinite or finite result where this gives NaN. The ``pattern`` route
+        (LSH) builds its layout from the inputs and has no such guarantee, nor does
+        anything under ``torch.compile`` or ``torch.export``.
 
     Which implementation runs is decided by :func:`longseq.routes.choose_route` (see
     :func:`explain`) and logged at DEBUG level on the ``longseq.attention`` logger.
@@ -206,8 +305,15 @@ def attend(
         _log.debug("attend %s: %s", type(pattern).__name__, route)
     H, D = q.shape[1], q.shape[3]
     scale = float(scale) if scale is not None else D**-0.5
+    if q.numel() == 0:  # no batch or no head: nothing to attend (fused kernels divide by B*H)
+        return q * 0 + (k.sum() + v.sum()) * 0  # empty, and still part of the autograd graph
+    # checked before k and v are expanded to q's heads: the check reads each element once
+    non_finite = _masks_some_pair(route, pattern, key_mask) and _has_non_finite(q, k, v)
     if k.shape[1] != H:
         rep = H // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-    return _RUNNERS[route.route](q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    runner = _RUNNERS[route.route]
+    if non_finite:
+        return _attend_non_finite(runner, q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    return runner(q, k, v, pattern, key_mask, bias, dropout_p, scale)

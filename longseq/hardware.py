@@ -90,7 +90,7 @@ def enable_huge_pages() -> bool:
 
     Why: at long lengths every activation is a fresh allocation of tens to hundreds of MB,
     and with 4 KiB pages the kernel faults each page in on first touch. Measured on the
-    2-core EPYC (docs/genomics.md, "Huge pages"): one training step of ``tiny.yaml`` at
+    2-core AVX2 EPYC (docs/results.md): one training step of ``tiny.yaml`` at
     1,048,576 bases took 62 s with huge pages against 95 s without, at the same peak RSS
     (7.2 and 7.1 GB).
 
@@ -126,11 +126,11 @@ def reuse_freed_memory(largest: int = 2**30) -> bool:
     one that caps it refuses, and this returns False with a warning.
 
     The price is memory: freed memory is not returned, and the heap fragments. Measured on
-    the 2-core EPYC (session 15): window attention at 65,536 tokens ran in 1.09 s instead
+    the 2-core AVX512-BF16 EPYC (docs/results.md): window attention at 65,536 tokens ran in 1.09 s instead
     of 1.28 s (fp32) and its peak RSS at 1,048,576 tokens stayed 10.7 GB (its whole
     tensors are above ``largest``); a DNA training step of ``tiny.yaml`` at 1,048,576
     bases ran at 26,696 instead of 18,750 tokens/s but peaked at 13.4 instead of 7.2 GB,
-    and at 15.3 GB after 8 timed steps (docs/benchmarks.md, docs/genomics.md). Scripts
+    and at 15.3 GB after 8 timed steps. Scripts
     therefore call this only where it was measured to pay: ``bench_attention.py`` by
     default, the DNA scripts with ``--reuse-freed-memory``.
 

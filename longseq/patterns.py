@@ -10,7 +10,12 @@ A pattern is a small frozen dataclass. It answers two questions:
 Patterns know no kernel: :mod:`longseq.kernels.plan` turns each of them into a tiling
 of the blocked kernel (``tiling_for(pattern, L, device)``), and data-dependent patterns
 such as :class:`LSH` get their implementation from :mod:`longseq.kernels` too.
-Patterns never hold tensors of size ``L``; they are cheap to build and hashable.
+Patterns never hold tensors of size ``L``; they are cheap to build and hashable. Their
+fields are checked when built: a wrong type raises
+:class:`~longseq.patterns_base.ArgumentTypeError` (a ``TypeError`` that is also a
+``ValueError``), a wrong value ``ValueError``, each naming the field
+(``SlidingWindow.window must be a positive int, got 'x'``). Values far beyond any
+sequence (``window=10**9``) are valid: the kernels cap them at the sequence length.
 """
 
 from __future__ import annotations
@@ -22,10 +27,28 @@ import torch
 from torch import Tensor
 
 from longseq.geometry import band_pair_count
-from longseq.patterns_base import Pattern, _check_positive_int
+from longseq.patterns_base import (
+    ArgumentTypeError, Pattern, _check_positive_int, check_bool, check_int, check_seed, set_fields,
+)
 from longseq.patterns_lsh import LSH
 
 __all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided", "LSH", "as_causal"]
+
+# Reaches and strides are compared with index differences below L: capping them here
+# keeps huge values (window=10**30) from overflowing int64 without changing any mask.
+_INDEX_CAP = 2**62
+
+
+def _index_tuple(label: str, value: object) -> tuple[int, ...]:
+    """A sequence of non-negative int indices as a tuple; errors name ``label``."""
+    kind = "a sequence of non-negative int indices or None"
+    if isinstance(value, (str, bytes)):
+        raise ArgumentTypeError(f"{label} must be {kind}, got {value!r}")
+    try:
+        items = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ArgumentTypeError(f"{label} must be {kind}, got {value!r}") from None
+    return tuple(check_int(label, t, 0, kind) for t in items)
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,9 @@ class Dense(Pattern):
     """Every query attends every key (``j <= i`` when causal)."""
 
     causal: bool = False
+
+    def __post_init__(self) -> None:
+        set_fields(self, causal=check_bool("Dense.causal", self.causal))
 
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
         if self.causal:
@@ -56,19 +82,18 @@ class SlidingWindow(Pattern):
     global_tokens: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int("window", self.window)
-        _check_positive_int("dilation", self.dilation)
+        set_fields(self, window=check_int("SlidingWindow.window", self.window),
+                   dilation=check_int("SlidingWindow.dilation", self.dilation),
+                   causal=check_bool("SlidingWindow.causal", self.causal))
         if self.global_tokens is not None:
-            tokens = tuple(int(t) for t in self.global_tokens)
-            if any(t < 0 for t in tokens):
-                raise ValueError(f"global_tokens must be non-negative indices, got {tokens}")
-            object.__setattr__(self, "global_tokens", tuple(sorted(set(tokens))) or None)
+            tokens = _index_tuple("SlidingWindow.global_tokens", self.global_tokens)
+            set_fields(self, global_tokens=tuple(sorted(set(tokens))) or None)
 
     def band(self, i: Tensor, j: Tensor) -> Tensor:
         d = i - j
-        band = d.abs() <= self.window * self.dilation
+        band = d.abs() <= min(self.window * self.dilation, _INDEX_CAP)
         if self.dilation > 1:
-            band = band & (d.remainder(self.dilation) == 0)
+            band = band & (d.remainder(min(self.dilation, _INDEX_CAP)) == 0)
         return band
 
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
@@ -96,6 +121,10 @@ class Window2D(Pattern):
     by ``-shift`` on both axes before tiling (``torch.roll(x, (-shift, -shift))`` as in
     Swin), and tokens only attend tokens that were contiguous before the roll (Swin's
     region mask). Padding tokens are not tokens: they are never attended.
+
+    A window longer than an axis of the grid covers that whole axis; the tiling then cuts
+    it to the axis (:meth:`axis_windows`), so what the kernels lay out stays proportional
+    to the grid whatever ``window_size`` is, and no allowed pair changes.
     """
 
     window_size: int
@@ -103,23 +132,53 @@ class Window2D(Pattern):
     shift: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive_int("window_size", self.window_size)
-        if len(tuple(self.grid)) != 2:
-            raise ValueError(f"grid must be (H, W), got {self.grid!r}")
-        grid = tuple(g if isinstance(g, torch.SymInt) else int(g) for g in self.grid)
-        object.__setattr__(self, "grid", grid)
-        _check_positive_int("grid[0]", self.grid[0])
-        _check_positive_int("grid[1]", self.grid[1])
-        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not (
-            0 <= self.shift < self.window_size
-        ):
-            raise ValueError(f"shift must be an integer in [0, window_size), got {self.shift!r}")
+        ws = check_int("Window2D.window_size", self.window_size)
+        kind = "a tuple of two positive ints (H, W)"
+        if isinstance(self.grid, (str, bytes)):
+            raise ArgumentTypeError(f"Window2D.grid must be {kind}, got {self.grid!r}")
+        try:
+            grid = tuple(self.grid)
+        except TypeError:
+            raise ArgumentTypeError(f"Window2D.grid must be {kind}, got {self.grid!r}") from None
+        if len(grid) != 2:
+            raise ValueError(f"Window2D.grid must be {kind}, got {self.grid!r}")
+        grid = (check_int("Window2D.grid[0]", grid[0], kind=kind), check_int("Window2D.grid[1]", grid[1], kind=kind))
+        shift_kind = "an int in [0, window_size)"
+        shift = check_int("Window2D.shift", self.shift, 0, shift_kind)
+        if shift >= ws:
+            raise ValueError(f"Window2D.shift must be {shift_kind} = [0, {ws}), got {self.shift!r}")
+        set_fields(self, window_size=ws, grid=grid, shift=shift)
+
+    def axis_windows(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Per grid axis (rows, then columns): (window length, shift, padded length).
+
+        Where ``window_size`` is at least the axis, the axis holds one window: it is cut to
+        the axis length and the shift is kept only when smaller than the axis. Both give
+        the same allowed pairs as Swin's padded layout: one window per axis, split by the
+        shift into the tokens before and from it (Swin's regions). Elsewhere the window
+        is ``window_size`` and the padded length a multiple of it.
+        """
+        ws, s = self.window_size, self.shift
+
+        def axis(g: int) -> tuple[int, int, int]:
+            if not isinstance(g, torch.SymInt) and ws >= g:
+                return g, (s if s < g else 0), g
+            # integer ceil without negative floor division (which ONNX export mistranslates)
+            return ws, s, (g + ws - 1) // ws * ws
+
+        return axis(self.grid[0]), axis(self.grid[1])
 
     @property
     def padded_grid(self) -> tuple[int, int]:
-        ws = self.window_size
-        # integer ceil without negative floor division (which ONNX export mistranslates)
-        return ((self.grid[0] + ws - 1) // ws * ws, (self.grid[1] + ws - 1) // ws * ws)
+        """(H, W) padded to whole windows (see :meth:`axis_windows`)."""
+        (_, _, hp), (_, _, wp) = self.axis_windows()
+        return hp, wp
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(rows, columns) of a window in the tiling (see :meth:`axis_windows`)."""
+        (wy, _, _), (wx, _, _) = self.axis_windows()
+        return wy, wx
 
     def coords(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Row and column of flattened grid indices."""
@@ -127,22 +186,27 @@ class Window2D(Pattern):
         return row, idx - row * self.grid[1]  # no symbolic % in onnxscript
 
     def window_and_region(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For flattened indices: (window id, Swin region id, slot inside the window)."""
-        ws, s = self.window_size, self.shift
-        hp, wp = self.padded_grid
-        y, x = self.coords(idx)
-        # position after torch.roll(-s), as floor-division remainders (export-friendly)
-        ry, rx = (y - s) - ((y - s) // hp) * hp, (x - s) - ((x - s) // wp) * wp
+        """For flattened indices: (window id, Swin region id, slot inside the window).
 
-        def region(r: Tensor, n: int) -> Tensor:
-            # Swin's slices (0, -ws), (-ws, -s), (-s, None) on each axis.
+        Windows and slots follow :meth:`axis_windows`: a slot is ``row * cols + col``
+        inside a ``window_shape`` window."""
+        (wy, sy, hp), (wx, sx, wp) = self.axis_windows()
+        y, x = self.coords(idx)
+
+        def rolled(c: Tensor, s: int, n: int) -> Tensor:
+            # position after torch.roll(-s), as floor-division remainders (export-friendly)
+            return (c - s) - ((c - s) // n) * n
+
+        def region(r: Tensor, n: int, w: int, s: int) -> Tensor:
+            # Swin's slices (0, -w), (-w, -s), (-s, None) on one axis.
             if s == 0:
                 return torch.zeros_like(r)
-            return (r >= n - ws).long() + (r >= n - s).long()
+            return (r >= n - w).long() + (r >= n - s).long()
 
-        window = (ry // ws) * (wp // ws) + rx // ws
-        reg = region(ry, hp) * 3 + region(rx, wp)
-        slot = (ry % ws) * ws + rx % ws
+        ry, rx = rolled(y, sy, hp), rolled(x, sx, wp)
+        window = (ry // wy) * (wp // wx) + rx // wx
+        reg = region(ry, hp, wy, sy) * 3 + region(rx, wp, wx, sx)
+        slot = (ry % wy) * wx + rx % wx
         return window, reg, slot
 
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
@@ -173,10 +237,11 @@ class BigBird(Pattern):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive_int("block", self.block)
-        _check_positive_int("window_blocks", self.window_blocks, 0)
-        _check_positive_int("global_blocks", self.global_blocks, 0)
-        _check_positive_int("random_blocks", self.random_blocks, 0)
+        set_fields(self, block=check_int("BigBird.block", self.block),
+                   window_blocks=check_int("BigBird.window_blocks", self.window_blocks, 0),
+                   global_blocks=check_int("BigBird.global_blocks", self.global_blocks, 0),
+                   random_blocks=check_int("BigBird.random_blocks", self.random_blocks, 0),
+                   seed=check_seed("BigBird.seed", self.seed))
 
     def n_blocks(self, L: int) -> int:
         return math.ceil(L / self.block)
@@ -188,11 +253,12 @@ class BigBird(Pattern):
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
         L = int(max(int(i.max()), int(j.max()))) + 1
         layout = self.block_layout(L).to(i.device)
-        return layout[i // self.block, j // self.block]
+        block = min(self.block, _INDEX_CAP)
+        return layout[i // block, j // block]
 
     def dense_mask(self, L: int, device: torch.device | str | None = None) -> Tensor:
         _check_positive_int("L", L)
-        idx = torch.arange(L) // self.block
+        idx = torch.arange(L) // min(self.block, _INDEX_CAP)
         return self.block_layout(L)[idx[:, None], idx[None, :]].to(device)
 
     def count_pairs(self, L: int) -> int:
@@ -209,8 +275,9 @@ def _bigbird_layout(p: BigBird, nb: int) -> Tensor:
     if key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
     a = torch.arange(nb)
-    layout = (a[:, None] - a[None, :]).abs() <= p.window_blocks
-    g = p.global_blocks
+    # capped at nb: larger values mean the same and would overflow int64 comparisons
+    layout = (a[:, None] - a[None, :]).abs() <= min(p.window_blocks, nb)
+    g = min(p.global_blocks, nb)
     is_global = (a < g) | (a >= nb - g)
     layout |= is_global[:, None] | is_global[None, :]
     gen = torch.Generator().manual_seed(p.seed)
@@ -241,20 +308,23 @@ class Strided(Pattern):
     causal: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive_int("stride", self.stride)
+        stride = check_int("Strided.stride", self.stride)
+        if not isinstance(self.mode, str):
+            raise ArgumentTypeError(f"Strided.mode must be 'strided' or 'fixed', got {self.mode!r}")
         if self.mode not in ("strided", "fixed"):
-            raise ValueError(f"mode must be 'strided' or 'fixed', got {self.mode!r}")
-        _check_positive_int("summary", self.summary)
-        if self.summary > self.stride:
-            raise ValueError(f"summary ({self.summary}) must not exceed stride ({self.stride})")
+            raise ValueError(f"Strided.mode must be 'strided' or 'fixed', got {self.mode!r}")
+        summary = check_int("Strided.summary", self.summary)
+        if summary > stride:
+            raise ValueError(f"Strided.summary ({summary}) must not exceed Strided.stride ({stride})")
+        set_fields(self, stride=stride, summary=summary, causal=check_bool("Strided.causal", self.causal))
 
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
-        s = self.stride
+        s = min(self.stride, _INDEX_CAP)
         if self.mode == "strided":
             d = i - j
             m = (d.abs() < s) | (d.remainder(s) == 0)
         else:
-            m = (i // s == j // s) | (j.remainder(s) >= s - self.summary)
+            m = (i // s == j // s) | (j.remainder(s) >= min(self.stride - self.summary, _INDEX_CAP))
         if self.causal:
             m = m & (j <= i)
         return m
@@ -269,7 +339,8 @@ class Strided(Pattern):
         sizes = torch.tensor([s] * n_full + ([rest] if rest else []), dtype=torch.float64)
         total = int((sizes * (sizes + 1) / 2 if self.causal else sizes**2).sum())
         j = torch.arange(L)
-        summary = j[j.remainder(s) >= s - self.summary]
+        s = min(s, _INDEX_CAP)
+        summary = j[j.remainder(s) >= min(self.stride - self.summary, _INDEX_CAP)]
         block = summary // s
         if self.causal:  # queries from the next block on
             total += int((L - (block + 1) * s).clamp(min=0).sum())

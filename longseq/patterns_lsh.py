@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.patterns_base import Pattern, _check_positive_int
+from longseq.patterns_base import Pattern, check_bool, check_int, check_seed, set_fields
 
 __all__ = ["LSH", "LSHRound"]
 
@@ -29,7 +29,7 @@ Rule = Callable[[Tensor, Tensor], Tensor]
 class LSHRound:
     """Hash layout of one round for one (batch, head): sorted orders and chunk ids."""
 
-    q_order: Tensor  # (n_chunks * bucket_size,) token at each sorted query position, -1 = padding
+    q_order: Tensor  # (n_chunks * chunk_size,) token at each sorted query position, -1 = padding
     k_order: Tensor
     q_bucket: Tensor | None  # (L,) bucket of each token; None when attend_across_buckets
     k_bucket: Tensor | None
@@ -60,8 +60,12 @@ class LSH(Pattern):
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int("bucket_size", self.bucket_size)
-        _check_positive_int("n_hashes", self.n_hashes)
+        set_fields(self, bucket_size=check_int("LSH.bucket_size", self.bucket_size),
+                   n_hashes=check_int("LSH.n_hashes", self.n_hashes),
+                   causal=check_bool("LSH.causal", self.causal),
+                   shared_qk=check_bool("LSH.shared_qk", self.shared_qk),
+                   attend_across_buckets=check_bool("LSH.attend_across_buckets", self.attend_across_buckets),
+                   seed=check_seed("LSH.seed", self.seed, optional=True))
 
     @property
     def supports_gqa(self) -> bool:  # type: ignore[override]
@@ -73,6 +77,11 @@ class LSH(Pattern):
     def n_chunks(self, L: int) -> int:
         """Chunks of ``bucket_size`` sorted positions covering ``L`` tokens."""
         return math.ceil(L / self.bucket_size)
+
+    def chunk_size(self, L: int) -> int:
+        """Sorted positions per chunk at length ``L``: ``bucket_size``, or ``L`` when that is
+        smaller (one chunk either way), so layouts never exceed the sequence."""
+        return min(self.bucket_size, L)
 
     def allowed(self, i: Tensor, j: Tensor) -> Tensor:
         raise ValueError("LSH is data-dependent: use pattern.dense_masks(q, k) for its masks")
@@ -129,8 +138,9 @@ class LSH(Pattern):
         """Sorted layouts for buckets qb, kb (n_hashes, L) of one (batch, head)."""
         L = qb.shape[-1]
         pos = torch.arange(L, device=qb.device)
-        n_slots = math.ceil(L / self.bucket_size) * self.bucket_size
-        chunk_of_pos = pos // self.bucket_size
+        size = self.chunk_size(L)
+        n_slots = self.n_chunks(L) * size
+        chunk_of_pos = pos // size
 
         def order(buckets: Tensor) -> Tensor:
             # padded to whole chunks here, so the plan's slots are this tensor, not a copy

@@ -7,6 +7,8 @@
   registered in :mod:`longseq.kernels.registry`, or a pattern's ``attend`` method);
 * ``"dense_sdpa"``: :class:`~longseq.patterns.Dense` through PyTorch's fused SDPA;
 * ``"traced_dense"``: SDPA with the pattern's dense mask while ``torch.export`` traces;
+* ``"traced_window2d"``: while ``torch.export`` traces, :class:`~longseq.patterns.Window2D`
+  windows as the batch of one SDPA call, with a per-window mask (no ``L x L`` tensor);
 * ``"window2d_sdpa"``: :class:`~longseq.patterns.Window2D` windows as the batch of one SDPA call;
 * ``"blocked"``: the blocked kernel over the pattern's tiling.
 
@@ -27,11 +29,12 @@ from longseq.kernels.bias import TileBias
 from longseq.kernels.blocked import BackendChoice, backend_choice, bias_needs_grad, current_backend
 from longseq.kernels.registry import attention_for, has_own_attention
 from longseq.kernels.window2d import supports_window2d_sdpa
+from longseq.kernels.window2d_traced import supports_traced_window2d
 from longseq.patterns import Dense, Pattern
 
 __all__ = ["Route", "ROUTES", "choose_route"]
 
-ROUTES = ("pattern", "dense_sdpa", "traced_dense", "window2d_sdpa", "blocked")
+ROUTES = ("pattern", "dense_sdpa", "traced_dense", "traced_window2d", "window2d_sdpa", "blocked")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ _DENSE = Route("dense_sdpa", "sdpa", "Dense without a bias: PyTorch's fused SDPA
 _DENSE_PADDED = Route("dense_sdpa", "sdpa", "bidirectional Dense with a key_mask and no bias: SDPA with a padding mask")
 _TRACED = Route("traced_dense", "sdpa",
                 "torch.export is tracing: SDPA with the pattern's dense mask (quadratic, but traceable)")
+_TRACED_WINDOW2D = Route("traced_window2d", "sdpa",
+                         "torch.export is tracing Window2D: window partition and one SDPA call with a "
+                         "per-window mask (memory linear in L)")
 _WINDOW2D = Route("window2d_sdpa", "sdpa",
                   "Window2D windows attend only themselves: one partition copy and one SDPA call")
 
@@ -82,7 +88,7 @@ def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: 
     if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
         return _DENSE if key_mask is None else _DENSE_PADDED
     if torch.compiler.is_exporting():
-        return _TRACED
+        return _TRACED_WINDOW2D if supports_traced_window2d(pattern, bias) else _TRACED
     if current_backend() == "auto" and supports_window2d_sdpa(pattern, bias):
         return _WINDOW2D
     return _tiled("blocked", backend_choice(q, float(dropout_p), bias_needs_grad(bias)))

@@ -22,6 +22,9 @@ class TileBias(Protocol):
     bias of a pair depends only on the 2-D grid offset between query and key as long as
     both lie in one ``ws x ws`` window, so a single ``(H, ws^2, ws^2)`` table serves every
     window (what :mod:`longseq.kernels.window2d` relies on). Absent or None otherwise.
+
+    ``heads`` (optional attribute, ``int``): the ``H`` of the tiles. Where present,
+    :func:`longseq.attend` checks it against the query heads before any kernel runs.
     """
 
     def tile(self, i: Tensor, j: Tensor, pattern: object) -> Tensor:

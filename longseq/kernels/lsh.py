@@ -63,7 +63,8 @@ def _dedup_rule(pattern: LSH, rounds: list[LSHRound], r: int, n_chunks: int) -> 
     kc = [x.k_chunk.to(small) for x in rounds[:r]]
     kn = [((x.k_chunk + 1) % n_chunks).to(small) for x in rounds[:r]]
     across = pattern.attend_across_buckets
-    left = pattern.bucket_size if n_chunks > 1 else 0  # a query's own key column is left + row
+    # a query's own key column is left + row; several chunks mean bucket_size < L
+    left = pattern.bucket_size if n_chunks > 1 else 0
     if pattern.shared_qk:
         # The diagonal is allowed in a round iff the token is alone there: keep its first such round.
         earlier_alone = torch.zeros_like(rd.self_ok)
@@ -103,7 +104,7 @@ def _dedup_rule(pattern: LSH, rounds: list[LSHRound], r: int, n_chunks: int) -> 
 def lsh_tiling(pattern: LSH, rounds: list[LSHRound], L: int, device: torch.device) -> Tiling:
     """One blocked-kernel part per round of one (batch, head): chunk ``c`` of the sorted
     order attends chunks ``c`` and ``c - 1`` (cyclically), deduplicated across rounds."""
-    bs = pattern.bucket_size
+    bs = pattern.chunk_size(L)
     n_chunks = pattern.n_chunks(L)
     parts = []
     for rd in rounds:

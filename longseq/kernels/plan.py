@@ -180,8 +180,16 @@ def global_key_plan(L: int, keys: Tensor, rule: Rule | None, device: torch.devic
 
 def band_plan(L: int, window: int, dilation: int, causal: bool, rule: Rule, device: torch.device,
               irregular_keys: Tensor | None = None, block: int = DEFAULT_BLOCK) -> Plan:
-    """Band tiles; dilation lays each residue class mod ``dilation`` out contiguously."""
-    d, w = dilation, window
+    """Band tiles; dilation lays each residue class mod ``dilation`` out contiguously.
+
+    Every pair the band allows lies in one residue class mod ``dilation``, at most
+    ``window`` class steps apart. Both are capped by the sequence: a dilation of ``L`` or
+    more leaves one token per class (only ``i == j`` shares a class), and a class of ``n``
+    tokens spans ``n - 1`` steps. So the slots and spans stay ``O(L)`` whatever the
+    arguments, and ``rule`` (which keeps the uncapped values) decides the same pairs.
+    """
+    d = min(dilation, L)
+    w = max(0, min(window, math.ceil(L / d) - 1))
     if d == 1:
         bq = block_for(L, block)
         n_blocks = math.ceil(L / bq)
@@ -238,11 +246,14 @@ def dense_tiling(pattern: Dense, L: int, device: torch.device) -> Tiling:
 
 @register_tiling(Window2D)
 def window2d_tiling(pattern: Window2D, L: int, device: torch.device) -> Tiling:
-    """One tile per (rolled, padded) window: the window attends itself."""
-    ws = pattern.window_size
+    """One tile per (rolled, padded) window: the window attends itself.
+
+    Windows are ``pattern.window_shape`` (cut to the grid where ``window_size`` exceeds
+    it), so the slots number ``O(L)`` whatever ``window_size`` is."""
+    wy, wx = pattern.window_shape
     hp, wp = pattern.padded_grid
-    n_windows = (hp // ws) * (wp // ws)
-    bq = ws * ws
+    n_windows = (hp // wy) * (wp // wx)
+    bq = wy * wx
     idx = torch.arange(L, device=device)
     window, region, slot = pattern.window_and_region(idx)
     slots = torch.full((n_windows * bq,), -1, dtype=torch.long, device=device)
@@ -277,7 +288,8 @@ def _gathered_plan(L: int, block: int, slots: Tensor | None, key_lists: list[lis
 @register_tiling(BigBird)
 def bigbird_tiling(pattern: BigBird, L: int, device: torch.device) -> Tiling:
     """Gathered key blocks per query block; global query blocks become dense rows."""
-    bq = pattern.block
+    # A block of L tokens or more is one block holding the whole sequence: slots stay O(L).
+    bq = min(pattern.block, L)
     layout = pattern.block_layout(L)
     nb = layout.shape[0]
     g = pattern.global_blocks
@@ -314,7 +326,10 @@ def _residue_slots(L: int, stride: int, block: int, device: torch.device) -> tup
 def strided_tiling(pattern: Strided, L: int, device: torch.device) -> Tiling:
     """Sparse Transformer layouts: a band plus residue classes ("strided"), or blocks plus
     a strip of summary columns ("fixed")."""
-    s, causal = pattern.stride, pattern.causal
+    # A stride of L or more allows every (causal) pair in both modes, as a stride of L
+    # does: capping it keeps the slots and spans O(L) and changes no pair.
+    s, causal = min(pattern.stride, L), pattern.causal
+    summary_width = min(pattern.summary, s)
     if pattern.mode == "strided":
         # Part 1: the local band without the diagonal. Part 2: whole residue classes
         # (which own the diagonal), as gathered blocks.
@@ -344,7 +359,7 @@ def strided_tiling(pattern: Strided, L: int, device: torch.device) -> Tiling:
 
     band = band_plan(L, s - 1, 1, causal, same_block, device, block=bq)
     j = torch.arange(L, device=device)
-    summary = j[j.remainder(s) >= s - pattern.summary]
+    summary = j[j.remainder(s) >= s - summary_width]
 
     def other_block(i: Tensor, jj: Tensor) -> Tensor:
         m = i // s != jj // s

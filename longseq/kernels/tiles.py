@@ -27,9 +27,22 @@ __all__ = [
 ]
 
 
+def _flash_mask(mask: Tensor | None, q: Tensor) -> Tensor | None:
+    """The additive mask in a dtype PyTorch's CPU flash kernels read correctly.
+
+    They take a float32 mask for float32 and half-precision queries, but read a float32
+    mask wrongly for float64 queries (outputs off by O(1)): those get a float64 mask."""
+    if mask is not None and q.dtype == torch.float64 and mask.dtype != torch.float64:
+        return mask.to(torch.float64)
+    return mask
+
+
 def flash_forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
+    if q.numel() == 0 or k.numel() == 0:  # the CPU flash kernels divide by these sizes
+        lse = torch.full(q.shape[:-1], float("-inf"), dtype=acc_dtype(q.dtype), device=q.device)
+        return q.new_zeros(*q.shape[:-1], v.shape[-1]), lse
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, k, v, 0.0, False, attn_mask=mask, scale=scale
+        q, k, v, 0.0, False, attn_mask=_flash_mask(mask, q), scale=scale
     )
     return out, lse
 
@@ -37,8 +50,10 @@ def flash_forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: f
 def flash_backward(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Tensor | None, scale: float
 ) -> tuple[Tensor, Tensor, Tensor, None]:
+    if q.numel() == 0 or k.numel() == 0:  # the CPU flash kernels divide by these sizes
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v), None
     dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-        dout, q, k, v, out, lse, 0.0, False, attn_mask=mask, scale=scale
+        dout, q, k, v, out, lse, 0.0, False, attn_mask=_flash_mask(mask, q), scale=scale
     )
     return dq, dk, dv, None
 
