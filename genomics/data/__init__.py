@@ -6,7 +6,8 @@ Lightning data modules (imported on first use, as they need Lightning).
 * ``datasets``, ``joined``: windows over regions (one record at a time, or records joined).
 * ``length_warmup``: :func:`warmup_schedule`, the stages of growing window length.
 * ``datamodules``: :class:`GenomeWindowDataModule` (LM), :class:`AnnotationDataModule`.
-* ``sequence_classification``: :class:`SequenceClassificationDataModule` (CSV or FASTA per class).
+* ``sequence_classification``: :class:`SequenceClassificationDataModule` (a table, train/dev/test
+  files or a FASTA per class; :func:`stratified_holdout`).
 * ``needle``: the long-range check's examples and :class:`NeedleDataModule`.
 * ``loaders``: :class:`PaddedSplitLoaders`, train/val/test loaders with padding masks.
 """
@@ -26,7 +27,7 @@ EXPORTS = {
     "length_warmup": ("Stage", "split_into_epochs", "warmup_schedule"),
     "loaders": ("PaddedSplitLoaders",),
     "datamodules": ("GenomeWindowDataModule", "AnnotationDataModule"),
-    "sequence_classification": ("SequenceClassificationDataModule",),
+    "sequence_classification": ("SequenceClassificationDataModule", "stratified_holdout"),
     "needle": ("MARKER_ZONE", "NeedleSpec", "NeedleDataset", "NeedleDataModule"),
 }
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genomics.data.length_warmup import Stage, split_into_epochs, warmup_schedule
     from genomics.data.loaders import PaddedSplitLoaders
     from genomics.data.needle import MARKER_ZONE, NeedleDataModule, NeedleDataset, NeedleSpec
-    from genomics.data.sequence_classification import SequenceClassificationDataModule
+    from genomics.data.sequence_classification import SequenceClassificationDataModule, stratified_holdout
     from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
     from genomics.data.tokenizers import (
         CLS, MASK, NUM_BASES, PAD, SEP, A, C, G, KmerTokenizer, N, NucleotideTokenizer, SoftMask, T,

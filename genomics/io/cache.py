@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask, is_unknown
-from genomics.io.annotation import labels_from_gff, labels_from_record
-from genomics.io.readers import GenomeFormatError, SeqFormat, detect_format, iter_records, open_binary
+from genomics.io.annotation import LABELS_VERSION, labels_from_gff, labels_from_record
+from genomics.io.readers import DataInputError, GenomeFormatError, SeqFormat, detect_format, iter_records, open_binary
 
 __all__ = ["RecordInfo", "GenomeArray", "build_genome_cache", "file_checksum", "default_cache_dir"]
 
@@ -146,8 +146,12 @@ def build_genome_cache(
     """
     fmt = fmt or detect_format(path)
     if labels and fmt != "genbank" and gff is None:
-        raise ValueError(f"labels=True needs GenBank input or gff=, got {fmt} for {str(path)!r}")
+        raise DataInputError(f"{path}: per-base labels need GenBank input or a GFF3 file (--gff, data.gff); "
+                         f"got {fmt} without one")
+    if labels and gff is not None and not Path(gff).is_file():
+        raise DataInputError(f"--gff {gff}: no such file")
     label_key = "" if not labels else f"-gff{file_checksum(gff)[:16]}" if gff is not None else "-labels"
+    label_key += f"v{LABELS_VERSION}" if labels else ""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / _cache_key(file_checksum(path), soft_mask, label_key)
     if (target / "index.json").is_file():
@@ -191,7 +195,8 @@ def _write_entry(
             records.append({"name": name, "offset": offset, "length": int(ids.size)})
             offset += int(ids.size)
         if labels and gff is not None:
-            for lab_ids in labels_from_gff(gff, {r["name"]: r["length"] for r in records}).values():
+            lengths = {r["name"]: r["length"] for r in records}
+            for lab_ids in labels_from_gff(gff, lengths, genome=str(path)).values():
                 lab.write(lab_ids.tobytes())  # dicts keep insertion order = record order
     if not records:
         raise GenomeFormatError(f"{str(path)!r}: every record is empty or all N ({skipped})")

@@ -18,7 +18,7 @@ from typing import IO, Iterator, Literal
 from Bio import SeqIO
 from Bio.SeqRecord import SeqRecord
 
-__all__ = ["GenomeFormatError", "SeqFormat", "detect_format", "open_binary", "iter_records", "path_exists"]
+__all__ = ["DataInputError", "GenomeFormatError", "SeqFormat", "detect_format", "open_binary", "iter_records", "path_exists"]
 
 SeqFormat = Literal["fasta", "genbank", "fastq"]
 _SUFFIXES: dict[str, SeqFormat] = {
@@ -31,6 +31,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 class GenomeFormatError(ValueError):
     """A sequence file that cannot be read as a genome (empty, malformed, truncated...)."""
+
+
+class DataInputError(ValueError):
+    """Input files or flags that cannot be used as given; the message names the file (and line) or flag."""
 
 
 def _split_zip(path: str | Path) -> tuple[Path, str | None]:

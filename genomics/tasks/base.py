@@ -2,7 +2,9 @@
 
 A task receives its backbone (a :mod:`genomics.models` module) as an argument and saves
 hyper-parameters without it, plus the backbone's ``config``, so ``load_from_checkpoint``
-rebuilds the model from a local checkpoint alone.
+rebuilds the model from a local checkpoint alone. Each checkpoint also carries a
+:data:`~genomics.models.loading.RECORD_KEY` record (task name, class names, longest input
+trained) that :func:`genomics.models.load_model` reads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class DNATask(L.LightningModule):
     """Shared optimiser: AdamW, linear warm-up, cosine decay to 10% over ``max_steps`` or ``max_time``."""
 
     model_class: type[nn.Module]
+    #: The ``--task`` name written into checkpoints (the needle check reuses ClassificationTask).
+    task_name: str = ""
 
     def __init__(self, backbone: nn.Module | None, model_config: dict[str, Any] | None, lr: float,
                  weight_decay: float, warmup_steps: int, max_steps: int | None) -> None:
@@ -36,6 +40,36 @@ class DNATask(L.LightningModule):
         """Called by subclasses after ``save_hyperparameters``: the backbone's config rides along."""
         if self.hparams.get("model_config") is None:
             self.hparams["model_config"] = dict(getattr(self.backbone, "config", {}))
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Keep the longest input trained on, for the checkpoint record."""
+        length = int(batch["input_ids"].shape[1])
+        self._longest_train_input = max(getattr(self, "_longest_train_input", 0), length)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the task, the class names and the longest input trained (plain values only)."""
+        from genomics.models.loading import RECORD_KEY
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        task = self.task_name
+        if type(datamodule).__name__ == "NeedleDataModule":
+            task = "needle"
+        names = getattr(datamodule, "class_names", None) or getattr(datamodule, "label_names", None)
+        if not names and task == "annotation":
+            from genomics.io.annotation import LABEL_NAMES
+
+            names = LABEL_NAMES
+        checkpoint[RECORD_KEY] = {
+            "task": task,
+            "class_names": [str(n) for n in names] if names else None,
+            "longest_train_input": getattr(self, "_longest_train_input", None),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run keeps counting from the checkpoint's longest input."""
+        from genomics.models.loading import RECORD_KEY
+
+        self._longest_train_input = (checkpoint.get(RECORD_KEY) or {}).get("longest_train_input") or 0
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from genomics.data.datasets import IGNORE_INDEX
 from genomics.data.tokenizers import MASK, NUM_BASES, is_unknown
+from genomics.models.inference import base_bits
 from genomics.models.language_model import DNALanguageModel
 from genomics.tasks.base import DNATask
 
@@ -30,6 +31,7 @@ class LanguageModelTask(DNATask):
     """
 
     model_class = DNALanguageModel
+    task_name = "lm"
 
     def __init__(
         self,
@@ -100,6 +102,11 @@ class LanguageModelTask(DNATask):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Per-base bits ``-log2 p(x_i | x_<i)`` (B, L) float32, NaN where unscored (first base, N,
+        padding); causal models only (``Trainer.predict``)."""
+        return base_bits(self.backbone, batch["input_ids"], batch.get("mask"))
 
     def on_validation_epoch_end(self) -> None:
         self._log_derived("val")

@@ -174,9 +174,9 @@ def test_classification_csv_and_folder(tmp_path):
     dm.setup("fit")
     assert dm.class_names == ["promoter", "random"] and dm.num_classes == 2
 
-    (tmp_path / "bad.csv").write_text("seq,y\nACGT,1\n")
-    with pytest.raises(ValueError, match="'sequence' and 'label'"):
+    (tmp_path / "bad.csv").write_text("bases,kind\nACGT,1\n")
+    with pytest.raises(ValueError, match=r"bad\.csv: no sequence column in the header \['bases', 'kind'\]"):
         SequenceClassificationDataModule(str(tmp_path / "bad.csv")).setup("fit")
     (tmp_path / "bad2.csv").write_text("sequence,label\nACGT,1\nACXT,0\n")
-    with pytest.raises(ValueError, match=r"bad2.csv line 3.*'X' at position 2"):
+    with pytest.raises(ValueError, match=r"bad2\.csv:3.*'X' at position 2"):
         SequenceClassificationDataModule(str(tmp_path / "bad2.csv")).setup("fit")

@@ -144,5 +144,5 @@ def test_fasta_plus_gff_labels(tmp_path, cache_dir):
     g = build_genome_cache(path, cache_dir, labels=True, gff=tmp_path / "a.gff")
     assert g.label_window("c1", 0, 6).tolist() == [GENE] * 5 + [INTERGENIC]
     assert g.label_window("c2", 9, 21).tolist() == [0] + [CDS] * 10 + [0]
-    with pytest.raises(ValueError, match="needs GenBank input or gff="):
+    with pytest.raises(ValueError, match=r"per-base labels need GenBank input or a GFF3 file \(--gff, data\.gff\)"):
         build_genome_cache(path, cache_dir, labels=True)

@@ -1,0 +1,162 @@
+"""longseq-score-dna on a genome the model was not trained on: the genome-wide line, the Markov
+baseline fitted on the training region and scored on the same bases, --records errors,
+shortened per-record lines, and the documented commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genomics.baselines import fit_training_genome_markov
+from genomics.cli import score_dna
+from genomics.io import build_genome_cache
+from genomics.models import load_model
+
+from .dna_data import random_dna, write_fasta
+from .tiny_runs import train_tiny
+
+REPO = Path(__file__).resolve().parents[2]
+GENOME_LINE = re.compile(r"^genome-wide: ([\d,]+) bases scored in (\d+) records?, ([\d.]+) bits/base \(weighted by "
+                         r"length\)(?:   \(order-(\d+) Markov baseline fitted on the training region of (.+): "
+                         r"([\d.]+) on the same bases\))?$", re.MULTILINE)
+# A "foreign" genome: GC-rich, unlike the uniform training genome; chr2 holds a run of N.
+FOREIGN = {"chr1": random_dna(5000, 61, alphabet="GGGCCCAT"),
+           "chr2": random_dna(2000, 62, alphabet="GGGCCCAT") + "N" * 100 + random_dna(1900, 63, alphabet="GGGCCCAT"),
+           "plasmid": random_dna(800, 64, alphabet="GGGCCCAT")}
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory) -> tuple[Path, str]:
+    """(root, checkpoint): a 2-step LM trained on ``root/train.fa``; ``root/genome.fa.gz`` is FOREIGN."""
+    root = tmp_path_factory.mktemp("score")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LONGSEQ_CACHE_DIR", str(root / "cache"))
+        summary = train_tiny("lm", root)
+    write_fasta(root / "genome.fa.gz", FOREIGN, gz=True)
+    return root, summary["checkpoint"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(lm_run, monkeypatch):
+    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(lm_run[0] / "cache"))
+
+
+def _score(lm_run, tmp_path, *extra: str) -> tuple[dict, dict]:
+    """(per-record bits per base, summary.json) of scoring FOREIGN with windows of 1,024."""
+    root, ckpt = lm_run
+    result = score_dna.run(["--ckpt", ckpt, "--fasta", str(root / "genome.fa.gz"), "--window", "1024",
+                            "--out", str(tmp_path / "scores"), *extra])
+    return result, json.loads((tmp_path / "scores" / "summary.json").read_text())
+
+
+def test_genome_wide_line_and_markov_baseline_on_the_same_bases(lm_run, tmp_path, capsys):
+    root, ckpt = lm_run
+    result, summary = _score(lm_run, tmp_path)
+    out = capsys.readouterr().out
+    match = GENOME_LINE.search(out)
+    assert match, out
+    bases, records, bpb, order, where, markov_bpb = match.groups()
+    # the model's figures: every scored base of every record, weighted by length
+    lls = {name: np.load(tmp_path / "scores" / f"{name}.npy") for name in FOREIGN}
+    scored = {name: np.isfinite(ll) for name, ll in lls.items()}
+    n = sum(int(s.sum()) for s in scored.values())
+    assert int(bases.replace(",", "")) == n == summary["bases_scored"] == sum(len(s) - 1 for s in FOREIGN.values()) - 100
+    assert int(records) == 3 and summary["records"] == 3
+    total = -sum(float(ll[scored[k]].sum()) for k, ll in lls.items())
+    assert summary["bits_per_base"] == pytest.approx(total / n) and float(bpb) == pytest.approx(total / n, abs=1e-4)
+    assert result == pytest.approx({k: -float(ll[scored[k]].mean()) for k, ll in lls.items()})
+    # the baseline: fitted on the training region of the training genome, scored on the same bases
+    markov = summary["markov"]
+    assert where == str(root / "train.fa") and markov["training_genome"] == [str(root / "train.fa")]
+    assert markov["train_bases"] == 10800 and markov["order_source"] == "validation"  # first 90% of 12,000
+    assert int(order) == markov["order"] and math.isfinite(markov["bits_per_base"])
+    assert float(markov_bpb) == pytest.approx(markov["bits_per_base"], abs=1e-4)
+    fitted = fit_training_genome_markov(load_model(ckpt).info.data_config)
+    assert fitted.order == markov["order"]
+    genome = build_genome_cache(root / "genome.fa.gz")
+    own = 0.0
+    for name in FOREIGN:
+        lp, ok = fitted.model.log2_probs(genome.window(name, 0, genome.record(name).length))
+        assert ok[scored[name]].all()
+        own -= float(lp[scored[name]].sum())
+    assert markov["bits_per_base"] == pytest.approx(own / n)
+    # a chain fitted on uniform DNA is close to 2 bits on GC-rich DNA (its composition does not carry over)
+    assert 1.9 < markov["bits_per_base"] < 2.3
+    table = (tmp_path / "scores" / "bits_per_base.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["record", "length", "bases_scored", "bits_per_base", "markov_bits_per_base"]
+    assert [line.split("\t")[0] for line in table[1:]] == list(FOREIGN)
+    assert all(math.isfinite(float(v)) for line in table[1:] for v in line.split("\t")[1:])
+
+
+def test_records_that_match_nothing_list_the_names_found(lm_run, tmp_path):
+    with pytest.raises(SystemExit, match=r"^longseq-score-dna: error: --records nomatch matches no record of "
+                                         r".*genome\.fa\.gz; its records: chr1, chr2, plasmid$"):
+        _score(lm_run, tmp_path, "--records", "nomatch")
+    with pytest.raises(SystemExit, match=r"--records chr1 chrX names unknown records \['chrX'\]"):
+        _score(lm_run, tmp_path, "--records", "chr1", "chrX")
+
+
+def test_records_subset_and_shortened_per_record_lines(lm_run, tmp_path, capsys):
+    result, summary = _score(lm_run, tmp_path, "--records", "plasmid", "chr1", "--per-record", "1",
+                                "--markov-order", "2")
+    out = capsys.readouterr().out
+    assert list(result) == ["chr1", "plasmid"] and summary["records"] == 2
+    assert re.search(r"^chr1\t4,999\t[\d.]+\t[\d.]+$", out, re.MULTILINE)
+    assert not re.search(r"^plasmid\t", out, re.MULTILINE)
+    assert "... 1 more record in " in out and "bits_per_base.tsv" in out
+    assert summary["markov"]["order"] == 2 and summary["markov"]["order_source"] == "fixed"
+    assert GENOME_LINE.search(out).group(4) == "2"
+
+
+def test_no_markov_and_a_moved_training_genome(lm_run, tmp_path, capsys):
+    root, ckpt = lm_run
+    result, summary = _score(lm_run, tmp_path, "--no-markov")
+    assert "markov" not in summary and "Markov" not in capsys.readouterr().out
+    moved = torch.load(ckpt, weights_only=True)
+    moved["datamodule_hyper_parameters"]["fasta"] = [str(tmp_path / "gone.fa")]
+    torch.save(moved, tmp_path / "moved.ckpt")
+    with pytest.raises(SystemExit, match=r"Markov baseline: cannot read the training genome .*gone\.fa.* recorded in "
+                                         r"--ckpt .*moved\.ckpt: .*pass --markov-fasta FILE or --no-markov"):
+        score_dna.run(["--ckpt", str(tmp_path / "moved.ckpt"), "--fasta", str(root / "genome.fa.gz"),
+                       "--out", str(tmp_path / "s")])
+    score_dna.run(["--ckpt", str(tmp_path / "moved.ckpt"), "--fasta", str(root / "genome.fa.gz"), "--window", "1024",
+                   "--markov-fasta", str(root / "train.fa"), "--out", str(tmp_path / "s")])
+    again = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert again["markov"]["training_genome"] == [str(root / "train.fa")]
+
+
+def test_a_checkpoint_that_is_not_a_causal_lm_is_refused(lm_run, tmp_path):
+    with pytest.raises(SystemExit, match=r"--ckpt .*nothing\.ckpt: no such checkpoint file"):
+        score_dna.run(["--ckpt", str(tmp_path / "nothing.ckpt")])
+    ckpt = torch.load(lm_run[1], weights_only=True)
+    ckpt["hyper_parameters"]["model_config"]["objective"] = "masked"
+    torch.save(ckpt, tmp_path / "masked.ckpt")
+    with pytest.raises(SystemExit, match=r"masked\.ckpt holds a masked LM; scoring needs a causal LM"):
+        score_dna.run(["--ckpt", str(tmp_path / "masked.ckpt"), "--fasta", str(lm_run[0] / "genome.fa.gz")])
+
+
+def _documented_score_commands() -> list[list[str]]:
+    docs = (REPO / "docs" / "genomics.md").read_text()
+    section = re.search(r"^## Scoring a genome\s*$(.*?)(?=^## |\Z)", docs, re.MULTILINE | re.DOTALL).group(1)
+    lines = [line.split("#")[0].strip() for line in section.splitlines()]
+    lines += [line.strip() for line in score_dna.__doc__.splitlines()]
+    return [shlex.split(line)[2:] for line in lines if line.startswith("python scripts/score_dna.py")]
+
+
+def test_documented_commands_run(lm_run, monkeypatch, capsys):
+    """The score_dna commands of docs/genomics.md and of the command's help, as written, from a
+    folder holding runs/dna/lm/version_0/checkpoints/last.ckpt and genome.fa.gz (chr1 ...)."""
+    monkeypatch.chdir(lm_run[0])
+    commands = _documented_score_commands()
+    assert len(commands) >= 3
+    for argv in commands:
+        score_dna.main(argv)
+        assert GENOME_LINE.search(capsys.readouterr().out)
+        assert json.loads(Path("runs/dna/scores/summary.json").read_text())["bases_scored"] > 0
