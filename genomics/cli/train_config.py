@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from longseq.training.config import (
-    ConfigError, Section, apply_overrides, config_file, read_yaml, trainer_accepts, validate_config,
+    ConfigError, Section, apply_overrides, config_file, find_config, read_yaml, trainer_accepts, validate_config,
 )
 
 __all__ = [
@@ -109,6 +109,7 @@ def task_sections(task: str) -> list[Section]:
 def load_task_config(path: str | Path, task: str) -> Config:
     """Read the YAML at ``path`` and check it against ``task``'s sections; every section is
     present in the result. Raises :class:`ConfigError` starting with ``<file>:<line>:``."""
+    path = find_config(path)
     data, lines = read_yaml(path)
     cfg = validate_config(data, task_sections(task), source=str(path), lines=lines)
     for section, keys in task_spec(task).reserved.items():

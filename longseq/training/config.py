@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
-    "ConfigError", "Section", "add_config_arguments", "apply_overrides", "config_file", "dump_config", "load_config",
+    "ConfigError", "Section", "add_config_arguments", "apply_overrides", "config_file", "dump_config", "find_config", "load_config",
     "read_yaml", "trainer_accepts", "validate_config",
 ]
 
@@ -70,6 +70,20 @@ def config_file(relative: str) -> Path:
     path = Path(str(importlib.resources.files("longseq").joinpath("configs", relative)))
     if not path.is_file():
         raise ConfigError(f"{path}: no such shipped config")
+    return path
+
+
+def find_config(path: str | Path) -> Path:
+    """The config file a ``--config`` value names: ``path`` itself when it exists, else, for a
+    ``configs/...`` path, the copy the project ships (so documented commands work from any
+    folder and from an install)."""
+    path = Path(path)
+    parts = path.parts
+    if not path.exists() and len(parts) > 1 and parts[0] == "configs":
+        try:
+            return config_file(str(Path(*parts[1:])))
+        except ConfigError:
+            pass
     return path
 
 
@@ -156,7 +170,7 @@ def validate_config(cfg: Mapping[str, Any], sections: Sequence[Section], *, sour
 
 def load_config(path: str | Path, sections: Sequence[Section]) -> Config:
     """Read and check the YAML config at ``path`` (see :func:`validate_config`)."""
-    data, lines = read_yaml(path)
+    data, lines = read_yaml(find_config(path))
     return validate_config(data, sections, source=str(path), lines=lines)
 
 
