@@ -16,6 +16,10 @@ fields are checked when built: a wrong type raises
 ``ValueError``), a wrong value ``ValueError``, each naming the field
 (``SlidingWindow.window must be a positive int, got 'x'``). Values far beyond any
 sequence (``window=10**9``) are valid: the kernels cap them at the sequence length.
+
+:class:`TopK`, :class:`Hierarchical`, :class:`Routing` and :class:`SegmentRecurrence` are
+defined in their own modules (``patterns_topk.py`` and so on) and re-exported here; see
+docs/patterns.md.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ from longseq.geometry import band_pair_count
 from longseq.patterns_base import (
     ArgumentTypeError, Pattern, _check_positive_int, check_bool, check_int, check_seed, set_fields,
 )
+from longseq.patterns_hierarchical import Hierarchical
 from longseq.patterns_lsh import LSH
+from longseq.patterns_routing import Routing
+from longseq.patterns_segment import SegmentRecurrence
+from longseq.patterns_topk import TopK
 
-__all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided", "LSH", "as_causal"]
+__all__ = ["Pattern", "Dense", "SlidingWindow", "Window2D", "BigBird", "Strided", "LSH", "TopK", "Hierarchical",
+           "Routing", "SegmentRecurrence", "as_causal"]
 
 # Reaches and strides are compared with index differences below L: capping them here
 # keeps huge values (window=10**30) from overflowing int64 without changing any mask.

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from longseq.kernels.bias import TileBias
 from longseq.kernels.blocked import BackendChoice, backend_choice, bias_needs_grad, current_backend
-from longseq.kernels.registry import attention_for, has_own_attention
+from longseq.kernels.registry import attention_for, attention_info, has_own_attention
 from longseq.kernels.window2d import supports_window2d_sdpa
 from longseq.kernels.window2d_traced import supports_traced_window2d
 from longseq.patterns import Dense, Pattern
@@ -63,11 +63,15 @@ _WINDOW2D = Route("window2d_sdpa", "sdpa",
 
 
 @lru_cache(maxsize=None)
-def _tiled(route: str, choice: BackendChoice) -> Route:
+def _registered(how: str) -> Route:
+    return Route("pattern", "torch", how)
+
+
+@lru_cache(maxsize=None)
+def _tiled(route: str, choice: BackendChoice, how: str | None = None) -> Route:
     """One Route per (route, backend choice): built once, not per call."""
     backend = choice.forward if choice.forward == choice.backward else f"{choice.forward}/{choice.backward}"
-    what = ("data-dependent layout: the pattern's registered implementation, blocked kernel per head"
-            if route == "pattern" else "the blocked kernel over the pattern's tiling")
+    what = how or "the blocked kernel over the pattern's tiling"
     return Route(route, backend, f"{what}; {choice.reason}")
 
 
@@ -83,8 +87,11 @@ def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: 
     if has_own_attention(pattern):
         return _OWN_METHOD
     if attention_for(pattern) is not None:
-        # registered implementations run the blocked kernel per head, without a bias
-        return _tiled("pattern", backend_choice(q, dropout_p, False))
+        tiles, how = attention_info(pattern)
+        if not tiles:
+            return _registered(how)
+        # registered tile users run the blocked kernel per head, without a bias
+        return _tiled("pattern", backend_choice(q, dropout_p, False), how)
     if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
         return _DENSE if key_mask is None else _DENSE_PADDED
     if torch.compiler.is_exporting():

@@ -5,6 +5,7 @@ Importing the package registers every built-in pattern's tiling and implementati
 """
 
 from longseq.kernels import lsh  # registers LSH's implementation
+from longseq.kernels import hierarchical, routing, segment, topk  # register their patterns' implementations
 from longseq.kernels.bias import TileBias
 from longseq.kernels.blocked import blocked_attention, current_backend, merge_partial, use_backend
 from longseq.kernels.plan import Plan, Tiling

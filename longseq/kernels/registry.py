@@ -26,7 +26,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     from longseq.kernels.plan import Tiling
 
-__all__ = ["register_tiling", "tiling_for", "register_attention", "attention_for", "has_own_attention"]
+__all__ = ["register_tiling", "tiling_for", "register_attention", "attention_for", "attention_info",
+           "has_own_attention"]
 
 TilingBuilder = Callable[..., "Tiling"]
 AttentionImpl = Callable[..., Tensor]
@@ -43,6 +44,7 @@ def _no_attention(pattern, *args, **kwargs) -> Tensor:  # marker: never called
 # singledispatch gives MRO lookup and a per-type dispatch cache for free.
 _TILINGS = functools.singledispatch(_no_tiling)
 _ATTENTION = functools.singledispatch(_no_attention)
+_HOW: dict[Callable[..., Tensor], tuple[bool, str]] = {}
 
 
 def register_tiling(pattern_type: type) -> Callable[[TilingBuilder], TilingBuilder]:
@@ -53,14 +55,25 @@ def register_tiling(pattern_type: type) -> Callable[[TilingBuilder], TilingBuild
     return register
 
 
-def register_attention(pattern_type: type) -> Callable[[AttentionImpl], AttentionImpl]:
+def register_attention(pattern_type: type, *, tiles: bool = True,
+                       how: str = "data-dependent layout: the pattern's registered implementation, blocked kernel "
+                                  "per head") -> Callable[[AttentionImpl], AttentionImpl]:
     """Decorator: ``fn(pattern, q, k, v, *, key_mask, bias, dropout_p, scale)`` computes
     :func:`longseq.attend` for patterns of ``pattern_type`` (q, k, v ``(B, H, L, D)``, k
-    and v already expanded to q's heads; returns ``(B, H, L, D)``)."""
+    and v already expanded to q's heads; returns ``(B, H, L, D)``). ``tiles`` says whether
+    it runs on the blocked kernel's tile backends, ``how`` what it does, for
+    :func:`longseq.explain`."""
     def register(fn: AttentionImpl) -> AttentionImpl:
         _ATTENTION.register(pattern_type, fn)
+        _HOW[fn] = (tiles, how)
         return fn
     return register
+
+
+def attention_info(pattern) -> tuple[bool, str]:
+    """(runs on the tile backends, what it does) of the implementation registered for
+    ``pattern``'s type; see :func:`register_attention`."""
+    return _HOW.get(_ATTENTION.dispatch(type(pattern)), (True, "the pattern's registered implementation"))
 
 
 def tiling_for(pattern, L: int, device: torch.device) -> Tiling:

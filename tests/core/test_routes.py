@@ -203,3 +203,14 @@ def test_use_backend_is_per_thread() -> None:
     assert current_backend() == "auto"
     with pytest.raises(ValueError, match="backend must be one of"), use_backend("gpu"):
         pass
+
+
+def test_explain_names_implementations_that_do_not_run_on_tiles():
+    from longseq import explain
+    from longseq.patterns import LSH, Hierarchical, Routing, TopK
+
+    q = torch.randn(1, 2, 64, 16)
+    for pattern, words in [(TopK(4), "top-k"), (Hierarchical(16), "summary"), (Routing(2, window=4), "routing")]:
+        route = explain(q, q, q, pattern)
+        assert (route.route, route.backend) == ("pattern", "torch") and words in route.reason, route
+    assert explain(q, q, q, LSH(bucket_size=16)).backend in ("flash", "math", "fused")

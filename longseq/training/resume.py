@@ -1,0 +1,108 @@
+"""Resuming a run in its own folder: find its ``last.ckpt``, continue its ``metrics.csv``.
+
+Runs are laid out as Lightning's ``CSVLogger`` lays them out::
+
+    <out-dir>/<name>/version_N/metrics.csv
+    <out-dir>/<name>/version_N/checkpoints/last.ckpt
+
+:func:`find_last_checkpoint` picks the newest run's ``last.ckpt`` (``--ckpt-path last``);
+:func:`run_version` tells which ``version_N`` a checkpoint belongs to, so the resumed run
+logs into the same folder; :class:`ContinuedMetrics` keeps the metrics rows the first run
+logged up to the checkpoint and lets the resumed run append after them, so the file reads
+as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from longseq.training.checkpointing import LAST_NAME
+from longseq.training.errors import UserError
+
+__all__ = ["ContinuedMetrics", "find_last_checkpoint", "read_metrics", "run_version"]
+
+log = logging.getLogger(__name__)
+_VERSION = re.compile(r"^version_(\d+)$")
+
+
+def _versions(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _VERSION.match(p.name))]
+    return sorted(found)
+
+
+def find_last_checkpoint(root: str | Path, flag: str = "--ckpt-path last") -> Path:
+    """``root/version_N/checkpoints/last.ckpt`` of the highest N that has one (the newest run).
+    Raises :class:`~longseq.training.errors.UserError` naming ``root`` when there is none."""
+    root = Path(root)
+    for _, folder in reversed(_versions(root)):
+        path = folder / "checkpoints" / LAST_NAME
+        if path.is_file():
+            return path
+    raise UserError(f"{flag}: no {root}/version_*/checkpoints/{LAST_NAME} to resume from "
+                    f"(is --out-dir the folder of the run, and --task its task?)")
+
+
+def run_version(checkpoint: str | Path) -> tuple[Path, int] | None:
+    """``(<out-dir>/<name>, N)`` when ``checkpoint`` lies in ``.../version_N/checkpoints/``, else None."""
+    path = Path(checkpoint).resolve()
+    folder = path.parent
+    if folder.name != "checkpoints" or not (m := _VERSION.match(folder.parent.name)):
+        return None
+    return folder.parent.parent, int(m.group(1))
+
+
+def read_metrics(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV metrics file; ([], []) when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+class ContinuedMetrics:
+    """The rows of a run's ``metrics.csv`` that precede a checkpoint, put back after the
+    resumed run's CSV logger has started its file.
+
+    ``ContinuedMetrics(path, before_step)`` reads the file and keeps the rows whose ``step``
+    is below ``before_step`` (the checkpoint's global step: rows the first run logged after
+    it are logged again by the resumed run). :meth:`restore` writes them back into the
+    logger's (new, empty) file and tells its writer the header.
+    """
+
+    def __init__(self, path: str | Path, before_step: int) -> None:
+        self.path = Path(path)
+        self.header, rows = read_metrics(self.path)
+        self.rows = [r for r in rows if _step(r) is not None and _step(r) < before_step]
+        self.dropped = len(rows) - len(self.rows)
+
+    def restore(self, logger: Any) -> None:
+        """Write the kept rows into ``logger``'s metrics file (a Lightning ``CSVLogger``,
+        after its log folder exists) and register their columns with its writer."""
+        if not self.rows:
+            return
+        writer = logger.experiment  # creating it deletes an old metrics.csv: write after
+        target = Path(writer.metrics_file_path)
+        header = sorted(set(self.header) | set(writer.metrics_keys))
+        with open(target, "w", newline="") as fh:
+            out = csv.DictWriter(fh, fieldnames=header)
+            out.writeheader()
+            out.writerows(self.rows)
+        writer.metrics_keys = header
+        log.info("kept %d metrics rows of %s logged before the checkpoint (%d after it dropped)", len(self.rows),
+                 self.path, self.dropped)
+
+
+def _step(row: dict[str, str]) -> int | None:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None

@@ -1,0 +1,128 @@
+"""A training data order that a resumed run reproduces exactly.
+
+:class:`ResumableSampler` derives each epoch's order from ``(seed, epoch)`` alone, never from
+the global random state, and pairs every drawn index with a seed of its own;
+:class:`SeededDataset` runs the wrapped dataset's ``__getitem__`` under that seed, so random
+augmentation is a function of the item's place in the run, whichever DataLoader worker loads
+it. A run resumed in the middle of an epoch builds the same sampler with ``skip`` set to the
+items already trained (:func:`items_done`) and continues with the very next one.
+
+    sampler = ResumableSampler(len(ds), num_samples=n, seed=seed, epoch=epoch, skip=items_done(...))
+    loader = DataLoader(SeededDataset(ds), batch_size=b, sampler=sampler)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["ResumableSampler", "SeededDataset", "items_done", "steps_before_epoch"]
+
+_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, epoch) over the generator's seeds
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * _MIX + int(epoch) * 0x632BE59BD9B4E019 + 0x5851F42D4C957F2D) % (2**63 - 1)
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """``(index, item_seed)`` pairs of one epoch, a function of ``(seed, epoch)`` only.
+
+    Args:
+        size: items in the dataset.
+        num_samples: draws per epoch (default ``size``).
+        shuffle: random order (False: ``0, 1, ...`` cycling over ``size``).
+        replacement: with ``shuffle``, draw with replacement (as ``RandomSampler``).
+        seed, epoch: the order's seed and epoch (``set_epoch`` changes the epoch; Lightning
+            calls it at each epoch start).
+        skip: draws of epoch ``skip_epoch`` (default ``epoch``) to leave out (a resumed run:
+            the ones already trained). ``len()`` stays the full epoch, as Lightning counts
+            batches from the restored position.
+    """
+
+    def __init__(self, size: int, num_samples: int | None = None, *, shuffle: bool = True, replacement: bool = False,
+                 seed: int = 0, epoch: int = 0, skip: int = 0, skip_epoch: int | None = None) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if num_samples is not None and num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.size, self.num_samples = int(size), int(num_samples if num_samples is not None else size)
+        self.shuffle, self.replacement, self.seed, self.epoch = shuffle, replacement, int(seed), int(epoch)
+        self.skip, self.skip_epoch = max(0, int(skip)), int(epoch if skip_epoch is None else skip_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the order of ``epoch`` next."""
+        self.epoch = int(epoch)
+
+    def order(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, item seeds) of the whole current epoch, int64, ``num_samples`` each."""
+        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+        n = self.num_samples
+        if not self.shuffle:
+            index = torch.arange(n) % self.size
+        elif self.replacement:
+            index = torch.randint(self.size, (n,), generator=g)
+        else:
+            rounds = -(-n // self.size)
+            index = torch.cat([torch.randperm(self.size, generator=g) for _ in range(rounds)])[:n]
+        seeds = torch.randint(2**62, (n,), generator=g)
+        return index, seeds
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        index, seeds = self.order()
+        start = self.skip if self.epoch == self.skip_epoch else 0
+        return iter(zip(index[start:].tolist(), seeds[start:].tolist()))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class SeededDataset(Dataset):
+    """``dataset`` whose items, requested as ``(index, seed)``, are built under ``seed``:
+    torch's CPU random state is set to it for the call and restored afterwards, so the
+    augmentation of an item never depends on (or disturbs) the global random stream.
+    A plain index reads the item as the wrapped dataset would."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def steps_before_epoch(epoch: int, epoch_steps: Sequence[int] | int) -> int:
+    """Optimizer steps of the epochs before ``epoch``: ``epoch * epoch_steps`` for epochs of
+    one size, else the sum of the first ``epoch`` entries (the last repeats past the end)."""
+    if isinstance(epoch_steps, int):
+        return epoch * epoch_steps
+    steps = list(epoch_steps)
+    if not steps:
+        return 0
+    return sum(steps[:epoch]) + max(0, epoch - len(steps)) * steps[-1]
+
+
+def items_done(trainer: Any, epoch_steps: Sequence[int] | int, batch_size: int) -> int:
+    """Items of the trainer's current epoch already trained: nonzero only in a run resumed in
+    the middle of an epoch (``global_step`` past the epoch's first step). ``epoch_steps``:
+    optimizer steps per epoch (see :func:`steps_before_epoch`)."""
+    if trainer is None:
+        return 0
+    epoch = int(trainer.current_epoch)
+    done = int(trainer.global_step) - steps_before_epoch(epoch, epoch_steps)
+    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+    return max(0, done) * accumulate * batch_size
