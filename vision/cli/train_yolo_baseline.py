@@ -11,19 +11,27 @@ registered with ultralytics).
     python scripts/train_yolo_baseline.py --model yolo11s.yaml --time-minutes 60
     python scripts/train_yolo_baseline.py --model configs/detection/longseq_vit_tiny_yolo.yaml
     python scripts/train_yolo_baseline.py --data path/to/data.yaml --img-size 640
+    python scripts/train_yolo_baseline.py --data path/to/VOCdevkit/VOC2012 --img-size 640 --time-minutes 60
     python scripts/train_yolo_baseline.py --img-size 64 --n-train 4 --n-val 2 --epochs 1 --time-minutes 0  # smoke
+
+``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
+(``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
+seeded split with ``--val-fraction``), which is converted once into ``<run folder>/data``.
 
 Installed, the command is ``longseq-train-yolo``. ``--config`` reads a YAML with the sections
 ``model`` (``name``: an ultralytics model YAML or weights), ``data`` (``data_yaml``, or
-null to generate scattered digits with the generator's arguments) and ``trainer``
-(ultralytics' train arguments, plus ``time_minutes``, ``threads`` and ``summary_json``);
-default configs/detection/train_yolo_baseline.yaml. Flags override the YAML,
-``--print-config`` prints the merged config and exits.
+null to generate scattered digits with the generator's arguments; ``val_fraction``) and
+``trainer`` (ultralytics' train arguments, plus ``time_minutes``, ``threads`` and
+``summary_json``); default configs/detection/train_yolo_baseline.yaml. Flags override the
+YAML, ``--print-config`` prints the merged config and exits.
 
-Prints one summary (mAP50, mAP50-95, inference images/s, training time, parameters, peak
-memory) and writes it as ``summary.json`` in the run folder (``--summary-json`` to choose),
-with the predictions on the first validation image, which ``scripts/compare_detection.py``
-draws.
+Every epoch is validated once, during training (the final weights too); nothing is
+validated again afterwards. Prints one summary and writes it as ``summary.json`` in the
+run folder (``--summary-json`` to choose): epochs done as a fraction (training batches /
+batches per epoch), training time without validation, the best epoch's mAP50 and
+mAP50-95 (``best.pt``, the weights kept) beside the last epoch's, inference images/s,
+the trained model's parameters, peak memory, and the predictions on the first
+validation image, which ``scripts/compare_detection.py`` draws.
 """
 
 from __future__ import annotations
@@ -44,13 +52,13 @@ from vision.cli._shared import Config, build_config, find_config, run_or_exit, s
 # connectivity and settings at import.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-__all__ = ["DEFAULTS", "build_config_from_args", "format_summary", "inference_speed", "main", "parser", "run",
+__all__ = ["DEFAULTS", "add_training_arguments", "build_config_from_args", "format_summary", "inference_speed", "main", "parser", "run",
            "sections", "ultralytics_train_keys"]
 
 #: The bare run; configs/detection/train_yolo_baseline.yaml restates it (with the reasons).
 DEFAULTS: Config = {
     "model": {"name": "yolo11n.yaml"},
-    "data": {"data_yaml": None, "img_size": 1024, "n_train": 512, "n_val": 64, "seed": 0},
+    "data": {"data_yaml": None, "val_fraction": 0.2, "img_size": 1024, "n_train": 512, "n_val": 64, "seed": 0},
     "trainer": {
         "time_minutes": 30.0, "epochs": 1000, "imgsz": None, "batch": 4, "nbs": None, "workers": 2, "device": "cpu",
         "threads": None, "project": "runs/detection", "name": None, "summary_json": None, "exist_ok": True,
@@ -79,37 +87,29 @@ def ultralytics_train_keys() -> tuple[str, ...]:
 
 
 def sections(model_name: str) -> list[Section]:
-    """``model``: ``name`` (and ultralytics' ``task``); ``data``: ``data_yaml`` and the
-    generator's arguments; ``trainer``: ultralytics' train arguments plus the extras."""
+    """``model``: ``name`` (and ultralytics' ``task``); ``data``: ``data_yaml``,
+    ``val_fraction`` and the generator's arguments; ``trainer``: ultralytics' train
+    arguments plus the extras."""
     from vision.detection.generate import make_scattered_digits_yolo
 
     trainer = tuple(k for k in ultralytics_train_keys() if k not in _SET_HERE) + TRAINER_EXTRAS
     return [
         Section("model", ("name", "task")),
-        Section("data", ("data_yaml", *signature_keys(make_scattered_digits_yolo))),
+        Section("data", ("data_yaml", "val_fraction", *signature_keys(make_scattered_digits_yolo))),
         Section("trainer", trainer),
     ]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="longseq-train-yolo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(p, config_file("detection/train_yolo_baseline.yaml"))
-    p.add_argument("--model", help="model.name: ultralytics model YAML name or path, or weights")
-    p.add_argument("--data", help="data.data_yaml: a YOLO data.yaml (default: generated scattered digits)")
-    p.add_argument("--img-size", type=int, help="data.img_size and trainer.imgsz")
-    p.add_argument("--n-train", type=int, help="data.n_train")
-    p.add_argument("--n-val", type=int, help="data.n_val")
-    p.add_argument("--seed", type=int, help="data.seed and trainer.seed")
+def add_training_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The flags of how one run trains (budget, batch, recipe, device), all defaulting to
+    None (= the config's value): ``parser()`` has them, and ``compare_detection`` lists
+    and passes on the same ones."""
     p.add_argument("--time-minutes", type=float, help="trainer.time_minutes: training budget (0: epochs only)")
     p.add_argument("--epochs", type=int, help="trainer.epochs")
     p.add_argument("--batch", type=int, help="trainer.batch")
     p.add_argument("--workers", type=int, help="trainer.workers")
     p.add_argument("--device", help="trainer.device")
     p.add_argument("--threads", type=int, help="trainer.threads: torch CPU threads (default: all cores)")
-    p.add_argument("--project", help="trainer.project")
-    p.add_argument("--name", help="trainer.name (default: the model's file stem)")
-    p.add_argument("--summary-json", help="trainer.summary_json (default: <run>/summary.json)")
     p.add_argument("--plots", action="store_true", default=None, help="trainer.plots")
     p.add_argument("--fliplr", type=float, help="trainer.fliplr")
     p.add_argument("--amp", action="store_true", default=None, help="trainer.amp: mixed precision on GPU (needs "
@@ -119,6 +119,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nbs", type=int, help="trainer.nbs: nominal batch size for gradient accumulation (null: "
                    "--batch, no accumulation)")
     p.add_argument("--warmup-epochs", type=float, help="trainer.warmup_epochs")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="longseq-train-yolo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, config_file("detection/train_yolo_baseline.yaml"))
+    p.add_argument("--model", help="model.name: ultralytics model YAML name or path, or weights")
+    p.add_argument("--data", help="data.data_yaml: a YOLO data.yaml, a folder holding one, or a VOC folder "
+                   "(converted once into <run folder>/data); default: generated scattered digits")
+    p.add_argument("--val-fraction", type=float, help="data.val_fraction: VOC images held out for validation "
+                   "when the folder has no ImageSets/Main/{train,val}.txt")
+    p.add_argument("--img-size", type=int, help="data.img_size and trainer.imgsz")
+    p.add_argument("--n-train", type=int, help="data.n_train")
+    p.add_argument("--n-val", type=int, help="data.n_val")
+    p.add_argument("--seed", type=int, help="data.seed and trainer.seed")
+    p.add_argument("--project", help="trainer.project")
+    p.add_argument("--name", help="trainer.name (default: the model's file stem)")
+    p.add_argument("--summary-json", help="trainer.summary_json (default: <run>/summary.json)")
+    add_training_arguments(p)
     return p
 
 
@@ -126,8 +145,8 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
     """The run's config: defaults, the ``--config`` YAML, then the flags given."""
     overrides = {
         "model": {"name": args.model},
-        "data": {"data_yaml": args.data, "img_size": args.img_size, "n_train": args.n_train, "n_val": args.n_val,
-                 "seed": args.seed},
+        "data": {"data_yaml": args.data, "val_fraction": args.val_fraction, "img_size": args.img_size,
+                 "n_train": args.n_train, "n_val": args.n_val, "seed": args.seed},
         "trainer": {
             "imgsz": args.img_size, "seed": args.seed, "time_minutes": args.time_minutes, "epochs": args.epochs,
             "batch": args.batch, "workers": args.workers, "device": args.device, "threads": args.threads,
@@ -155,7 +174,7 @@ def _torch_device(device: Any) -> str:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Train ``model.name`` as ``cfg`` says, validate the best weights; returns the summary.
+    """Train ``model.name`` as ``cfg`` says; returns the summary (see :func:`format_summary`).
 
     Settings the command fills in: ``imgsz`` null is ``data.img_size``, ``nbs`` null is
     ``batch`` (one optimizer step per batch), ``name`` null is the model's file stem,
@@ -163,63 +182,75 @@ def run(cfg: Config) -> dict[str, Any]:
     """
     import torch
     import ultralytics.utils.torch_utils as ul_torch
-    from ultralytics import YOLO
 
     from longseq.hardware import peak_memory_gb
     from vision.detection.generate import make_scattered_digits_yolo
+    from vision.detection.voc_folder import resolve_data
     from vision.detection.yolo_format import check_dataset, load_data_yaml
-    from vision.integrations.ultralytics import register
+    from vision.integrations.ultralytics import YOLO
+    from vision.integrations.ultralytics_run import YoloRunProgress, detection_trainer
 
     train = dict(cfg["trainer"])
     threads = train.pop("threads", None) or os.cpu_count() or 1
     ul_torch.NUM_THREADS = threads  # select_device() resets torch threads to this on CPU
     torch.set_num_threads(threads)
-    register()
-
-    data = dict(cfg["data"])
-    given = data.pop("data_yaml", None)
-    data_yaml = Path(given) if given else make_scattered_digits_yolo(**data)
-    report = check_dataset(data_yaml)
-    for line in report.lines():
-        print(f"bad labels: {line}")
-    info = load_data_yaml(data_yaml)
 
     model_kwargs = dict(cfg["model"])
     model = model_kwargs.pop("name")
     time_minutes = train.pop("time_minutes", 0) or 0
     summary_json = train.pop("summary_json", None)
+    data = dict(cfg["data"])
+    given = data.pop("data_yaml", None)
+    val_fraction = data.pop("val_fraction", 0.2)
     train["imgsz"] = img_size = train.get("imgsz") or data.get("img_size", 640)
     train["nbs"] = train.get("nbs") or train.get("batch", 16)
     train["name"] = train.get("name") or Path(model).stem
     device = train.get("device", "cpu")
     train["amp"] = bool(train.get("amp")) and _torch_device(device) != "cpu"
     train["project"] = str(Path(train.get("project") or "runs/detection").resolve())
+    run_dir = Path(train["project"]) / train["name"]
 
-    yolo = YOLO(shipped_or_given(model), **model_kwargs)
-    params = sum(p.numel() for p in yolo.model.parameters())
-    t0 = time.perf_counter()
-    yolo.train(data=str(data_yaml), time=time_minutes / 60 if time_minutes > 0 else None, **train)
-    train_seconds = time.perf_counter() - t0
+    if given:
+        data_yaml = resolve_data(given, run_dir, val_fraction=val_fraction, seed=data.get("seed", 0))
+    else:
+        data_yaml = make_scattered_digits_yolo(**data)
+    report = check_dataset(data_yaml)
+    for line in report.lines():
+        print(f"bad labels: {line}")
+    info = load_data_yaml(data_yaml)
+
+    yolo = YOLO(model, **model_kwargs)
+    progress = YoloRunProgress().attach(yolo)
+    yolo.train(data=str(data_yaml), time=time_minutes / 60 if time_minutes > 0 else None,
+               trainer=detection_trainer(), **train)
     trainer = yolo.trainer
     weights = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
 
-    best = YOLO(str(weights))
-    metrics = best.val(
-        data=str(data_yaml), imgsz=img_size, batch=train.get("batch", 16), device=device, plots=False, verbose=False,
-        project=str(trainer.save_dir), name="val", exist_ok=True,  # keep its folder inside the run
-    )
+    best_model = YOLO(str(weights))
+    params = sum(p.numel() for p in best_model.model.parameters())  # the trained model: its classes, its head
     val_images = sorted((Path(info["path"]) / info["val"]).iterdir())
-    speed = inference_speed(best, val_images, img_size, device)
-    pred = best.predict(str(val_images[0]), imgsz=img_size, device=device, conf=0.25, verbose=False)[0]
+    speed = inference_speed(best_model, val_images, img_size, device)
+    pred = best_model.predict(str(val_images[0]), imgsz=img_size, device=device, conf=0.25, verbose=False)[0]
+    best, last = progress.best, progress.last
+    nan = float("nan")
     summary = {
         "model": model,
         "params": params,
+        "num_classes": len(info["names"]),
         "img_size": img_size,
         "data": str(data_yaml),
-        "epochs_done": int(trainer.epoch) + 1,
-        "train_seconds": train_seconds,
-        "map50": float(metrics.box.map50),
-        "map50_95": float(metrics.box.map),
+        "epochs_done": progress.epochs_done,
+        "batches": progress.batches,
+        "batches_per_epoch": progress.batches_per_epoch,
+        "train_seconds": progress.train_seconds,
+        "validation_seconds": progress.validation_seconds,
+        "validations": progress.validation_runs,
+        "best_epoch": best.epoch if best else nan,
+        "map50": best.map50 if best else nan,
+        "map50_95": best.map50_95 if best else nan,
+        "last_epoch": last.epoch if last else nan,
+        "last_map50": last.map50 if last else nan,
+        "last_map50_95": last.map50_95 if last else nan,
         "infer_images_per_s": speed,
         **peak_memory_gb(_torch_device(device)),
         "weights": str(weights),
@@ -243,12 +274,17 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary as the command prints it."""
+    limit = s["recipe"].get("time_minutes") if isinstance(s.get("recipe"), dict) else None
     return (
-        f"\n{s['model']}: {s['params'] / 1e6:.2f} M params, {s['epochs_done']} epoch(s) in {s['train_seconds'] / 60:.1f} min\n"
-        f"  mAP50 {s['map50']:.4f}  mAP50-95 {s['map50_95']:.4f}  inference {s['infer_images_per_s']:.2f} img/s "
-        f"at {s['img_size']}²  peak RSS {s['peak_rss_gb']:.2f} GB"
+        f"\n{s['model']}: {s['params'] / 1e6:.2f} M params ({s['num_classes']} classes) at {s['img_size']}²\n"
+        f"  {s['epochs_done']:.2f} epochs ({s['batches']} batches, {s['batches_per_epoch']} per epoch) in "
+        f"{s['train_seconds'] / 60:.1f} min of training" + (f" (limit {limit:g} min)" if limit else "")
+        + f", {s['validations']} validation(s) in {s['validation_seconds'] / 60:.1f} min\n"
+        f"  best  epoch {s['best_epoch']:.2f}: mAP50 {s['map50']:.4f}  mAP50-95 {s['map50_95']:.4f}  (weights)\n"
+        f"  last  epoch {s['last_epoch']:.2f}: mAP50 {s['last_map50']:.4f}  mAP50-95 {s['last_map50_95']:.4f}\n"
+        f"  inference {s['infer_images_per_s']:.2f} img/s  peak RSS {s['peak_rss_gb']:.2f} GB"
         + (f"  peak CUDA {s['peak_cuda_gb']:.2f} GB" if "peak_cuda_gb" in s else "")
-        + f"\n  weights {s['weights']}\n  summary {s['summary_json']}"
+        + f"\n  weights {s['weights']}\n  summary {s['summary_json']}\n  data {s['data']}"
     )
 
 

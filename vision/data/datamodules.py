@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
+from typing import Callable, Sequence
 
 import lightning as L
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from vision.data.datasets import ScatteredDigitsClassification
 from vision.data.image_folder import SafeImageFolder, scan_image_folder
 from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
+from vision.data.transforms import photo_transform
 
 __all__ = ["ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -104,9 +106,12 @@ class ImageFolderDataModule(_ClassificationLoaders):
     ``seed``) validates. Corrupt files are skipped and non-RGB images converted, with a
     logged warning (see :mod:`vision.data.image_folder`).
 
-    Transforms: training takes a random resized crop (scale 0.35-1) and a horizontal flip;
-    validation resizes the short side and centre-crops; both normalise with ImageNet
-    statistics.
+    Transforms (timm's ``create_transform``, :mod:`vision.data.transforms`): training takes
+    a random resized crop covering ``scale`` of the image area (default 0.35-1) and a
+    horizontal flip with probability ``hflip``; validation resizes so that the centre crop
+    covers ``crop_pct`` of the image side (default 1: the short side) and crops the centre;
+    both resample with ``interpolation`` and normalise with ``mean`` / ``std`` (default
+    ImageNet's; timm's ``vit_*_patch16_224`` weights expect 0.5 / 0.5).
     """
 
     def __init__(
@@ -117,6 +122,12 @@ class ImageFolderDataModule(_ClassificationLoaders):
         num_workers: int = 2,
         val_fraction: float = 0.2,
         seed: int = 0,
+        scale: Sequence[float] = (0.35, 1.0),
+        hflip: float = 0.5,
+        crop_pct: float = 1.0,
+        interpolation: str = "bilinear",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -125,6 +136,7 @@ class ImageFolderDataModule(_ClassificationLoaders):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.size = _size(img_size)
+        self.transforms(train=True), self.transforms(train=False)  # bad augmentation settings fail here
         self.classes: list[str] = []
 
     @property
@@ -133,13 +145,11 @@ class ImageFolderDataModule(_ClassificationLoaders):
             self.setup()
         return len(self.classes)
 
-    def transforms(self, train: bool) -> v2.Compose:
-        tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        if train:
-            head = [v2.RandomResizedCrop(self.size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip()]
-        else:
-            head = [v2.Resize(min(self.size), antialias=True), v2.CenterCrop(self.size)]
-        return v2.Compose(head + tail)
+    def transforms(self, train: bool) -> Callable[[Image.Image], Tensor]:
+        """RGB PIL image -> normalised ``(3, H, W)`` tensor, for training or validation."""
+        hp = self.hparams
+        return photo_transform(self.size, train, scale=hp.scale, hflip=hp.hflip, crop_pct=hp.crop_pct,
+                               interpolation=hp.interpolation, mean=hp.mean, std=hp.std)
 
     def setup(self, stage: str | None = None) -> None:
         if self.classes:

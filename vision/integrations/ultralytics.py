@@ -1,5 +1,10 @@
 """Use longseq backbones in ultralytics YOLO model YAMLs.
 
+:func:`YOLO` is the entry: ``YOLO("configs/detection/longseq_vit_tiny_yolo.yaml")``
+registers the longseq modules and returns ultralytics' own ``YOLO`` model, so train,
+val, predict and export are ultralytics' (ultralytics' ``YOLO`` built from a longseq YAML
+without :func:`register` stops at ``KeyError: 'MultiScaleBackbone'``).
+
 Ultralytics has no plugin registry: ``parse_model`` (``ultralytics/nn/tasks.py``) looks a
 YAML row's module name up in ``torch.nn``, ``torchvision.ops`` or its own module globals.
 :func:`register` puts :class:`~vision.detection.pyramid.MultiScaleBackbone` into those
@@ -29,11 +34,35 @@ cannot load them).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MODULES", "YOLO", "register"]
 
 log = logging.getLogger(__name__)
 
 #: Names a model YAML may use once :func:`register` has run.
 MODULES = ("MultiScaleBackbone",)
+
+
+def YOLO(model: str | Path = "yolo11n.yaml", *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (ultralytics' name)
+    """ultralytics' ``YOLO(model, ...)`` with the longseq modules registered first.
+
+    ``model``: a model YAML (a longseq one such as
+    ``configs/detection/longseq_vit_tiny_yolo.yaml``, which resolves to the shipped file
+    from any folder, or a stock name such as ``yolo11n.yaml``) or trained weights
+    (``best.pt``). Other arguments go to ultralytics' ``YOLO``. Returns an
+    ``ultralytics.YOLO``.
+
+    Raises:
+        ModuleNotFoundError: ultralytics is not installed (``pip install 'longseq[yolo]'``).
+    """
+    register()
+    from ultralytics import YOLO as UltralyticsYOLO
+
+    from vision.cli._shared import shipped_or_given
+
+    return UltralyticsYOLO(shipped_or_given(str(model)), *args, **kwargs)
 
 
 def register() -> None:

@@ -21,9 +21,10 @@ from torch import Tensor, nn
 __all__ = ["PatchEmbed", "ConvStem", "PatchMerging", "ClassifierHead", "grid_positions", "POOL_MODES", "drop_path_rates"]
 
 #: ``global_pool`` values: ``"avgmax"`` concatenates average and max pooling (timm calls
-#: that ``"catavgmax"``; timm's own ``"avgmax"`` averages the two), ``""`` pools nothing.
-POOL_MODES = ("avg", "max", "avgmax", "")
-_TIMM_POOL = {"avg": "avg", "max": "max", "avgmax": "catavgmax", "": ""}
+#: that ``"catavgmax"``; timm's own ``"avgmax"`` averages the two), ``""`` pools nothing,
+#: ``"token"`` takes a class token that the model hands over already selected, ``(B, C)``.
+POOL_MODES = ("avg", "max", "avgmax", "", "token")
+_TIMM_POOL = {"avg": "avg", "max": "max", "avgmax": "catavgmax", "": "", "token": ""}
 
 
 class PatchEmbed(_TimmPatchEmbed):
@@ -154,7 +155,8 @@ class ClassifierHead(_TimmClassifierHead):
 
     ``global_pool`` is one of :data:`POOL_MODES`; ``num_classes=0`` leaves out the
     projection. ``(B, H, W, C)`` -> ``(B, num_classes)``, or the pooled ``(B, C)`` features
-    (``(B, 2C)`` for ``"avgmax"``) with ``pre_logits``.
+    (``(B, 2C)`` for ``"avgmax"``) with ``pre_logits``. With ``"token"`` the input is the
+    class token's ``(B, C)`` features, which only drop out and project.
     """
 
     def __init__(self, in_dim: int, num_classes: int, global_pool: str = "avg", drop_rate: float = 0.0):

@@ -5,13 +5,17 @@ blocks alternate plain and shifted windows (:class:`longseq.patterns.Window2D` w
 ``shift = window_size // 2``, Swin's region mask included) and carry Swin's relative
 position table (:class:`longseq.positions.RelativeBias2D`). Patterns are built per forward
 from the actual grid, which the pattern pads internally, so any ``H, W`` works.
+``pretrained=True`` loads a timm Swin checkpoint (:mod:`vision.models.timm_keys`), its
+relative-position tables resized when ``window_size`` differs from the checkpoint's.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from longseq.layers import TransformerBlock
 from longseq.patterns import Window2D
@@ -22,6 +26,7 @@ from timm.models._registry import generate_default_cfgs
 
 from vision.models._builder import build_backbone, default_cfg
 from vision.models.layers import ClassifierHead, PatchEmbed, PatchMerging, drop_path_rates
+from vision.models.timm_keys import swin_checkpoint_filter
 
 __all__ = ["LongseqSwin", "SwinStage"]
 
@@ -38,6 +43,8 @@ class SwinStage(nn.Module):
                  ff_chunks: int = 1, norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
         super().__init__()
         self.window_size = window_size
+        #: Recompute each block in backward (:meth:`LongseqSwin.set_grad_checkpointing`).
+        self.grad_checkpointing = False
         self.downsample = PatchMerging(in_dim, out_dim, norm_layer) if downsample else nn.Identity()
         drop_path = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList(
@@ -59,8 +66,13 @@ class SwinStage(nn.Module):
         plain = Window2D(ws, grid=(H, W))
         shifted = Window2D(ws, grid=(H, W), shift=shift) if shift else plain
         tokens = x.reshape(B, H * W, C)
+        recompute = self.grad_checkpointing and torch.is_grad_enabled() and not torch.compiler.is_exporting()
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens, pattern=shifted if i % 2 else plain)
+            pattern = shifted if i % 2 else plain
+            if recompute:
+                tokens = checkpoint(block, tokens, pattern=pattern, use_reentrant=False)
+            else:
+                tokens = block(tokens, pattern=pattern)
         return tokens.reshape(B, H, W, C)
 
 
@@ -73,7 +85,8 @@ class LongseqSwin(nn.Module):
         in_chans, num_classes, global_pool: as in timm.
         embed_dim: channels of stage 0; stage ``i`` has ``embed_dim * 2**i``.
         depths, num_heads: blocks and heads per stage.
-        window_size: window side in tokens at every stage.
+        window_size: window side in tokens at every stage (a timm checkpoint of another
+            window loads with its relative-position tables resized to this one).
         mlp_ratio, drop_rate, drop_path_rate, ff_chunks, norm_layer: as in :class:`LongseqViT`.
     """
 
@@ -95,13 +108,15 @@ class LongseqSwin(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
+        if global_pool == "token":
+            raise ValueError("global_pool='token' needs a class token, which LongseqSwin has not")
         if len(depths) != len(num_heads) or not depths:
             raise ValueError(f"depths and num_heads must be non-empty and of equal length, got {depths}, {num_heads}")
         dims = [embed_dim * 2**i for i in range(len(depths))]
         for d, h in zip(dims, num_heads):
             if d % h:
                 raise ValueError(f"stage width {d} is not divisible by its num_heads {h}")
-        self.num_classes = num_classes
+        self.num_classes, self.window_size = num_classes, window_size
         self.num_features = self.head_hidden_size = dims[-1]
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_layer)
         dpr = drop_path_rates(drop_path_rate, sum(depths))
@@ -134,8 +149,36 @@ class LongseqSwin(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool == "token":
+            raise ValueError("global_pool='token' needs a class token, which LongseqSwin has not")
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in backward instead of keeping its activations (timm's hook)."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """The relative-position tables: timm's optimizer factory and the classification task
+        leave them undecayed, as timm's Swin does."""
+        return {name for name, _ in self.named_parameters() if name.endswith(".table")}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups by depth, for timm's layer-wise LR decay (``param_groups_layer_decay``):
+        the stem, then one group per block (a stage's patch merging with its first block), the
+        final norm last; ``coarse`` groups whole stages. timm's Swin groups the same way."""
+        return dict(
+            stem=r"^patch_embed",
+            blocks=r"^layers\.(\d+)" if coarse else [
+                (r"^layers\.(\d+)\.downsample", (0,)),
+                (r"^layers\.(\d+)\.\w+\.(\d+)", None),
+                (r"^norm", (99999,)),
+            ],
+        )
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``(B, C_in, H, W)`` -> normalised last-stage features ``(B, H/32, W/32, C)`` (rounded up)."""
@@ -196,7 +239,7 @@ class LongseqSwin(nn.Module):
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> LongseqSwin:
     default_out = tuple(range(len(kwargs.get("depths", (2, 2, 6, 2)))))
-    return build_backbone(LongseqSwin, variant, pretrained, default_out, **kwargs)
+    return build_backbone(LongseqSwin, variant, pretrained, default_out, filter_fn=swin_checkpoint_filter, **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
@@ -208,7 +251,7 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def longseq_swin_tiny(pretrained: bool = False, **kwargs) -> LongseqSwin:
-    """Swin-T sizes: C=96, depths 2-2-6-2, heads 3-6-12-24, 7x7 windows."""
+    """Swin-T sizes (as timm ``swin_tiny_patch4_window7_224``): C=96, depths 2-2-6-2, heads 3-6-12-24, 7x7 windows."""
     args = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
     return _create("longseq_swin_tiny", pretrained, **{**args, **kwargs})
 

@@ -14,9 +14,12 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from longseq.schedules import time_budget_fraction, warmup_cosine
 
-__all__ = ["ImageClassificationTask", "ImageClassifier"]
+__all__ = ["ImageClassificationTask", "ImageClassifier", "TOP_K"]
 
 log = logging.getLogger(__name__)
+
+#: Top-k accuracies logged beside top-1, each only with more than k classes.
+TOP_K = (5,)
 
 
 class ImageClassificationTask(L.LightningModule):
@@ -29,12 +32,22 @@ class ImageClassificationTask(L.LightningModule):
             ``ImageClassificationTask.load_from_checkpoint(path)`` alone.
         num_classes: number of classes.
         backbone_name, backbone_kwargs: how to rebuild a timm backbone (see above).
-        lr, weight_decay: AdamW settings; ``warmup_steps`` of linear warm-up, then cosine
+        lr, weight_decay: AdamW settings (no decay on norms, biases, and what the backbone's
+            ``no_weight_decay()`` names: position tables, class tokens); ``warmup_steps`` of linear warm-up, then cosine
             decay to ``min_lr_ratio * lr`` over ``total_steps`` (the Trainer's estimate
             when None) or over the Trainer's ``max_time``, whichever ends first
             (:func:`longseq.schedules.warmup_cosine`).
         label_smoothing: cross-entropy label smoothing.
+        layer_decay: layer-wise learning-rate decay for fine-tuning a pretrained backbone
+            (BEiT, ViTDet): the rate of a parameter group ``d`` groups below the top is
+            ``lr * layer_decay**d`` (timm's ``param_groups_layer_decay``, grouped by the
+            backbone's ``group_matcher``; the head keeps ``lr``). None: one rate for all.
         classes: class names for the confusion-matrix plot.
+
+    Logged metrics: ``train/loss``, ``train/top1``, ``val/loss``, ``val/top1`` (micro:
+    images classified right / images), ``val/top1_macro`` (the mean of per-class
+    accuracies, which weighs a rare class as much as a common one) and ``val/top5`` where
+    there are more than 5 classes (a top-k over k or fewer classes is always 1).
         confusion_dir: where ``confusion_epoch{N}.png`` is written at the end of each
             validation (the logger's folder when None; no plot when no folder is known).
     """
@@ -53,12 +66,15 @@ class ImageClassificationTask(L.LightningModule):
         label_smoothing: float = 0.0,
         classes: list[str] | None = None,
         confusion_dir: str | None = None,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if classes is not None and len(classes) != num_classes:
             raise ValueError(f"classes has {len(classes)} names but num_classes is {num_classes}")
+        if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
         self.save_hyperparameters(ignore=["backbone"])
         if backbone is None:
             if backbone_name is None:
@@ -70,9 +86,12 @@ class ImageClassificationTask(L.LightningModule):
             backbone = timm.create_model(backbone_name, pretrained=False, num_classes=num_classes,
                                          **(backbone_kwargs or {}))
         self.backbone = backbone
-        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1)
-        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1)
-        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
+        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_top1_macro = MulticlassAccuracy(num_classes, top_k=1, average="macro")
+        #: ``val/top{k}`` metrics, for the k below the class count.
+        self.val_topk = nn.ModuleDict({f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                                       for k in TOP_K if k < num_classes})
         self.val_confusion = ConfusionMatrix(task="multiclass", num_classes=num_classes)
         self.last_confusion_png: Path | None = None
 
@@ -94,10 +113,13 @@ class ImageClassificationTask(L.LightningModule):
         logits = self(x)
         self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.val_top1(logits, y)
-        self.val_top5(logits, y)
+        self.val_top1_macro(logits, y)
         self.val_confusion(logits, y)
         self.log("val/top1", self.val_top1, prog_bar=True)
-        self.log("val/top5", self.val_top5)
+        self.log("val/top1_macro", self.val_top1_macro)
+        for name, metric in self.val_topk.items():
+            metric(logits, y)
+            self.log(f"val/{name}", metric)
 
     def on_validation_epoch_end(self) -> None:
         matrix = self.val_confusion.compute()
@@ -127,16 +149,32 @@ class ImageClassificationTask(L.LightningModule):
         fig.savefig(path, dpi=100)
         return path
 
-    def configure_optimizers(self):
+    def parameter_groups(self) -> list[dict]:
+        """AdamW parameter groups: decayed and undecayed, and with ``layer_decay`` one pair
+        per depth, each with its own ``lr``."""
         hp = self.hparams
-        # No weight decay on norms, biases and relative-position tables, as in timm.
+        named = getattr(self.backbone, "no_weight_decay", None)
+        no_decay_names = set(named()) if callable(named) else set()
+        if hp.layer_decay is not None and hasattr(self.backbone, "group_matcher"):
+            from timm.optim import param_groups_layer_decay
+
+            groups = param_groups_layer_decay(self.backbone, hp.weight_decay, no_weight_decay_list=no_decay_names,
+                                              layer_decay=hp.layer_decay)
+            return [{**g, "lr": hp.lr * g.get("lr_scale", 1.0)} for g in groups]
+        if hp.layer_decay is not None:
+            log.warning("layer_decay=%s ignored: %s has no group_matcher", hp.layer_decay, type(self.backbone).__name__)
+        # No weight decay on norms, biases, relative-position tables and the backbone's own list, as in timm.
         decay, no_decay = [], []
         for name, p in self.backbone.named_parameters():
             if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith("table") else decay).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
-        )
+                undecayed = p.ndim <= 1 or name.endswith("table") or name in no_decay_names
+                (no_decay if undecayed else decay).append(p)
+        return [{"params": decay, "weight_decay": hp.weight_decay, "lr": hp.lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": hp.lr}]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr)
         total = hp.total_steps or int(self.trainer.estimated_stepping_batches)
         warmup = min(hp.warmup_steps, max(total // 10, 1))
 
