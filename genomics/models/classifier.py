@@ -8,7 +8,7 @@ from a checkpoint.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,8 @@ class DNAClassifier(nn.Module):
     ``"mean"`` averages real positions; ``"query"`` reads the position given by
     ``forward(query_index=...)`` (e.g. a marker base); ``"none"`` labels every base.
     ``rc_average=True`` averages the logits of both strands in eval mode (per-base logits
-    are flipped back first).
+    are flipped back first). ``layer_patterns`` chooses each layer's attention (see
+    :class:`~genomics.models.encoder.DNAEncoder`).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class DNAClassifier(nn.Module):
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
         global_length_scale: bool = False,
+        layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean", "query", "none"):
@@ -71,7 +73,7 @@ class DNAClassifier(nn.Module):
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
-            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale,
+            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale, layer_patterns=layer_patterns,
         )
         self.head = nn.Linear(dim, num_classes)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table

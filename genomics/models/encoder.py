@@ -10,17 +10,84 @@ the MLP width.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from longseq.layers import Encoder
+from longseq.layers import Encoder, KVCache, LowRank, RoutingAttention, TransformerBlock
 from longseq.lsh import LSH
-from longseq.patterns import Pattern, SlidingWindow
+from longseq.patterns import Dense, Hierarchical, Pattern, Routing, SegmentRecurrence, SlidingWindow, TopK
 from longseq.positions import RoPE1D
 
-__all__ = ["DNAEncoder"]
+__all__ = ["DNAEncoder", "LAYER_TYPES", "layer_specs"]
+
+#: Per-layer attention types of ``layer_patterns`` and the keys each takes besides ``type``
+#: (defaults: the model's ``window``; the model's ``lsh_*`` settings; the values below).
+LAYER_TYPES: dict[str, tuple[str, ...]] = {
+    "window": ("window", "dilation"),  # SlidingWindow (with the model's global tokens)
+    "global": (),  # Dense: every position (causal: every earlier one)
+    "lsh": ("bucket_size", "n_hashes", "seed"),  # Reformer hashing, shared QK
+    "topk": ("k", "block"),  # TopK(k=32, block=128)
+    "hierarchical": ("segment",),  # Hierarchical(segment=64)
+    "routing": ("clusters", "window", "iters", "decay"),  # RoutingAttention(Routing(clusters=8, window=0))
+    "segment": ("segment", "memory"),  # SegmentRecurrence(segment=window, memory=1); causal only
+    "lowrank": ("k", "max_len"),  # LowRank(k=64, max_len required); bidirectional only
+}
+
+
+def layer_specs(layer_patterns: Sequence[str | Mapping[str, Any]], depth: int) -> list[dict[str, Any]]:
+    """``layer_patterns`` as one ``{"type": ..., key: value}`` dict per layer, checked.
+
+    Each entry is a type name (``"window"``) or a mapping with a ``type`` and that type's
+    keys (:data:`LAYER_TYPES`). Raises ``ValueError`` naming the entry
+    (``model.layer_patterns[2]``) and the offending key.
+    """
+    if isinstance(layer_patterns, (str, bytes, Mapping)) or not isinstance(layer_patterns, Sequence):
+        raise ValueError(f"model.layer_patterns must be a list of {depth} entries (one per layer), "
+                         f"got {layer_patterns!r}")
+    if len(layer_patterns) != depth:
+        raise ValueError(f"model.layer_patterns has {len(layer_patterns)} entries but depth is {depth}")
+    specs = []
+    known = ", ".join(LAYER_TYPES)
+    for i, entry in enumerate(layer_patterns):
+        where = f"model.layer_patterns[{i}]"
+        spec = {"type": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, Mapping) else None
+        if spec is None:
+            raise ValueError(f"{where} must be a type name or a mapping with 'type', got {entry!r}")
+        kind = spec.get("type")
+        if kind not in LAYER_TYPES:
+            raise ValueError(f"{where}.type must be one of {known}, got {kind!r}")
+        unknown = sorted(set(spec) - {"type", *LAYER_TYPES[kind]})
+        if unknown:
+            allowed = ", ".join(LAYER_TYPES[kind]) or "none"
+            raise ValueError(f"{where}: unknown key {unknown[0]!r} for type {kind!r} (its keys: {allowed})")
+        for key, value in spec.items():
+            if key == "decay":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                    raise ValueError(f"{where}.decay must be a number in [0, 1), got {value!r}")
+            elif key == "seed":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ValueError(f"{where}.seed must be an int or null, got {value!r}")
+            elif key != "type":
+                minimum = 0 if (kind, key) == ("routing", "window") or key == "memory" else 1
+                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                    raise ValueError(f"{where}.{key} must be an int >= {minimum}, got {value!r}")
+        specs.append(spec)
+    return specs
+
+
+class _LowRankBranch(LowRank):
+    """:class:`LowRank` with the call signature of :class:`MultiheadAttention` (a block's attention)."""
+
+    pattern = None  # no pattern: the keys are learned mixtures of positions
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None, pattern: Pattern | None = None,
+                positions: Tensor | None = None) -> Tensor:
+        return super().forward(x, key_mask)
+
+    def new_cache(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("cached decoding does not support LowRank layers (bidirectional only)")
 
 
 class DNAEncoder(nn.Module):
@@ -48,6 +115,14 @@ class DNAEncoder(nn.Module):
         kmer_kernel: width of a stride-1 convolution over the embeddings before attention,
             so each position starts with features of the k-mer around it (1 = none). In a
             causal model it reads only the current and earlier bases.
+        layer_patterns: one entry per layer choosing its attention (default None: every
+            layer a sliding window, LSH in ``lsh_layers``): a type name or a mapping with
+            ``type`` and its keys, among ``window`` (``window``, ``dilation``), ``global``
+            (dense), ``lsh`` (``bucket_size``, ``n_hashes``, ``seed``), ``topk`` (``k``,
+            ``block``), ``hierarchical`` (``segment``), ``routing`` (``clusters``,
+            ``window``, ``iters``, ``decay``; a :class:`RoutingAttention` with learned
+            centroids, its heads in one group whatever ``head_chunks``), ``segment`` (``segment``, ``memory``; causal only) and ``lowrank``
+            (``k``, ``max_len``; bidirectional only). See :data:`LAYER_TYPES`.
         global_length_scale: scale the global tokens' attention logits by a learned
             ``s_h * ln(L)`` (scalable softmax, see :class:`longseq.layers.MultiheadAttention`),
             meant to keep a motif the global tokens learned to pick out of a 65,536-base
@@ -79,8 +154,14 @@ class DNAEncoder(nn.Module):
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
         global_length_scale: bool = False,
+        layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
+        if layer_patterns is not None and lsh_layers:
+            raise ValueError("give LSH layers either by lsh_layers or in model.layer_patterns, not both")
+        specs = layer_specs(layer_patterns, depth) if layer_patterns is not None else None
+        if specs is not None:
+            lsh_layers = [i for i, spec in enumerate(specs) if spec["type"] == "lsh"]
         bad = [i for i in lsh_layers if not 0 <= i < depth]
         if bad:
             raise ValueError(f"lsh_layers must be layer indices in [0, {depth}), got {bad}")
@@ -109,12 +190,98 @@ class DNAEncoder(nn.Module):
         self.global_embed = nn.Parameter(torch.randn(global_tokens, dim) * 0.02) if global_tokens else None
         window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
         lsh = LSH(lsh_bucket_size, lsh_n_hashes, causal=causal, shared_qk=True, seed=lsh_seed)
-        self.patterns: list[Pattern] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
-        self.encoder = Encoder(
-            dim, depth, heads, self.patterns, mlp_ratio=mlp_ratio, kv_heads=kv_heads,
-            rope=RoPE1D(rope_dim) if rope_dim else None, ff_chunks=ff_chunks, head_chunks=head_chunks,
-            reversible=reversible, dropout=dropout, global_length_scale=global_length_scale,
-        )
+        block_kwargs = dict(mlp_ratio=mlp_ratio, kv_heads=kv_heads, rope=RoPE1D(rope_dim) if rope_dim else None,
+                            ff_chunks=ff_chunks, head_chunks=head_chunks, dropout=dropout,
+                            global_length_scale=global_length_scale)
+        if specs is None:
+            self.patterns: list[Pattern | None] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
+            self.encoder = Encoder(dim, depth, heads, self.patterns, reversible=reversible, **block_kwargs)
+        else:
+            blocks = []
+            for i, spec in enumerate(specs):
+                try:
+                    blocks.append(self._block(spec, dim, heads, window, causal, global_tokens, lsh_bucket_size,
+                                              lsh_n_hashes, lsh_seed, block_kwargs))
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"model.layer_patterns[{i}] ({spec['type']}): {exc}") from None
+            self.patterns = [b.attn.pattern for b in blocks]
+            self.encoder = Encoder(blocks, reversible=reversible)
+
+    @staticmethod
+    def _block(spec: Mapping[str, Any], dim: int, heads: int, window: int, causal: bool, global_tokens: int,
+               lsh_bucket_size: int, lsh_n_hashes: int, lsh_seed: int | None,
+               block_kwargs: dict[str, Any]) -> TransformerBlock:
+        """One transformer block whose attention ``spec`` (a :func:`layer_specs` entry) selects."""
+        kind = spec["type"]
+        globals_ = tuple(range(global_tokens)) or None
+        pattern: Pattern
+        if kind == "window":
+            pattern = SlidingWindow(spec.get("window", window), spec.get("dilation", 1), causal=causal,
+                                    global_tokens=globals_)
+        elif kind == "global":
+            pattern = Dense(causal=causal)
+        elif kind == "lsh":
+            pattern = LSH(spec.get("bucket_size", lsh_bucket_size), spec.get("n_hashes", lsh_n_hashes),
+                          causal=causal, shared_qk=True, seed=spec.get("seed", lsh_seed))
+        elif kind == "topk":
+            pattern = TopK(spec.get("k", 32), causal=causal, block=spec.get("block", 128))
+        elif kind == "hierarchical":
+            pattern = Hierarchical(spec.get("segment", 64), causal=causal)
+        elif kind == "segment":
+            if not causal:
+                raise ValueError("SegmentRecurrence is causal only: use it in a causal language model")
+            pattern = SegmentRecurrence(spec.get("segment", window), spec.get("memory", 1))
+        elif kind == "routing":
+            pattern = Routing(spec.get("clusters", 8), spec.get("window", 0), causal=causal,
+                              iters=spec.get("iters", 2))
+        else:  # lowrank
+            if causal:
+                raise ValueError("LowRank mixes the whole sequence into every key: it has no causal form")
+            if "max_len" not in spec:
+                raise ValueError("lowrank needs max_len (the longest input, global tokens included)")
+            pattern = SlidingWindow(window)  # placeholder; the branch is replaced below
+        if not getattr(pattern, "supports_gqa", True) and block_kwargs["kv_heads"] not in (None, heads):
+            raise ValueError(f"{type(pattern).__name__} shares queries and keys: it needs kv_heads == heads")
+        block = TransformerBlock(dim, heads, pattern, **block_kwargs)
+        if kind == "routing":
+            # routing clusters all heads together, so this layer computes them in one group
+            # whatever the model's head_chunks (a memory lever for the window layers)
+            block.attn_branch.attn = RoutingAttention(dim, heads, pattern, decay=spec.get("decay", 0.999),
+                                                      kv_heads=block_kwargs["kv_heads"], rope=block_kwargs["rope"],
+                                                      attn_drop=block_kwargs["dropout"],
+                                                      proj_drop=block_kwargs["dropout"])
+        elif kind == "lowrank":
+            block.attn_branch.attn = _LowRankBranch(dim, heads, spec.get("k", 64), spec["max_len"],
+                                                    attn_drop=block_kwargs["dropout"])
+        return block
+
+    def new_cache(self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  max_len: int | None = None) -> KVCache:
+        """An empty :class:`~longseq.layers.KVCache` for :meth:`step` (causal models with
+        sliding-window or segment layers, no down-sampling; ``ValueError`` otherwise).
+        ``max_len``: the total bases to decode, when known (no layer keeps more)."""
+        if not self.causal:
+            raise ValueError("cached decoding needs a causal model")
+        if self.stem is not None:
+            raise ValueError("cached decoding needs single-base resolution (downsample=1)")
+        cache = self.encoder.new_cache(batch, device, dtype, max_len)
+        if self.kmer is not None:  # the conv's left context: zeros, as the padding of forward
+            cache.extra["kmer"] = torch.zeros(batch, self.kmer_padding[0], self.dim, device=device, dtype=dtype)
+        return cache
+
+    def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
+        """Features (B, n, dim) of ``n`` new bases ids (B, n) after the prefix in ``cache``.
+
+        Equals the last ``n`` rows of :meth:`forward` on the whole (unpadded) sequence so
+        far, at a cost per base bounded by the layers' windows; updates ``cache``.
+        """
+        x = self.embed(input_ids)  # B, n, dim
+        if self.kmer is not None:
+            past = cache.extra["kmer"]
+            ctx = torch.cat([past.to(x.dtype), x], 1)  # the conv reads the current and earlier bases
+            cache.extra["kmer"] = ctx[:, ctx.shape[1] - past.shape[1]:]
+            x = x + self.kmer(ctx.transpose(1, 2)).transpose(1, 2)
+        return self.encoder.step(x, cache)
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ids (B, L), mask (B, L) bool -> features (B, G + L', dim), mask (B, G + L') or None."""

@@ -6,13 +6,14 @@ signature and ``config`` rebuilds the model from a checkpoint.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement
 from genomics.models.encoder import DNAEncoder
+from longseq.layers import KVCache
 
 __all__ = ["DNALanguageModel", "Objective"]
 
@@ -26,6 +27,11 @@ class DNALanguageModel(nn.Module):
     causal). ``"masked"``: bidirectional; logits at i predict the original token i.
     ``rc_average=True`` (masked only) averages the logits of both strands in eval mode:
     the reverse complement is run through the same weights, flipped back and complemented.
+    ``layer_patterns`` chooses each layer's attention (see :class:`DNAEncoder`).
+
+    Cached decoding (causal, sliding-window or segment layers): ``cache = model.new_cache(B)``,
+    then ``model.step(ids (B, n), cache)`` gives the logits of the ``n`` new bases as
+    ``forward`` on the whole sequence so far would, at a cost per base bounded by the window.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class DNALanguageModel(nn.Module):
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
         global_length_scale: bool = False,
+        layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if objective not in ("causal", "masked"):
@@ -64,7 +71,7 @@ class DNALanguageModel(nn.Module):
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, dropout=dropout, rope_dim=rope_dim,
-            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale,
+            kmer_kernel=kmer_kernel, global_length_scale=global_length_scale, layer_patterns=layer_patterns,
         )
         self.head = nn.Linear(dim, vocab_size)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table
@@ -73,6 +80,19 @@ class DNALanguageModel(nn.Module):
     def _logits(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
         feats, _ = self.backbone(input_ids, mask)
         return self.head(feats[:, self.backbone.num_global :])  # B, L, V
+
+    def new_cache(self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  max_len: int | None = None) -> KVCache:
+        """An empty decoding cache for :meth:`step` (``ValueError`` for a masked LM or a layer
+        without a bounded causal reach, naming the layer); ``max_len``: the total bases to
+        decode, when known (no layer keeps more)."""
+        if self.objective != "causal":
+            raise ValueError("cached decoding needs objective='causal'")
+        return self.backbone.new_cache(batch, device, dtype, max_len)
+
+    def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
+        """ids (B, n) of the next bases -> logits (B, n, vocab_size); logits at i predict i + 1."""
+        return self.head(self.backbone.step(input_ids, cache))
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """ids (B, L) int64, mask (B, L) bool (True = real base) -> logits (B, L, vocab_size)."""

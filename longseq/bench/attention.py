@@ -18,6 +18,13 @@ AVX512-BF16 kernel where it builds (``longseq.kernels.fused_bf16``); set
     LONGSEQ_FUSED_BF16=0 python scripts/bench_attention.py --rows matmul,window --lengths 65536 --dtype bf16
     python scripts/bench_attention.py --lengths 65536 --rows window,dense,local-attention
     python scripts/bench_attention.py --rows lsh --lengths 65536 --profile   # where the time goes
+    python scripts/bench_attention.py --rows topk,hierarchical,routing,segment,lowrank --lengths 16384
+
+Rows ``topk``, ``hierarchical``, ``routing``, ``segment`` run those patterns through
+``longseq.attend``; ``lowrank`` is the Linformer layer (with its projections). Their
+useful pairs: kept keys for TopK (not the scoring of every key), own-segment tokens plus
+summaries for Hierarchical, ``k`` projected keys per query for LowRank; Routing's pairs
+depend on the data and are not counted.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ from pathlib import Path
 B, H, D, WINDOW = 1, 4, 64, 256
 DEFAULT_LENGTHS = [4096, 16384, 65536, 262144, 1048576]
 ROWS = ["matmul", "window", "window-causal", "dilated", "global", "window2d", "bigbird", "strided", "lsh",
-        "dense", "local-attention", "longformer", "reformer"]
+        "topk", "hierarchical", "routing", "segment", "lowrank", "dense", "local-attention", "longformer", "reformer"]
+#: Rows whose time is quadratic in L (every query scores every key): capped by --max-dense like dense.
+QUADRATIC_ROWS = ("dense", "topk")
+TOPK_K, HIER_SEGMENT, ROUTING_CLUSTERS, LOWRANK_K = 64, 256, 16, 256
 
 
 # --------------------------------------------------------------------------- worker side
@@ -57,6 +67,11 @@ def _patterns():
         out["strided"] = lambda L: P.Strided(256, mode="strided", causal=True)
     if hasattr(P, "LSH"):
         out["lsh"] = lambda L: P.LSH(bucket_size=64, n_hashes=4, seed=0)
+    out["topk"] = lambda L: P.TopK(TOPK_K)
+    out["hierarchical"] = lambda L: P.Hierarchical(HIER_SEGMENT)
+    # a quarter of the sliding window as the local part; the clusters add the far pairs
+    out["routing"] = lambda L: P.Routing(ROUTING_CLUSTERS, window=WINDOW // 4)
+    out["segment"] = lambda L: P.SegmentRecurrence(WINDOW, memory=1)
     return out
 
 
@@ -105,9 +120,23 @@ def allowed_pairs(name: str, pattern, L: int) -> int:
         plan = tiling_for(pattern, L, torch.device("cpu")).parts[0]
         per_window = (plan.slots.view(plan.n_blocks, -1) >= 0).sum(1)
         return int((per_window.long() ** 2).sum())
+    if isinstance(pattern, P.TopK):  # the kept pairs; scoring every key is selection, not attention
+        return L * pattern.kept(L)
+    if isinstance(pattern, P.Hierarchical):  # own-segment tokens plus one summary per other segment
+        s, n = pattern.segment, pattern.n_segments(L)
+        sizes = torch.full((n,), s, dtype=torch.float64)
+        sizes[-1] = L - s * (n - 1)
+        if pattern.causal:
+            own = int((sizes * (sizes + 1) / 2).sum())
+            return own + int((sizes * torch.arange(n, dtype=torch.float64)).sum())
+        return int((sizes**2).sum()) + L * (n - 1)
+    if isinstance(pattern, P.SegmentRecurrence):  # query i sees i - first + 1 keys
+        i = torch.arange(L, dtype=torch.long)
+        first = ((i // pattern.segment - pattern.memory) * pattern.segment).clamp_min(0)
+        return int((i - first + 1).sum())
     if hasattr(pattern, "count_pairs"):
         return int(pattern.count_pairs(L))
-    return -1
+    return -1  # data-dependent (LSH, Routing)
 
 
 def _time(fn, repeats: int, warmup: int = 1) -> tuple[list[float], float]:
@@ -168,6 +197,15 @@ def worker(spec: dict) -> dict:
         pairs = allowed_pairs(name, pattern, L)
         q, k, v = tensors()
         fn = lambda: attend(q, k, v, pattern)  # noqa: E731
+    elif name == "lowrank":
+        from longseq.layers import LowRank
+
+        layer = LowRank(H * D, H, LOWRANK_K, max_len=L).to(dtype)
+        x = torch.randn(B, L, H * D, dtype=dtype, requires_grad=backward)
+        pairs = L * min(LOWRANK_K, L)  # each query attends k projected keys (projections not counted)
+        fn = lambda: layer(x)  # noqa: E731
+        q = x
+        k = v = torch.empty(0)
     elif name == "dense":
         import torch.nn.functional as F
 
@@ -249,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed runs before the timed ones (0: time the first, e.g. a one-step memory check at 1M)")
-    ap.add_argument("--max-dense", type=int, default=65536, help="largest L for dense SDPA")
+    ap.add_argument("--max-dense", type=int, default=65536, help=f"largest L for the quadratic rows {QUADRATIC_ROWS}")
     ap.add_argument("--max-peer", type=int, default=262144, help="largest L for peers")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -284,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         if r == "matmul":
             continue
         for L in lengths:
-            if r == "dense" and L > args.max_dense:
+            if r in QUADRATIC_ROWS and L > args.max_dense:
                 continue
             if r in ("local-attention", "longformer", "reformer") and L > args.max_peer:
                 continue

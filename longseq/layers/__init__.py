@@ -2,6 +2,7 @@
 
 from longseq.layers.attention import MultiheadAttention
 from longseq.layers.feedforward import ChunkedFeedForward, FeedForward
+from longseq.layers.kv_cache import KVCache, LayerKVCache, cache_capacity
 from longseq.layers.lowrank import LowRank, lowrank_attention
 from longseq.layers.recurrence import SegmentStream, stream_segments
 from longseq.layers.reversible import ReversibleSequence
@@ -22,4 +23,7 @@ __all__ = [
     "lowrank_attention",
     "SegmentStream",
     "stream_segments",
+    "KVCache",
+    "LayerKVCache",
+    "cache_capacity",
 ]

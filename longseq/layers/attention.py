@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from longseq.attention import attend
+from longseq.layers.kv_cache import LayerKVCache
 from longseq.patterns import Pattern
 
 __all__ = ["MultiheadAttention", "AUTO_HEAD_CHUNK_TOKENS", "GLOBAL_SCALE_REF_KEYS"]
@@ -136,6 +137,44 @@ class MultiheadAttention(nn.Module):
                 y = self._group(x, g, hq, hkv, key_mask, pattern, positions)
             out = y if out is None else out + y
         return self.proj_drop(out + self.proj.bias if self.proj.bias is not None else out)
+
+    def new_cache(self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  max_len: int | None = None) -> LayerKVCache:
+        """An empty :class:`~longseq.layers.kv_cache.LayerKVCache` for :meth:`step` with this
+        layer's pattern (``ValueError`` for a pattern without a bounded causal reach);
+        ``max_len``: the total tokens to decode, when known (bounds the ring by it)."""
+        if self.bias is not None:
+            raise ValueError("cached decoding does not support a positional bias module (use rope)")
+        if self.global_scale is not None:
+            # a global row's scale depends on the whole input's length, so it changes as the prefix grows
+            raise ValueError("cached decoding does not support global_length_scale")
+        return LayerKVCache.new(self.pattern, batch, self.kv_heads, self.head_dim, device, dtype, max_len)
+
+    def step(self, x: Tensor, cache: LayerKVCache) -> Tensor:
+        """Attention of ``n`` new tokens x ``(B, n, dim)`` at positions ``cache.position ..
+        cache.position + n - 1`` over the cached keys and their own: ``(B, n, dim)``.
+
+        Equals rows ``cache.position ..`` of :meth:`forward` over the whole prefix (rotary
+        positions are the absolute ones) and stores the new keys and values in ``cache``.
+        Costs ``O(n * (capacity + n))``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must be (B, n, {self.dim}), got {tuple(x.shape)}")
+        B, n, _ = x.shape
+        D, H, Hkv = self.head_dim, self.heads, self.kv_heads
+        q = self.q(x).view(B, n, H, D).transpose(1, 2)  # B, H, n, D
+        kv = self.kv(x).view(B, n, 2, Hkv, D)
+        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)  # B, Hkv, n, D
+        if self.rope is not None:
+            pos = torch.arange(cache.position, cache.position + n, device=x.device)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+        keys, values, allowed = cache.keys_for(k.to(cache.k.dtype), v.to(cache.v.dtype))
+        if Hkv != H:  # query head h reads kv head h // (H / Hkv), as attend does
+            keys, values = keys.repeat_interleave(H // Hkv, 1), values.repeat_interleave(H // Hkv, 1)
+        out = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=allowed,
+                                             dropout_p=self.attn_drop if self.training else 0.0)
+        cache.append(k, v)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, n, H * D)))
 
     def n_head_chunks(self, length: int) -> int:
         """Head groups used for an input of ``length`` tokens (see ``head_chunks``)."""

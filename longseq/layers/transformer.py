@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from longseq.layers.attention import MultiheadAttention
 from longseq.layers.feedforward import ChunkedFeedForward
+from longseq.layers.kv_cache import KVCache, LayerKVCache
 from longseq.layers.reversible import ReversibleSequence
 from longseq.patterns import Pattern, as_causal
 
@@ -93,6 +94,16 @@ class TransformerBlock(nn.Module):
         x = x + self.attn_branch(x, key_mask=key_mask, pattern=pattern, positions=positions)
         return x + self.ff_branch(x)
 
+    def attn_step(self, x: Tensor, cache: LayerKVCache) -> Tensor:
+        """The attention branch (norm, cached attention, drop path) of new tokens (B, n, dim)."""
+        b = self.attn_branch
+        return b.drop_path(b.attn.step(b.norm(x), cache))
+
+    def step(self, x: Tensor, cache: LayerKVCache) -> Tensor:
+        """:meth:`forward` of ``n`` new tokens x (B, n, dim) with cached keys: (B, n, dim)."""
+        x = x + self.attn_step(x, cache)
+        return x + self.ff_branch(x)
+
 
 class Encoder(nn.Module):
     """A stack of :class:`TransformerBlock` with a final norm, optionally reversible.
@@ -146,6 +157,38 @@ class Encoder(nn.Module):
         self.reversible = reversible
         self.rev = ReversibleSequence([(b.attn_branch, b.ff_branch) for b in blocks]) if reversible else None
         self.norm = norm_layer(dim) if final_norm else nn.Identity()
+
+    def new_cache(self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  max_len: int | None = None) -> KVCache:
+        """An empty :class:`~longseq.layers.kv_cache.KVCache` for :meth:`step`: one bounded
+        cache per layer (``ValueError`` naming the layer whose pattern has no bounded causal
+        reach). ``max_len``: the total tokens to decode, when known (bounds every ring by it)."""
+        layers = []
+        for i, block in enumerate(self.blocks):
+            try:
+                layers.append(block.attn.new_cache(batch, device, dtype, max_len))
+            except ValueError as exc:
+                raise ValueError(f"layer {i}: {exc}") from None
+        return KVCache(layers)
+
+    def step(self, x: Tensor, cache: KVCache) -> Tensor:
+        """Features of ``n`` new tokens x (B, n, dim) after the prefix ``cache`` holds: (B, n, dim).
+
+        Equals the last ``n`` rows of :meth:`forward` over the whole sequence so far
+        (unpadded), at ``O(n * capacity)`` per layer; appends the new tokens to ``cache``.
+        """
+        if len(cache.layers) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache.layers)} layers, the encoder {len(self.blocks)}")
+        if self.rev is not None:  # the reversible couplings, token-wise apart from attention
+            x1 = x2 = x
+            for block, layer in zip(self.blocks, cache.layers):
+                x1 = x1 + block.attn_step(x2, layer)
+                x2 = x2 + block.ff_branch(x1)
+            x = (x1 + x2) / 2
+        else:
+            for block, layer in zip(self.blocks, cache.layers):
+                x = block.step(x, layer)
+        return self.norm(x)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
         if self.rev is not None:

@@ -1,0 +1,209 @@
+"""Sample DNA from a trained causal DNA LM, continuing a prompt (console command: ``longseq-generate-dna``).
+
+    python scripts/generate_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --prompt ACGTACGT --length 1000 --out generated.fa
+
+The prompt is ``--prompt`` (bases) or ``--prompt-fasta FILE[:RECORD[:START-END]]`` (the
+first record by default; START-END 1-based and inclusive, as samtools regions).
+``--prompt-strand -`` takes the reverse complement of the prompt region, so the output
+continues the minus strand: upstream of START on the plus strand, written 5' to 3' on the
+minus strand. Each base is sampled from the model's next-base distribution over A, C, G,
+T at ``--temperature`` (0: always the most likely base), among the ``--top-k`` most
+likely; ``--seed`` fixes the draws. The model keeps a bounded cache of past keys and
+values (its sliding windows), so each base costs the same however long the context is;
+the prompt is read in chunks of ``--prefill-chunk`` bases. Writes FASTA (the generated
+bases only; ``--include-prompt`` puts the prompt first) and prints bases per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "parse_args", "run", "parse_region", "sample_next"]
+
+PROG = "longseq-generate-dna"
+_LINE = 80  # FASTA line width
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``longseq-generate-dna``."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by longseq-train-dna (--task lm, causal)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="prompt bases (ACGT, IUPAC codes)")
+    src.add_argument("--prompt-fasta", metavar="FILE[:RECORD[:START-END]]",
+                     help="prompt from a FASTA/GenBank file: a record (default the first) and a 1-based inclusive "
+                          "region (default the whole record)")
+    p.add_argument("--prompt-strand", choices=("+", "-"), default="+",
+                   help="'-': reverse-complement the prompt region, continuing the minus strand (default '+')")
+    p.add_argument("--length", type=int, default=1000, help="bases to generate (default 1000)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
+    p.add_argument("--top-k", type=int, default=4, help="sample among the K most likely bases, 1 to 4 (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the draws (default 0)")
+    p.add_argument("--out", type=Path, default=Path("generated.fa"), help="output FASTA (default generated.fa)")
+    p.add_argument("--name", default="generated", help="FASTA record name (default 'generated')")
+    p.add_argument("--include-prompt", action="store_true", help="write the prompt before the generated bases")
+    p.add_argument("--prefill-chunk", type=int, default=1024,
+                   help="prompt bases per cached step (default 1024; the cost per base grows with it)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle a checkpoint holding more than tensors and plain values (trusted files only)")
+    return p.parse_args(argv)
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"{PROG}: error: {message}")
+
+
+def parse_region(spec: str) -> tuple[str, str | None, tuple[int, int] | None]:
+    """``FILE[:RECORD[:START-END]]`` -> (file, record or None, (start, end) 1-based inclusive or None).
+
+    A file name holding ``:`` is taken whole when it exists. Raises ``ValueError`` for a
+    malformed region.
+    """
+    if Path(spec).exists():
+        return spec, None, None
+    m = re.fullmatch(r"(.+?):([^:]+)(?::(\d[\d,]*)-(\d[\d,]*))?", spec)
+    if not m:
+        return spec, None, None
+    path, record, start, end = m.groups()
+    if start is None:
+        return path, record, None
+    s, e = int(start.replace(",", "")), int(end.replace(",", ""))
+    if s < 1 or e < s:
+        raise ValueError(f"region {s}-{e} must satisfy 1 <= START <= END")
+    return path, record, (s, e)
+
+
+def _prompt_ids(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, str]:
+    """Prompt ids (numpy uint8, strand applied) and a description for the FASTA header."""
+    import numpy as np
+
+    if args.prompt is not None:
+        text = args.prompt.strip()
+        if not text:
+            raise _fail("--prompt is empty: give at least one base")
+        try:
+            ids = tokenizer.encode(text, record="--prompt")
+        except ValueError as exc:
+            raise _fail(f"--prompt: {exc}") from None
+        where = f"prompt={len(ids)}bp"
+    else:
+        from genomics.io.readers import iter_records
+
+        try:
+            path, record, region = parse_region(args.prompt_fasta)
+        except ValueError as exc:
+            raise _fail(f"--prompt-fasta {args.prompt_fasta}: {exc}") from None
+        if not Path(path).exists():
+            raise _fail(f"--prompt-fasta {args.prompt_fasta}: no such file {path}")
+        try:
+            records = iter_records(path)
+            rec = next((r for r in records if record is None or r.id == record or r.name == record), None)
+        except ValueError as exc:
+            raise _fail(f"--prompt-fasta {exc}") from None
+        if rec is None:
+            raise _fail(f"--prompt-fasta {args.prompt_fasta}: no record named {record!r} in {path}")
+        seq = str(rec.seq)
+        start, end = region or (1, len(seq))
+        if end > len(seq):
+            raise _fail(f"--prompt-fasta {args.prompt_fasta}: region end {end} is past the record's {len(seq)} bases")
+        try:
+            ids = tokenizer.encode(seq[start - 1 : end], record=rec.id, offset=start - 1)
+        except ValueError as exc:
+            raise _fail(f"--prompt-fasta {exc}") from None
+        where = f"prompt={rec.id}:{start}-{end}"
+    if args.prompt_strand == "-":
+        ids = np.ascontiguousarray(tokenizer.reverse_complement(ids))
+    return ids, f"{where}({args.prompt_strand})"
+
+
+def sample_next(logits: Any, base_ids: Any, temperature: float, top_k: int, generator: Any) -> Any:
+    """Next base ids (B,) from logits (B, V): restricted to ``base_ids`` (A, C, G, T), the
+    ``top_k`` most likely of them, softmax at ``temperature`` (0: argmax)."""
+    import torch
+
+    scores = logits[:, base_ids].float()  # B, 4
+    if temperature == 0 or top_k == 1:
+        return base_ids[scores.argmax(-1)]
+    top, idx = scores.topk(top_k, dim=-1)
+    probs = torch.softmax(top / temperature, dim=-1)
+    pick = torch.multinomial(probs.cpu(), 1, generator=generator).to(idx.device)
+    return base_ids[idx.gather(-1, pick).squeeze(-1)]
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Generate as the command line says; returns ``{"sequence", "prompt_length",
+    "bases_per_second", "out"}``."""
+    args = parse_args(argv)
+    if args.length < 1:
+        raise _fail(f"--length must be >= 1, got {args.length}")
+    if args.temperature < 0:
+        raise _fail(f"--temperature must be >= 0, got {args.temperature}")
+    if not 1 <= args.top_k <= 4:
+        raise _fail(f"--top-k must be in [1, 4] (there are four bases), got {args.top_k}")
+    if args.prefill_chunk < 1:
+        raise _fail(f"--prefill-chunk must be >= 1, got {args.prefill_chunk}")
+    import torch
+    from tqdm import tqdm
+
+    from genomics.models import CheckpointError, load_model
+
+    try:
+        model, tokenizer, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
+    except CheckpointError as exc:
+        raise _fail(f"--ckpt {exc}") from None
+    if info.task != "lm" or model.objective != "causal":
+        kind = f"{model.objective} LM" if info.task == "lm" else f"{info.task} model"
+        raise _fail(f"--ckpt {args.ckpt} holds a {kind}; generation needs a causal LM")
+    prompt, where = _prompt_ids(args, tokenizer)
+    try:
+        cache = model.new_cache(1, args.device, max_len=len(prompt) + args.length)
+    except ValueError as exc:
+        raise _fail(f"--ckpt {args.ckpt}: its model cannot be decoded with a bounded cache: {exc}") from None
+    base_ids = torch.as_tensor(tokenizer.encode("ACGT").astype("int64"), device=args.device)
+    gen = torch.Generator().manual_seed(args.seed)
+    ids = torch.as_tensor(prompt.astype("int64"), device=args.device)[None]  # 1, P
+    out = torch.empty(args.length, dtype=torch.long)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        logits = None
+        for s in range(0, ids.shape[1], args.prefill_chunk):
+            logits = model.step(ids[:, s : s + args.prefill_chunk], cache)[:, -1]
+        prefill_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for i in tqdm(range(args.length), desc="bases", unit="bp", disable=None):
+            nxt = sample_next(logits, base_ids, args.temperature, args.top_k, gen)
+            out[i] = nxt[0]
+            logits = model.step(nxt[:, None], cache)[:, -1]
+    gen_s = time.perf_counter() - t1
+    rate = args.length / gen_s if gen_s > 0 else float("inf")
+    sequence = tokenizer.decode(out.numpy().astype("uint8"))
+    prompt_text = tokenizer.decode(prompt)
+    text = (prompt_text if args.include_prompt else "") + sequence
+    header = (f">{args.name} length={len(sequence)} {where} temperature={args.temperature} top_k={args.top_k} "
+              f"seed={args.seed}{' with_prompt' if args.include_prompt else ''}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as fh:
+        fh.write(header + "\n")
+        for s in range(0, len(text), _LINE):
+            fh.write(text[s : s + _LINE] + "\n")
+    print(f"prompt: {len(prompt):,} bases read in {prefill_s:.2f} s")
+    print(f"generated {args.length:,} bases in {gen_s:.2f} s: {rate:,.1f} bases/s "
+          f"(context {len(prompt) + args.length:,} bases, device {args.device})")
+    print(f"wrote {args.out}")
+    return {"sequence": sequence, "prompt_length": len(prompt), "bases_per_second": rate, "out": args.out}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``longseq-generate-dna``)."""
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()
