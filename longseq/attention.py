@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels.bias import TileBias
-from longseq.kernels.blocked import blocked_attention, use_backend
+from longseq.kernels.blocked import bias_needs_grad, blocked_attention, use_backend
+from longseq.kernels.flex import flex_attention_forward
 from longseq.kernels.registry import attention_for, tiling_for
 from longseq.kernels.window2d import window2d_attention
 from longseq.kernels.window2d_traced import traced_window2d_attention
@@ -167,12 +168,19 @@ def _run_blocked(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Te
                              dropout_p=float(dropout_p))
 
 
+def _run_flex(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None,
+              bias: TileBias | None, dropout_p: float, scale: float) -> Tensor:
+    # k, v may keep fewer heads than q here: FlexAttention groups them itself (enable_gqa)
+    return flex_attention_forward(q, k, v, pattern, key_mask=key_mask, bias=bias, scale=scale)
+
+
 _RUNNERS: dict[str, Callable[..., Tensor]] = {
     "pattern": _run_pattern,
     "dense_sdpa": _run_dense_sdpa,
     "traced_dense": _run_traced_dense,
     "traced_window2d": _run_traced_window2d,
     "window2d_sdpa": _run_window2d_sdpa,
+    "flex": _run_flex,
     "blocked": _run_blocked,
 }
 
@@ -239,7 +247,9 @@ def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor |
     pattern.check_length(q.shape[2])
     if not getattr(pattern, "supports_gqa", True) and k.shape[1] != q.shape[1]:
         raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
-    return choose_route(q, pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    return choose_route(q, pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p,
+                        needs_grad=needs_grad or bias_needs_grad(bias))
 
 
 def explain(
@@ -309,7 +319,8 @@ def attend(
         return q * 0 + (k.sum() + v.sum()) * 0  # empty, and still part of the autograd graph
     # checked before k and v are expanded to q's heads: the check reads each element once
     non_finite = _masks_some_pair(route, pattern, key_mask) and _has_non_finite(q, k, v)
-    if k.shape[1] != H:
+    # the flex route groups heads natively; the non-finite path compares per query head
+    if k.shape[1] != H and (route.route != "flex" or non_finite):
         rep = H // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)

@@ -10,11 +10,14 @@
 * ``"traced_window2d"``: while ``torch.export`` traces, :class:`~longseq.patterns.Window2D`
   windows as the batch of one SDPA call, with a per-window mask (no ``L x L`` tensor);
 * ``"window2d_sdpa"``: :class:`~longseq.patterns.Window2D` windows as the batch of one SDPA call;
+* ``"flex"``: PyTorch's FlexAttention with the pattern as ``mask_mod`` and ``BlockMask``
+  (:mod:`longseq.kernels.flex`): every pattern with a flex mask on CUDA tensors (except
+  the Dense cases SDPA serves), on CPU only under ``use_backend("flex")``;
 * ``"blocked"``: the blocked kernel over the pattern's tiling.
 
 ``backend`` names the tile backend (``"flash"``, ``"math"``, ``"fused"``) where tiles
-run, ``"sdpa"`` for the routes that call PyTorch's SDPA directly, and ``"own"`` for a
-pattern's own ``attend`` method.
+run, ``"flex"`` for FlexAttention, ``"sdpa"`` for the routes that call PyTorch's SDPA
+directly, and ``"own"`` for a pattern's own ``attend`` method.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import Tensor
 
 from longseq.kernels.bias import TileBias
 from longseq.kernels.blocked import BackendChoice, backend_choice, bias_needs_grad, current_backend
+from longseq.kernels.flex import flex_unsupported, score_mod_for, supports_bias, supports_flex
 from longseq.kernels.registry import attention_for, attention_info, has_own_attention
 from longseq.kernels.window2d import supports_window2d_sdpa
 from longseq.kernels.window2d_traced import supports_traced_window2d
@@ -34,7 +38,7 @@ from longseq.patterns import Dense, Pattern
 
 __all__ = ["Route", "ROUTES", "choose_route"]
 
-ROUTES = ("pattern", "dense_sdpa", "traced_dense", "traced_window2d", "window2d_sdpa", "blocked")
+ROUTES = ("pattern", "dense_sdpa", "traced_dense", "traced_window2d", "window2d_sdpa", "flex", "blocked")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ _WINDOW2D = Route("window2d_sdpa", "sdpa",
                   "Window2D windows attend only themselves: one partition copy and one SDPA call")
 
 
+_FLEX_FORCED = Route("flex", "flex", "FlexAttention with the pattern's mask_mod and BlockMask; "
+                                    "forced by use_backend('flex')")
+_FLEX_CUDA = Route("flex", "flex", "CUDA: FlexAttention with the pattern's mask_mod and BlockMask "
+                                  "(fused block-sparse kernel, forward and backward)")
+
+
 @lru_cache(maxsize=None)
 def _registered(how: str) -> Route:
     return Route("pattern", "torch", how)
@@ -76,13 +86,16 @@ def _tiled(route: str, choice: BackendChoice, how: str | None = None) -> Route:
 
 
 def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: TileBias | None,
-                 dropout_p: float) -> Route:
+                 dropout_p: float, needs_grad: bool | None = None) -> Route:
     """The route of ``attend(q, k, v, pattern, key_mask=..., bias=..., dropout_p=...)``.
 
     ``q`` ``(B, H, L, D)`` (only its device and dtype matter), ``key_mask`` ``(B, L)``.
     Arguments are assumed valid (:func:`longseq.attend` checks them first). Raises the
     ``ValueError`` the kernel would raise for a backend forced by ``use_backend`` that
-    cannot serve these arguments.
+    cannot serve these arguments (``NotImplementedError`` for a bias type the forced
+    ``"flex"`` backend has no ``score_mod`` for). ``needs_grad``: whether the call is
+    differentiated (which FlexAttention on CPU cannot do); None reads it from ``q`` and
+    the bias alone.
     """
     if has_own_attention(pattern):
         return _OWN_METHOD
@@ -96,6 +109,34 @@ def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: 
         return _DENSE if key_mask is None else _DENSE_PADDED
     if torch.compiler.is_exporting():
         return _TRACED_WINDOW2D if supports_traced_window2d(pattern, bias) else _TRACED
+    flex = _flex_route(q, pattern, bias, float(dropout_p), needs_grad)
+    if flex is not None:
+        return flex
     if current_backend() == "auto" and supports_window2d_sdpa(pattern, bias):
         return _WINDOW2D
     return _tiled("blocked", backend_choice(q, float(dropout_p), bias_needs_grad(bias)))
+
+
+def _flex_route(q: Tensor, pattern: Pattern, bias: TileBias | None, dropout_p: float,
+                needs_grad: bool | None) -> Route | None:
+    """The ``flex`` route when it serves this call, None to go on to the other routes.
+
+    Forced by ``use_backend("flex")``, a pattern without a flex mask goes on (its tiles
+    choose as under ``auto``); any other reason flex cannot serve raises, as for the other
+    forced backends. Under ``auto`` only CUDA tensors take it, and anything it cannot
+    serve (dropout, a bias without a ``score_mod``) goes on to the blocked kernel."""
+    forced = current_backend()
+    if forced not in ("auto", "flex") or (forced == "auto" and q.device.type != "cuda"):
+        return None
+    if not supports_flex(pattern):
+        return None
+    if needs_grad is None:
+        needs_grad = (q.requires_grad and torch.is_grad_enabled()) or bias_needs_grad(bias)
+    why_not = flex_unsupported(q, pattern, bias=bias, dropout_p=dropout_p, needs_grad=needs_grad)
+    if why_not is None:
+        return _FLEX_FORCED if forced == "flex" else _FLEX_CUDA
+    if forced == "flex":
+        if not supports_bias(bias):
+            score_mod_for(bias, pattern, 1)  # raises NotImplementedError naming the bias type
+        raise ValueError(f"the flex backend cannot serve this call: {why_not}")
+    return None

@@ -28,7 +28,7 @@ __all__ = [
     "BackendChoice", "bias_needs_grad", "merge_partial",
 ]
 
-_BACKENDS = ("auto", "flash", "math", "fused")
+_BACKENDS = ("auto", "flash", "math", "fused", "flex")
 # A context variable, not a module global: each thread (and asyncio task) sees only the
 # backend forced by its own ``with use_backend(...)`` blocks.
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("longseq_tile_backend", default="auto")
@@ -47,8 +47,11 @@ def use_backend(name: str) -> Iterator[None]:
     PyTorch's fused CPU kernels; ``"math"`` plain matmuls (any device, dropout, bias
     gradients); ``"fused"`` the AVX512-BF16 C kernel of :mod:`longseq.kernels.fused_bf16`
     (bf16 CPU tensors; tiles whose block or head size is not a multiple of 16 still run
-    on ``"flash"``). The choice lives in a :class:`contextvars.ContextVar`, so threads
-    running attention at the same time do not see each other's choice."""
+    on ``"flash"``); ``"flex"`` PyTorch's FlexAttention (:mod:`longseq.kernels.flex`) for
+    the patterns it covers, not a tile backend: tiles that still run inside such a ``with`` block
+    (data-dependent patterns) choose as under ``"auto"``. The choice lives in a
+    :class:`contextvars.ContextVar`, so threads running attention at the same time do not
+    see each other's choice."""
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
     token = _BACKEND.set(name)
@@ -77,6 +80,7 @@ _WHY_DROPOUT = "dropout: only the matmul tiles apply it"
 _WHY_BIAS_GRAD = "learnable bias under autograd: only the matmul tiles give score gradients"
 _WHY_FUSED = "bf16 on a CPU with AVX512-BF16: the fused C kernel"
 _WHY_FLASH = "CPU, no dropout, no learnable bias: PyTorch's flash tiles"
+_WHY_FLEX_TILES = "use_backend('flex') covers only patterns with a flex mask_mod: tiles chosen as under 'auto'"
 _WHY_FLASH_BF16 = ("bf16 without the fused C kernel (no AVX512-BF16 or C compiler, disabled, or compiling): "
                    "PyTorch's flash tiles")
 
@@ -89,9 +93,18 @@ def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoic
     path in both directions (docs/benchmarks.md). bf16 tiles go to the AVX512-BF16 C
     kernel instead where it is available (a bf16 window pass at 65,536 tokens ran about
     3.4x (2.7-3.6x) faster on it; same document).
-    Elsewhere the matmul path runs.
+    Elsewhere the matmul path runs. Under ``use_backend("flex")`` (which selects a route,
+    not tiles) the tiles are chosen as under ``auto`` and the reason says so.
     """
     forced = _BACKEND.get()
+    if forced == "flex":
+        choice = _choice("auto", q, dropout_p, bias_grad)
+        return choice._replace(reason=f"{choice.reason}; {_WHY_FLEX_TILES}")
+    return _choice(forced, q, dropout_p, bias_grad)
+
+
+def _choice(forced: str, q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoice:
+    """:func:`backend_choice` for a tile backend name (``"auto"`` or a forced one)."""
     flash_ok = q.device.type == "cpu" and dropout_p == 0.0 and not bias_grad
     if forced in ("flash", "fused") and not flash_ok:
         raise ValueError(f"the {forced} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
