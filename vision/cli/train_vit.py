@@ -20,7 +20,9 @@ Installed, the command is ``longseq-train-vit``. ``--config`` reads a YAML with 
 (``ImageClassificationTask``'s arguments) and ``trainer`` (any ``lightning.Trainer``
 argument, plus ``seed``); default configs/vision/train_vit.yaml, or
 configs/vision/train_vit_photos.yaml with ``--data``. Flags override the YAML,
-``--print-config`` prints the merged config and exits. ``--ckpt-path`` resumes a run
+``--print-config`` prints the merged config and exits. ``--devices``, ``--strategy``,
+``--num-nodes``, ``--accelerator`` and ``--sync-batchnorm`` set the ``trainer`` keys of the
+same names: data-parallel training on several devices or machines (docs/scaling.md). ``--ckpt-path`` resumes a run
 (``last``: the newest last checkpoint under ``--out-dir``), ``--init-from`` starts from a
 checkpoint's weights with a fresh optimizer and schedule. Prints a summary (last and best
 validation accuracy, epochs, training time without validation, images/s, parameters, peak
@@ -117,7 +119,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="trainer.max_time in minutes (0: no time budget)")
     p.add_argument("--batch-size", type=int, help="data.batch_size")
     p.add_argument("--precision", help="trainer.precision, e.g. 32-true, bf16-mixed")
-    p.add_argument("--devices", help="trainer.devices (int or 'auto')")
+    p.add_argument("--devices", help="trainer.devices: devices (processes) per node, an int, 'auto' or a list "
+                   "such as '0,1' (docs/scaling.md)")
+    p.add_argument("--strategy", help="trainer.strategy: e.g. ddp (one process per device; gloo on CPU, NCCL on "
+                   "GPU), ddp_spawn, fsdp (docs/scaling.md)")
+    p.add_argument("--num-nodes", type=int, help="trainer.num_nodes: machines in a multi-node run (launched by "
+                   "torchrun or a cluster scheduler, docs/scaling.md)")
+    p.add_argument("--accelerator", help="trainer.accelerator: cpu, gpu or auto")
+    p.add_argument("--sync-batchnorm", action="store_true", default=None, help="trainer.sync_batchnorm: BatchNorm "
+                   "statistics over the global batch on several GPUs (the default model's conv stem has BatchNorm)")
     p.add_argument("--data", help="data.root: an ImageFolder root (root/<class>/<img> or root/{train,val}/...)")
     p.add_argument("--out-dir", help="trainer.default_root_dir: logs and checkpoints")
     p.add_argument("--train-size", type=int, help="data.train_size: scattered-digits training canvases")
@@ -158,7 +168,9 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
         "data": {"root": args.data, "img_size": args.img_size, "batch_size": args.batch_size,
                  "train_size": args.train_size, "val_size": args.val_size, "num_workers": args.num_workers},
         "trainer": {"max_epochs": args.epochs, "max_steps": args.max_steps, "precision": args.precision,
-                    "devices": devices, "default_root_dir": args.out_dir},
+                    "devices": devices, "strategy": args.strategy, "num_nodes": args.num_nodes,
+                    "accelerator": args.accelerator, "sync_batchnorm": getattr(args, "sync_batchnorm", None),
+                    "default_root_dir": args.out_dir},
         "task": {"layer_decay": getattr(args, "layer_decay", None)},
     }
     if getattr(args, "pretrained", None) is not None:
@@ -292,7 +304,8 @@ def _summary(task: Any, trainer: Any, checkpoint: Any, history: Any, throughput:
     summary["best_step"] = best.get("step")
     summary.update({"best_" + k.replace("/", "_"): best[k] for k in metrics if k in best})
     summary.update({
-        "train_images_per_s": throughput.per_second,
+        # Every process steps in lockstep with a batch of the same size: all of them together.
+        "train_images_per_s": throughput.per_second * trainer.world_size,
         "train_minutes": train_seconds / 60,
         "val_minutes": history.seconds / 60,
         **peak_memory_gb(trainer.strategy.root_device),
@@ -357,9 +370,29 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None)
     start = time.perf_counter()
     trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - start - history.seconds
+    # The last checkpoint holds the final state: ModelCheckpoint writes it only beside a new
+    # best one, and not at all for a run that stops between validations. (Every process calls
+    # this; the first one writes.)
+    final = checkpoint.last_model_path or str(out_dir / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(final)
+    checkpoint.last_model_path = final
     if (history.last or {}).get("step") != trainer.global_step:  # a step or time budget stopped mid-epoch
         trainer.validate(task, datamodule=dm, verbose=False)
     return _summary(task, trainer, checkpoint, history, throughput, train_seconds, cfg, name)
+
+
+def _use_cores() -> None:
+    """Torch on every core, or on an equal share of them for each process that torchrun starts
+    on this machine (it sets ``LOCAL_WORLD_SIZE``, and ``OMP_NUM_THREADS=1``, which keeps
+    Lightning from sharing them out as it does for the processes it starts itself)."""
+    import os
+
+    import torch
+
+    use_all_cores()
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    if per_machine > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_machine))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -373,8 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     run_or_exit(p, lambda: check_runnable(cfg) or cfg)
     if args.init_from and args.ckpt_path:
         p.error("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
-    use_all_cores()
-    print_summary(run(cfg, ckpt_path=args.ckpt_path, init_from=args.init_from))
+    _use_cores()
+    summary = run(cfg, ckpt_path=args.ckpt_path, init_from=args.init_from)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # one summary for a run on several processes
+        print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Callable, Sequence
 
 import lightning as L
+import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from vision.data.datasets import ScatteredDigitsClassification
 from vision.data.image_folder import SafeImageFolder, scan_image_folder
 from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
 from vision.data.transforms import photo_transform
 
-__all__ = ["ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["EpochShuffle", "ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,45 @@ def _size(img_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return h, w
 
 
+class EpochShuffle(RandomSampler):
+    """A new order every epoch: ``torch.randperm(n)`` drawn from a generator seeded with
+    ``seed + epoch``, where ``seed`` defaults to ``PL_GLOBAL_SEED`` (set by
+    ``lightning.seed_everything``; 0 when unset), read as iteration starts.
+
+    This is the order that Lightning's ``DistributedSampler(shuffle=True)`` draws on every
+    process before dealing it out (process ``r`` of ``W`` takes positions ``r, r + W, ...``),
+    and Lightning puts one in place of this sampler (a ``RandomSampler``) on more than one
+    device. So a run on ``W`` processes with per-process batch ``B`` trains on the same
+    samples per step as one process with batch ``W * B``, whenever the training set size is a
+    multiple of ``W`` (otherwise ``DistributedSampler`` repeats samples to even out).
+    """
+
+    def __init__(self, data_source, seed: int | None = None) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning's fit loop at the start of every epoch."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        seed = self.seed if self.seed is not None else int(os.getenv("PL_GLOBAL_SEED", 0))
+        generator = torch.Generator()
+        generator.manual_seed(seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
 class _ClassificationLoaders(L.LightningDataModule):
-    """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``."""
+    """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``. Training
+    shuffles with :class:`EpochShuffle` (the same global batches on any number of devices)."""
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         hp = self.hparams
         # drop_last keeps training steps equal-sized, but never empties a set smaller than a batch.
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=shuffle and len(dataset) > hp.batch_size)
+        return DataLoader(dataset, batch_size=hp.batch_size, sampler=EpochShuffle(dataset) if shuffle else None,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+                          drop_last=shuffle and len(dataset) > hp.batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -172,6 +172,18 @@ class ImageClassificationTask(L.LightningModule):
         return [{"params": decay, "weight_decay": hp.weight_decay, "lr": hp.lr},
                 {"params": no_decay, "weight_decay": 0.0, "lr": hp.lr}]
 
+    def _time_fraction(self) -> float:
+        """The share of ``max_time`` spent (:func:`longseq.schedules.time_budget_fraction`),
+        the first process's on every process of a distributed run: each process's clock reads
+        a little differently, and replicas stepping with different learning rates would drift
+        apart. (Lightning's ``Timer`` broadcasts its stop decision the same way.)"""
+        trainer = self._trainer
+        fraction = time_budget_fraction(trainer)
+        if trainer is not None and trainer.world_size > 1 and any(
+                hasattr(c, "time_remaining") and c.time_remaining() is not None for c in trainer.callbacks):
+            fraction = float(trainer.strategy.broadcast(fraction, src=0))
+        return fraction
+
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr)
@@ -180,7 +192,7 @@ class ImageClassificationTask(L.LightningModule):
 
         def schedule(step: int) -> float:
             # Annealing also follows Trainer(max_time): a clock-stopped run still ends decayed.
-            return warmup_cosine(step, warmup, total, hp.min_lr_ratio, time_budget_fraction(self._trainer))
+            return warmup_cosine(step, warmup, total, hp.min_lr_ratio, self._time_fraction())
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
