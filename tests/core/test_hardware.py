@@ -116,7 +116,7 @@ def test_reuse_freed_memory_stops_refaulting_freed_tensors():
     tensors after the first two, most fault nothing. A few may land on fresh heap memory
     (when a small allocation took the freed spot) or find their retained pages reclaimed
     by the OS while idle: on the reference VM, whose kernel runs a DAMON ``pageout``
-    scheme, 0-3 of the ten faulted in eight probes (session 16), 0-2 before. The bound,
+    scheme, 0-3 of the ten faulted in eight probes on the reference EPYC, 0-2 on an earlier machine. The bound,
     half the ten, still fails if freed memory goes back to the OS. The opt-out variable
     and a user's own malloc settings are respected."""
     pages = 64 * 2**20 // 4096
