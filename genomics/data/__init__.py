@@ -9,7 +9,8 @@ Lightning data modules (imported on first use, as they need Lightning).
 * ``sequence_classification``: :class:`SequenceClassificationDataModule` (a table, train/dev/test
   files or a FASTA per class; :func:`stratified_holdout`).
 * ``needle``: the long-range check's examples and :class:`NeedleDataModule`.
-* ``loaders``: :class:`PaddedSplitLoaders`, train/val/test loaders with padding masks.
+* ``loaders``: :class:`PaddedSplitLoaders`, train/val/test loaders with padding masks;
+  :class:`ResumableTrainOrder`, training loaders in an order a resumed run reproduces.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ EXPORTS = {
     "datasets": ("OnShort", "Cell", "IGNORE_INDEX", "plan_cells", "WindowDataset", "SequenceDataset", "pad_collate"),
     "joined": ("JoinedWindowDataset",),
     "length_warmup": ("Stage", "split_into_epochs", "warmup_schedule"),
-    "loaders": ("PaddedSplitLoaders",),
+    "loaders": ("PaddedSplitLoaders", "ResumableTrainOrder"),
     "datamodules": ("GenomeWindowDataModule", "AnnotationDataModule"),
     "sequence_classification": ("SequenceClassificationDataModule", "stratified_holdout"),
     "needle": ("MARKER_ZONE", "NeedleSpec", "NeedleDataset", "NeedleDataModule"),
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     )
     from genomics.data.joined import JoinedWindowDataset
     from genomics.data.length_warmup import Stage, split_into_epochs, warmup_schedule
-    from genomics.data.loaders import PaddedSplitLoaders
+    from genomics.data.loaders import PaddedSplitLoaders, ResumableTrainOrder
     from genomics.data.needle import MARKER_ZONE, NeedleDataModule, NeedleDataset, NeedleSpec
     from genomics.data.sequence_classification import SequenceClassificationDataModule, stratified_holdout
     from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits

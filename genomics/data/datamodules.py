@@ -12,12 +12,12 @@ from typing import Sequence
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from genomics.data.datasets import OnShort, WindowDataset, pad_collate
 from genomics.data.joined import JoinedWindowDataset
 from genomics.data.length_warmup import Stage, split_into_epochs
+from genomics.data.loaders import ResumableTrainOrder
 from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask
 from genomics.io.annotation import LABEL_NAMES
@@ -31,7 +31,7 @@ __all__ = ["GenomeWindowDataModule", "AnnotationDataModule"]
 log = logging.getLogger(__name__)
 
 
-class GenomeWindowDataModule(L.LightningDataModule):
+class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
     """Windows of ``seq_len`` bases from one or more genomes, for language-model pretraining.
 
     Args:
@@ -53,6 +53,10 @@ class GenomeWindowDataModule(L.LightningDataModule):
             with a ``SEP`` token between them that attention masks (see
             :class:`~genomics.data.joined.JoinedWindowDataset`). Default: a window never spans
             two records.
+
+    Training windows come in an order drawn from ``shuffle_seed`` and the epoch, each with its
+    own augmentation seed (:class:`~genomics.data.loaders.ResumableTrainOrder`), so a run
+    resumed from a checkpoint in the middle of an epoch trains the batches it would have.
     """
 
     def __init__(
@@ -165,21 +169,26 @@ class GenomeWindowDataModule(L.LightningDataModule):
         return len(self.epochs)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = None
-        num_samples = self.hparams.samples_per_epoch
-        if shuffle and self.epochs:
+        if shuffle:
+            return self._train_loader()
+        return DataLoader(
+            self.datasets[split], batch_size=batch_size, shuffle=False, collate_fn=pad_collate,
+            num_workers=self.hparams.num_workers, persistent_workers=False,
+        )
+
+    def _train_loader(self) -> DataLoader:
+        """Epoch e of a length schedule draws ``epochs[e].steps`` batches of its stage's windows
+        (with replacement); without one, ``samples_per_epoch`` draws or one pass in random order."""
+        if self.epochs:
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             stage = self.epochs[min(epoch, len(self.epochs) - 1)]
             self.set_train_window(stage.seq_len, stage.batch_size)
-            dataset, batch_size, num_samples = self.datasets[split], stage.batch_size, stage.steps * stage.batch_size
-        if shuffle and num_samples:
-            sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=num_samples)
-            shuffle = False
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, collate_fn=pad_collate,
-            num_workers=self.hparams.num_workers, persistent_workers=False,
-        )
+            return self.train_loader(self.datasets["train"], stage.batch_size,
+                                     num_samples=stage.steps * stage.batch_size, replacement=True,
+                                     epoch_steps=[e.steps for e in self.epochs], num_workers=self.hparams.num_workers)
+        num_samples = self.hparams.samples_per_epoch
+        return self.train_loader(self.datasets["train"], self.batch_size, num_samples=num_samples,
+                                 replacement=bool(num_samples), num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from genomics.data.splits import Region
 from genomics.data.tokenizers import PAD, is_unknown, reverse_complement
 from genomics.io.cache import GenomeArray
+from genomics.io.readers import DataInputError
 
 __all__ = ["OnShort", "Cell", "plan_cells", "WindowDataset", "SequenceDataset", "pad_collate", "IGNORE_INDEX"]
 
@@ -52,9 +53,9 @@ def plan_cells(
         iv = region.interval
         if len(iv) < seq_len:
             if on_short == "error":
-                raise ValueError(
+                raise DataInputError(
                     f"{split or 'a'} region {iv.record}:{iv.start}-{iv.end} ({len(iv)} bases) is shorter than "
-                    f"seq_len={seq_len}; lower seq_len or set on_short='pad' or 'clip'"
+                    f"seq_len={seq_len}; lower the window (--seq-len) or set data.on_short: pad or clip"
                 )
             starts, span = np.array([iv.start]), len(iv)
         else:

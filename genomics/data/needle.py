@@ -27,12 +27,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from genomics.data.datamodules import GenomeWindowDataModule
-from genomics.data.datasets import pad_collate
 from genomics.data.length_warmup import Stage, split_into_epochs
 from genomics.data.loaders import PaddedSplitLoaders
 from genomics.data.splits import Region
 from genomics.io.bed import Interval
 from genomics.io.cache import GenomeArray
+from genomics.io.readers import DataInputError
 
 __all__ = ["MARKER_ZONE", "NeedleSpec", "NeedleDataset", "NeedleDataModule"]
 
@@ -171,8 +171,8 @@ class NeedleDataModule(PaddedSplitLoaders, L.LightningDataModule):
         base = self.datasets["train"]
         dataset = NeedleDataset(base.genomes, base.regions, stage.seq_len, stage.steps * stage.batch_size,
                                 base.spec, seed=base.seed)
-        return DataLoader(dataset, batch_size=stage.batch_size, shuffle=False, collate_fn=pad_collate,
-                          num_workers=self.hparams.num_workers)
+        return self.train_loader(dataset, stage.batch_size, shuffle=False, epoch_steps=[e.steps for e in self.epochs],
+                                 num_workers=self.hparams.num_workers)
 
     def _genome(self) -> GenomeWindowDataModule:
         h = self.hparams
@@ -190,10 +190,15 @@ class NeedleDataModule(PaddedSplitLoaders, L.LightningDataModule):
         spec = NeedleSpec(h.motif_len, h.seed)
         whole = [Region(g, Interval(rec.name, 0, rec.length, "test"))
                  for g, gen in enumerate(genomes) for rec in gen.records]
-        self.datasets = {
-            "train": NeedleDataset(genomes, splits["train"], h.seq_len, h.train_samples, spec, seed=h.seed),
-            "val": NeedleDataset(genomes, splits["val"], h.seq_len, h.val_samples, spec, fixed=True, seed=h.seed + 1),
-            "test": NeedleDataset(genomes, whole, h.eval_seq_len, h.test_samples, spec,
-                                  min_distance=h.min_distance, fixed=True, seed=h.seed + 2),
-        }
+        try:
+            train = NeedleDataset(genomes, splits["train"], h.seq_len, h.train_samples, spec, seed=h.seed)
+            val = NeedleDataset(genomes, splits["val"], h.seq_len, h.val_samples, spec, fixed=True, seed=h.seed + 1)
+        except ValueError as exc:
+            raise DataInputError(f"--seq-len {h.seq_len:,} (schedule.seq_len): {exc}") from None
+        try:
+            test = NeedleDataset(genomes, whole, h.eval_seq_len, h.test_samples, spec, min_distance=h.min_distance,
+                                 fixed=True, seed=h.seed + 2)
+        except ValueError as exc:
+            raise DataInputError(f"data.eval_seq_len {h.eval_seq_len:,}: {exc}") from None
+        self.datasets = {"train": train, "val": val, "test": test}
 

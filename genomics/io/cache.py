@@ -27,7 +27,9 @@ import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask, is_unknown
 from genomics.io.annotation import LABELS_VERSION, labels_from_gff, labels_from_record
-from genomics.io.readers import DataInputError, GenomeFormatError, SeqFormat, detect_format, iter_records, open_binary
+from genomics.io.readers import (
+    DataInputError, GenomeFormatError, SeqFormat, describe_bad_sequence, detect_format, iter_records, open_binary,
+)
 
 __all__ = ["RecordInfo", "GenomeArray", "build_genome_cache", "file_checksum", "default_cache_dir"]
 
@@ -171,6 +173,10 @@ def build_genome_cache(
     return GenomeArray(target)
 
 
+def _not_dna(record: object, name: str, exc: ValueError) -> str:
+    return describe_bad_sequence(str(record.seq[:10_000]), name, str(exc))  # type: ignore[attr-defined]
+
+
 def _write_entry(
     path: str | Path, folder: Path, fmt: SeqFormat, tok: NucleotideTokenizer, labels: bool,
     gff: str | Path | None, skip_all_n: bool,
@@ -182,7 +188,10 @@ def _write_entry(
             if name in seen:
                 raise GenomeFormatError(f"{str(path)!r}: duplicate record name {name!r}")
             seen.add(name)
-            ids = tok.encode(bytes(record.seq), record=name)
+            try:
+                ids = tok.encode(bytes(record.seq), record=name)
+            except ValueError as exc:  # not DNA: name the file, and protein as protein
+                raise GenomeFormatError(f"{str(path)!r}: {_not_dna(record, name, exc)}") from None
             if ids.size == 0 or bool(is_unknown(ids).all()):
                 if not skip_all_n:
                     raise GenomeFormatError(f"{str(path)!r}: record {name!r} is empty or all N")

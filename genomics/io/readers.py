@@ -18,7 +18,8 @@ from typing import IO, Iterator, Literal
 from Bio import SeqIO
 from Bio.SeqRecord import SeqRecord
 
-__all__ = ["DataInputError", "GenomeFormatError", "SeqFormat", "detect_format", "open_binary", "iter_records", "path_exists"]
+__all__ = ["DataInputError", "GenomeFormatError", "SeqFormat", "describe_bad_sequence", "detect_format", "iter_records",
+           "open_binary", "path_exists"]
 
 SeqFormat = Literal["fasta", "genbank", "fastq"]
 _SUFFIXES: dict[str, SeqFormat] = {
@@ -27,6 +28,7 @@ _SUFFIXES: dict[str, SeqFormat] = {
     ".fq": "fastq", ".fastq": "fastq",
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_PROTEIN_ONLY = set("EFILPQefilpq")  # amino acids whose letters are no nucleotide or IUPAC code
 
 
 class GenomeFormatError(ValueError):
@@ -114,3 +116,14 @@ def iter_records(path: str | Path, fmt: SeqFormat | None = None) -> Iterator[Seq
             raise GenomeFormatError(f"{str(path)!r} is not valid {fmt}: {first_line}") from None
     if count == 0:
         raise GenomeFormatError(f"{str(path)!r} holds no {fmt} record (empty file or no '>' header)")
+
+
+def describe_bad_sequence(text: str, record: str, error: str) -> str:
+    """Why ``text`` (a record's first bases) is not DNA, in words: protein when at least 5% of
+    it are amino-acid letters that no nucleotide code uses (E, F, I, L, P, Q), else ``error``."""
+    protein = [c for c in text if c in _PROTEIN_ONLY]
+    if text and len(protein) >= 0.05 * len(text):
+        shown = ", ".join(sorted({c.upper() for c in protein}))
+        return (f"record {record!r} looks like protein, not DNA (amino-acid letters {shown}); "
+                f"give a nucleotide FASTA/GenBank/FASTQ file")
+    return error

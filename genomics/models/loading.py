@@ -25,12 +25,12 @@ from torch import Tensor, nn
 from genomics.data.tokenizers import NucleotideTokenizer
 
 __all__ = ["RECORD_KEY", "CheckpointError", "CheckpointInfo", "LoadedModel", "TaskName", "checkpoint_info",
-           "load_model", "read_checkpoint"]
+           "checkpoint_safe_globals", "fit_problems", "load_model", "name_list", "read_checkpoint", "state_differences"]
 
 log = logging.getLogger(__name__)
 
 TaskName = Literal["lm", "classification", "annotation", "needle"]
-#: Checkpoint key of the tasks' own record: ``{"task", "class_names", "longest_train_input"}``.
+#: Checkpoint key of the tasks' own record: ``{"task", "class_names", "longest_train_input", "schedule"}``.
 RECORD_KEY = "genomics"
 _PREFIX = "backbone."  # the tasks hold the model as ``self.backbone``
 _SHOWN = 5  # parameter names listed in an error
@@ -75,10 +75,16 @@ class LoadedModel(NamedTuple):
     info: CheckpointInfo
 
 
+def checkpoint_safe_globals() -> Any:
+    """A context in which ``torch.load(weights_only=True)`` also accepts the path types a
+    checkpoint's hyper-parameters may hold (for ``Trainer.fit(..., weights_only=True)``)."""
+    return torch.serialization.safe_globals(list(_SAFE_PATH_TYPES))
+
+
 def _load(path: Path, map_location: str | torch.device, trusted: bool) -> Any:
     if trusted:
         return torch.load(path, map_location=map_location, weights_only=False)
-    with torch.serialization.safe_globals(list(_SAFE_PATH_TYPES)):
+    with checkpoint_safe_globals():
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
@@ -149,22 +155,36 @@ def _model_state(ckpt: Mapping[str, Any]) -> dict[str, Tensor]:
     return {k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)}
 
 
+def state_differences(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> dict[str, list[str]]:
+    """How ``state`` differs from a model's ``own`` state dict: ``shape`` (``name: checkpoint
+    (..), model (..)``), ``missing`` (in the model, not the checkpoint) and ``unexpected``
+    (in the checkpoint, not the model), each a list of names in the model's order."""
+    return {
+        "shape": [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
+                  for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)],
+        "missing": [k for k in own if k not in state],
+        "unexpected": [k for k in state if k not in own],
+    }
+
+
+def name_list(names: list[str], shown: int = _SHOWN) -> str:
+    """The first ``shown`` names, then how many more."""
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return "; ".join(names[:shown]) + more
+
+
+def fit_problems(differences: Mapping[str, list[str]],
+                 kinds: tuple[str, ...] = ("shape", "missing", "unexpected")) -> str:
+    """The differences of ``kinds`` in words ("" when there is none)."""
+    titles = {"shape": "shape mismatch", "missing": "missing from the checkpoint", "unexpected": "not in the model"}
+    return " | ".join(f"{titles[k]}: {name_list(differences[k])}" for k in kinds if differences.get(k))
+
+
 def _check_fits(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped parameters."""
-    own = model.state_dict()
-    problems = []
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    for what, names in (("shape mismatch", shapes), ("missing from the checkpoint", missing),
-                        ("not in the model", unexpected)):
-        if names:
-            more = f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-            problems.append(f"{what}: {'; '.join(names[:_SHOWN])}{more}")
+    problems = fit_problems(state_differences(model.state_dict(), state))
     if problems:
-        raise CheckpointError(f"{path}: the weights do not fit the model its config builds; "
-                              + " | ".join(problems))
+        raise CheckpointError(f"{path}: the weights do not fit the model its config builds; {problems}")
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, trusted: bool = False) -> LoadedModel:

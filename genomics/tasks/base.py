@@ -4,7 +4,8 @@ A task receives its backbone (a :mod:`genomics.models` module) as an argument an
 hyper-parameters without it, plus the backbone's ``config``, so ``load_from_checkpoint``
 rebuilds the model from a local checkpoint alone. Each checkpoint also carries a
 :data:`~genomics.models.loading.RECORD_KEY` record (task name, class names, longest input
-trained) that :func:`genomics.models.load_model` reads.
+trained, the length schedule by epoch) that :func:`genomics.models.load_model` and a resumed
+``longseq-train-dna`` read.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class DNATask(L.LightningModule):
             from genomics.io.annotation import LABEL_NAMES
 
             names = LABEL_NAMES
+        epochs = getattr(datamodule, "epochs", None) or []
         checkpoint[RECORD_KEY] = {
             "task": task,
             "class_names": [str(n) for n in names] if names else None,
             "longest_train_input": getattr(self, "_longest_train_input", None),
+            # the length schedule, one [seq_len, batch_size, steps] per epoch: a resume must match it
+            "schedule": [[int(e.seq_len), int(e.batch_size), int(e.steps)] for e in epochs] or None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

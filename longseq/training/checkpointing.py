@@ -9,12 +9,13 @@ new one.
 
 Where a save lands in the training loop decides what a resumed run repeats:
 
-* after an optimizer step that is not the last of its epoch, the checkpoint holds the state
-  of ``on_train_batch_end`` (Lightning resumes with the next batch); the file is moved into
-  place only at the next batch, once the step's logged metrics are flushed to disk, so the
-  metrics file of a killed run always reaches the step its ``last.ckpt`` holds;
-* a step that ends an epoch is saved at ``on_train_epoch_end``, after the epoch's
-  validation, so a resumed run neither repeats nor skips it.
+* the checkpoint holds the state of ``on_train_batch_end`` in the middle of an epoch, where
+  Lightning resumes with the next batch; a save due on the last batch of an epoch, or on a
+  batch a validation pass follows, is made one batch later (a resumed run would otherwise
+  skip that validation or the epoch's end);
+* the file is moved into place only at the next batch, once the step's logged metrics are
+  flushed to disk, so the metrics file of a killed run always reaches the step its
+  ``last.ckpt`` holds.
 
     cadence = CheckpointCadence(every_steps=None, every_minutes=10)   # steps: 5% of the run
     callbacks = [PeriodicCheckpoint(run_dir / "checkpoints", cadence), ...]
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
@@ -61,8 +63,8 @@ class CheckpointCadence:
     every_minutes: float | None = DEFAULT_EVERY_MINUTES
 
     def __post_init__(self) -> None:
-        if self.every_steps is not None and (isinstance(self.every_steps, bool) or int(self.every_steps) != self.every_steps
-                                             or self.every_steps < 1):
+        steps = self.every_steps
+        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
             raise ValueError(f"every_steps must be a whole number >= 1, got {self.every_steps!r}")
         if self.every_minutes is not None and not self.every_minutes > 0:
             raise ValueError(f"every_minutes must be > 0, got {self.every_minutes!r}")
@@ -80,12 +82,12 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def atomic_save_checkpoint(trainer: L.Trainer, path: str | Path) -> Path:
+def atomic_save_checkpoint(trainer: L.Trainer, path: str | Path, weights_only: bool = False) -> Path:
     """``trainer.save_checkpoint`` to a temporary file beside ``path``, then ``os.replace``.
     Call on every rank (the strategy writes on rank 0 only); returns ``path``."""
     path = Path(path)
     partial = path.with_name(path.name + _PARTIAL)
-    trainer.save_checkpoint(partial)
+    trainer.save_checkpoint(partial, weights_only=weights_only)
     if trainer.is_global_zero:
         _fsync(partial)
         os.replace(partial, path)
@@ -117,12 +119,12 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     temporary name and moved into place (a kill never leaves half a best checkpoint)."""
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        atomic_save_checkpoint(trainer, filepath)
+        atomic_save_checkpoint(trainer, filepath, self.save_weights_only)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                logger.after_save_checkpoint(self)
+                logger.after_save_checkpoint(proxy(self))
 
 
 class PeriodicCheckpoint(Checkpoint):
@@ -148,7 +150,6 @@ class PeriodicCheckpoint(Checkpoint):
         self._last_time = 0.0
         self._last_step = -1
         self._pending: Path | None = None  # a finished save waiting for its metrics to be flushed
-        self._save_at_epoch_end = False
         self._carry = False  # a save postponed by one batch
         self._seen_step = -1
 
@@ -169,9 +170,11 @@ class PeriodicCheckpoint(Checkpoint):
             return trainer.max_steps
         return trainer.estimated_stepping_batches
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_steps is None:
             self.every_steps = default_every_steps(self._planned_steps(trainer))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_time = self.clock()
         self._last_step = self._seen_step = trainer.global_step
         self.dirpath.mkdir(parents=True, exist_ok=True)
@@ -217,15 +220,14 @@ class PeriodicCheckpoint(Checkpoint):
         stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
         if not stepped or not self._due(trainer):  # no optimizer step in this batch (gradient accumulation)
             return
-        if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last step: after its validation
-            self._carry, self._save_at_epoch_end = False, True
-            return
-        # A resumed run skips a validation due after the batch it restarts from: save one batch later.
-        self._carry = _validates_after(trainer, batch_idx)
+        # Lightning resumes well from the middle of an epoch only: a save due on an epoch's last
+        # batch, or on one a validation pass follows, is made one batch later.
+        last = batch_idx + 1 >= trainer.num_training_batches
+        self._carry = last or _validates_after(trainer, batch_idx)
         if self._carry:
             return
         partial = self.path.with_name(self.path.name + _PARTIAL)
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)
         if trainer.is_global_zero:
             _fsync(partial)
         self._pending = partial
@@ -233,9 +235,6 @@ class PeriodicCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._publish(trainer)
-        if self._save_at_epoch_end:
-            self._save_at_epoch_end = False
-            self._save_now(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The final state, always (also when the last validation was not the best)."""

@@ -4,16 +4,18 @@
 the global random state, and pairs every drawn index with a seed of its own;
 :class:`SeededDataset` runs the wrapped dataset's ``__getitem__`` under that seed, so random
 augmentation is a function of the item's place in the run, whichever DataLoader worker loads
-it. A run resumed in the middle of an epoch builds the same sampler with ``skip`` set to the
-items already trained (:func:`items_done`) and continues with the very next one.
+it. At the start of each epoch's iteration the sampler asks where training stands (``position``:
+the epoch, and the items of it already trained, :func:`items_done`), so a run resumed in
+the middle of an epoch continues with the very next item.
 
-    sampler = ResumableSampler(len(ds), num_samples=n, seed=seed, epoch=epoch, skip=items_done(...))
+    position = lambda: (trainer.current_epoch, items_done(trainer, steps_per_epoch, batch_size))
+    sampler = ResumableSampler(len(ds), num_samples=n, seed=seed, position=position)
     loader = DataLoader(SeededDataset(ds), batch_size=b, sampler=sampler)
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -37,20 +39,23 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         replacement: with ``shuffle``, draw with replacement (as ``RandomSampler``).
         seed, epoch: the order's seed and epoch (``set_epoch`` changes the epoch; Lightning
             calls it at each epoch start).
-        skip: draws of epoch ``skip_epoch`` (default ``epoch``) to leave out (a resumed run:
-            the ones already trained). ``len()`` stays the full epoch, as Lightning counts
-            batches from the restored position.
+        position: called when an epoch's iteration starts; returns ``(epoch, items already
+            trained in it)``, so the order and the place to start are read from the trainer at
+            that moment (after a checkpoint is restored), not when the loader was built. The
+            skipped draws are left out of the iteration, while ``len()`` stays the full epoch,
+            as Lightning counts a resumed epoch's batches from the restored position.
     """
 
     def __init__(self, size: int, num_samples: int | None = None, *, shuffle: bool = True, replacement: bool = False,
-                 seed: int = 0, epoch: int = 0, skip: int = 0, skip_epoch: int | None = None) -> None:
+                 seed: int = 0, epoch: int = 0, position: Callable[[], tuple[int, int]] | None = None) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         if num_samples is not None and num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.size, self.num_samples = int(size), int(num_samples if num_samples is not None else size)
         self.shuffle, self.replacement, self.seed, self.epoch = shuffle, replacement, int(seed), int(epoch)
-        self.skip, self.skip_epoch = max(0, int(skip)), int(epoch if skip_epoch is None else skip_epoch)
+        self.position = position
+        self.skipped = 0  # draws left out of the last iteration
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the order of ``epoch`` next."""
@@ -71,9 +76,12 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         return index, seeds
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        skip = 0
+        if self.position is not None:
+            self.epoch, skip = self.position()
         index, seeds = self.order()
-        start = self.skip if self.epoch == self.skip_epoch else 0
-        return iter(zip(index[start:].tolist(), seeds[start:].tolist()))
+        self.skipped = min(max(0, int(skip)), self.num_samples)
+        return iter(zip(index[self.skipped:].tolist(), seeds[self.skipped:].tolist()))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -100,7 +108,8 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (unpickling): no recursion
+        """The wrapped dataset's attributes (``seq_len``, ``cells``, ...)."""
+        if name == "dataset" or name.startswith("__"):  # not set yet (unpickling), or protocol lookups
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -120,9 +129,10 @@ def items_done(trainer: Any, epoch_steps: Sequence[int] | int, batch_size: int) 
     """Items of the trainer's current epoch already trained: nonzero only in a run resumed in
     the middle of an epoch (``global_step`` past the epoch's first step). ``epoch_steps``:
     optimizer steps per epoch (see :func:`steps_before_epoch`)."""
-    if trainer is None:
+    step = getattr(trainer, "global_step", None)
+    if step is None:  # no trainer (or a stand-in without steps): the epoch's start
         return 0
     epoch = int(trainer.current_epoch)
-    done = int(trainer.global_step) - steps_before_epoch(epoch, epoch_steps)
+    done = int(step) - steps_before_epoch(epoch, epoch_steps)
     accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
     return max(0, done) * accumulate * batch_size

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from longseq.training.config import ConfigError
+
 from genomics.cli import train_dna
 from genomics.data import AnnotationDataModule
 from genomics.io import CDS, GENE, INTERGENIC, labels_from_gff
@@ -105,7 +107,7 @@ def test_class_that_never_occurs_is_a_warning(tmp_path, genome, caplog):
 
 def test_gff_flag_errors(tmp_path, genome, no_model):
     gff = write_gff(tmp_path / "a.gff", FEATURES)
-    with pytest.raises(SystemExit, match=r"--gff: not used by --task lm"):
+    with pytest.raises(ConfigError, match=r"--gff: not used by --task lm"):
         train_dna.run(["--gff", str(gff), "--print-config"])
     with pytest.raises(ValueError, match=r"--gff \(data\.gff\) needs --fasta"):
         train_dna.run(["--task", "annotation", "--gff", str(gff), *QUICK])

@@ -9,6 +9,8 @@ import logging
 import numpy as np
 import pytest
 
+from longseq.training.config import ConfigError
+
 from genomics.cli import train_dna
 from genomics.data import SequenceClassificationDataModule
 from genomics.data.sequence_classification import stratified_holdout
@@ -96,7 +98,7 @@ def test_column_flags_train(tmp_path):
     path = write_table(tmp_path / "reads.csv", ["dna_seq", "celltype"], table_rows(binary_labels(20)))
     s = _run(tmp_path, "--data", str(path), "--sequence-column", "dna_seq", "--label-column", "celltype")
     assert s["classes"] == ["neg", "pos"]
-    with pytest.raises(SystemExit, match=r"--label-column: not used by --task lm"):
+    with pytest.raises(ConfigError, match=r"--label-column: not used by --task lm"):
         train_dna.run(["--label-column", "x", "--print-config"])
 
 
@@ -280,10 +282,14 @@ def test_folder_errors(tmp_path, no_model):
         _run(tmp_path, "--data", str(tmp_path / "nowhere"))
 
 
-def test_main_prints_input_errors_without_traceback(tmp_path, no_model):
+def test_main_prints_input_errors_without_traceback(tmp_path, no_model, capsys):
     (tmp_path / "one_class.csv").write_text("sequence,label\nACGT,a\nACGA,a\n")
-    with pytest.raises(SystemExit, match=r"^longseq-train-dna: error: .*at least 2 classes"):
-        train_dna.main(["--task", "classification", "--data", str(tmp_path / "one_class.csv")])
+    with pytest.raises(SystemExit) as exit_info:
+        train_dna.main(["--task", "classification", "--data", str(tmp_path / "one_class.csv"),
+                        "--out-dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("longseq-train-dna: error: ") and "at least 2 classes" in err and len(err.splitlines()) == 1
 
 
 def test_ignored_files_in_split_folder_are_named(tmp_path, caplog):

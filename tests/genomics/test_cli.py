@@ -15,6 +15,7 @@ import yaml
 
 from longseq.hardware import cpu_description
 from longseq.training.config import ConfigError
+from longseq.training.errors import UserError
 
 from genomics.cli import bench_dna, eval_needle, score_dna, train_dna
 from genomics.cli.train_config import TASKS, default_config_path, load_task_config
@@ -46,7 +47,7 @@ def test_bad_config_key_is_named_with_file_and_line(tmp_path):
     (tmp_path / "bad.yaml").write_text("model:\n  dim: 64\n  dimm: 64\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml:3: model\.dimm: unknown key \(did you mean 'dim'\?\)"):
         load_task_config(tmp_path / "bad.yaml", "lm")
-    with pytest.raises(SystemExit, match=r"bad\.yaml:3: model\.dimm"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:3: model\.dimm"):
         train_dna.run(["--config", str(tmp_path / "bad.yaml"), "--print-config"])
 
 
@@ -63,9 +64,9 @@ def test_keys_the_script_sets_are_refused(tmp_path):
 
 
 def test_flag_for_another_task_is_an_error():
-    with pytest.raises(SystemExit, match=r"--join-records: not used by --task needle"):
+    with pytest.raises(ConfigError, match=r"--join-records: not used by --task needle"):
         train_dna.run(["--task", "needle", "--join-records", "--print-config"])
-    with pytest.raises(SystemExit, match=r"--fasta: not used by --task classification"):
+    with pytest.raises(ConfigError, match=r"--fasta: not used by --task classification"):
         train_dna.run(["--task", "classification", "--fasta", "g.fa", "--print-config"])
 
 
@@ -249,7 +250,7 @@ def test_two_step_needle(tmp_path, monkeypatch):
     before, after = (torch.load(c, weights_only=False)["state_dict"]
                      for c in (summary["checkpoint"], again["checkpoint"]))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    with pytest.raises(SystemExit, match="exclude each other"):
+    with pytest.raises(UserError, match="exclude each other"):
         train_dna.run([*common, "--init-from", summary["checkpoint"], "--ckpt-path", summary["checkpoint"]])
 
 
