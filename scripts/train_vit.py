@@ -20,9 +20,19 @@ Installed, the command is ``longseq-train-vit``. ``--config`` reads a YAML with 
 (``ImageClassificationTask``'s arguments) and ``trainer`` (any ``lightning.Trainer``
 argument, plus ``seed``); default configs/vision/train_vit.yaml, or
 configs/vision/train_vit_photos.yaml with ``--data``. Flags override the YAML,
-``--print-config`` prints the merged config and exits. ``--ckpt-path`` resumes a run
+``--print-config`` prints the merged config and exits. ``--devices``, ``--strategy``,
+``--num-nodes``, ``--accelerator`` and ``--sync-batchnorm`` set the ``trainer`` keys of the
+same names: data-parallel training on several devices or machines (docs/scaling.md). ``--ckpt-path`` resumes a run
 (``last``: the newest last checkpoint under ``--out-dir``), ``--init-from`` starts from a
-checkpoint's weights with a fresh optimizer and schedule. Prints a summary (last and best
+checkpoint's weights with a fresh optimizer and schedule. ``checkpoints/last.ckpt`` under
+``--out-dir`` is refreshed every 5% of the planned steps and every 10 minutes of training
+(``--ckpt-every-steps``, ``--ckpt-every-minutes``, the ``checkpoint`` section) and at the
+end, written to a temporary file and moved into place; ``--ckpt-path last`` continues a
+killed run exactly: same steps, learning rates, data order and augmentation (one process;
+without a ``max_time`` budget, which shapes the learning rate by the clock). Flags, files
+and checkpoints are checked before any model is built: a problem is one line on stderr,
+``longseq-train-vit: error: <flag or file>: <what is wrong>``, and exit status 2
+(``--debug`` shows the traceback). Prints a summary (last and best
 validation accuracy, epochs, training time without validation, images/s, parameters, peak
 memory, checkpoint paths); checkpoints reload with
 ``ImageClassificationTask.load_from_checkpoint(path)``.

@@ -61,7 +61,7 @@ def test_documented_train_vit_examples_print_their_config(argv, monkeypatch, cap
     monkeypatch.setattr(train_vit, "run", lambda cfg: pytest.fail("--print-config went on to train"))
     train_vit.main([*argv, "--print-config"])
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert set(printed) == {"model", "data", "task", "trainer"}
+    assert set(printed) == {"model", "data", "task", "trainer", "checkpoint"}
 
 
 def test_train_vit_has_documented_examples():

@@ -24,7 +24,15 @@ configs/vision/train_vit_photos.yaml with ``--data``. Flags override the YAML,
 ``--num-nodes``, ``--accelerator`` and ``--sync-batchnorm`` set the ``trainer`` keys of the
 same names: data-parallel training on several devices or machines (docs/scaling.md). ``--ckpt-path`` resumes a run
 (``last``: the newest last checkpoint under ``--out-dir``), ``--init-from`` starts from a
-checkpoint's weights with a fresh optimizer and schedule. Prints a summary (last and best
+checkpoint's weights with a fresh optimizer and schedule. ``checkpoints/last.ckpt`` under
+``--out-dir`` is refreshed every 5% of the planned steps and every 10 minutes of training
+(``--ckpt-every-steps``, ``--ckpt-every-minutes``, the ``checkpoint`` section) and at the
+end, written to a temporary file and moved into place; ``--ckpt-path last`` continues a
+killed run exactly: same steps, learning rates, data order and augmentation (one process;
+without a ``max_time`` budget, which shapes the learning rate by the clock). Flags, files
+and checkpoints are checked before any model is built: a problem is one line on stderr,
+``longseq-train-vit: error: <flag or file>: <what is wrong>``, and exit status 2
+(``--debug`` shows the traceback). Prints a summary (last and best
 validation accuracy, epochs, training time without validation, images/s, parameters, peak
 memory, checkpoint paths); checkpoints reload with
 ``ImageClassificationTask.load_from_checkpoint(path)``.
@@ -41,13 +49,17 @@ from typing import Any
 from longseq.training.config import (
     ConfigError, Section, add_config_arguments, config_file, dump_config, trainer_accepts,
 )
+from longseq.training.errors import UserError, check_positive, run_cli
 
 from vision.cli._shared import (
-    Config, build_config, find_config, print_summary, run_or_exit, signature_keys, timm_name_error, use_all_cores,
+    Config, build_config, find_config, print_summary, signature_keys, timm_name_error, use_all_cores,
 )
 
-__all__ = ["DEFAULTS", "DEFAULT_BACKBONE_KWARGS", "PHOTO_CONFIG", "build_config_from_args", "check_runnable", "main",
-           "parser", "resolve_ckpt_path", "run", "sections"]
+__all__ = ["DEFAULTS", "DEFAULT_BACKBONE_KWARGS", "PHOTO_CONFIG", "PROG", "CheckpointPathError",
+           "build_config_from_args", "check_flags", "check_inputs", "check_runnable", "main", "parser",
+           "resolve_ckpt_path", "run", "sections"]
+
+PROG = "longseq-train-vit"
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +81,7 @@ DEFAULTS: Config = {
     "trainer": {"seed": 0, "max_epochs": 6, "max_steps": -1, "max_time": {"minutes": 26.0}, "precision": "32-true",
                 "devices": 1, "accelerator": "auto", "default_root_dir": "runs/train_vit", "log_every_n_steps": 10,
                 "num_sanity_val_steps": 0, "enable_model_summary": False, "enable_progress_bar": True},
+    "checkpoint": {"every_steps": None, "every_minutes": 10.0},
 }
 
 #: The config of a run on an image folder (``--data``) when no ``--config`` is given,
@@ -95,11 +108,12 @@ def sections(model_name: str) -> list[Section]:
         Section("data", (ScatteredDigitsDataModule, ImageFolderDataModule)),
         Section("task", signature_keys(ImageClassificationTask, exclude=_TASK_SET_HERE)),
         Section("trainer", trainer_accepts("seed")),
+        Section("checkpoint", ("every_steps", "every_minutes")),
     ]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="longseq-train-vit", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     default = config_file("vision/train_vit.yaml")
     add_config_arguments(p, default)
@@ -142,6 +156,11 @@ def parser() -> argparse.ArgumentParser:
                    "'last': the newest last checkpoint in --out-dir's checkpoints folder")
     p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule); "
                    "the config must build the checkpoint's model")
+    p.add_argument("--ckpt-every-steps", type=int, help="checkpoint.every_steps: refresh last.ckpt every N optimizer "
+                   "steps (default: 5%% of the planned steps, rounded up)")
+    p.add_argument("--ckpt-every-minutes", type=float, help="checkpoint.every_minutes: refresh last.ckpt every M "
+                   "minutes of training (default 10)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     return p
 
 
@@ -172,6 +191,8 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
                     "accelerator": args.accelerator, "sync_batchnorm": getattr(args, "sync_batchnorm", None),
                     "default_root_dir": args.out_dir},
         "task": {"layer_decay": getattr(args, "layer_decay", None)},
+        "checkpoint": {"every_steps": getattr(args, "ckpt_every_steps", None),
+                       "every_minutes": getattr(args, "ckpt_every_minutes", None)},
     }
     if getattr(args, "pretrained", None) is not None:
         overrides["model"]["pretrained"] = args.pretrained
@@ -199,20 +220,106 @@ def check_runnable(cfg: Config) -> None:
                           "give one with --data PATH (or data.root)")
 
 
+class CheckpointPathError(UserError, FileNotFoundError):
+    """A ``--ckpt-path`` that names no checkpoint file."""
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Numeric flags out of range, as :class:`UserError` naming the flag."""
+    check_positive({"--img-size": args.img_size, "--batch-size": args.batch_size, "--epochs": args.epochs,
+                    "--train-size": args.train_size, "--val-size": args.val_size, "--num-nodes": args.num_nodes,
+                    "--ckpt-every-steps": args.ckpt_every_steps}, what="must be a positive whole number")
+    check_positive({"--num-workers": args.num_workers}, minimum=0, what="must be >= 0")
+    if args.max_steps is not None and (args.max_steps == 0 or args.max_steps < -1):
+        raise UserError(f"--max-steps: must be a positive whole number (or -1: no limit), got {args.max_steps}")
+    if args.max_minutes is not None and args.max_minutes < 0:
+        raise UserError(f"--max-minutes: must be >= 0 (0: no time budget), got {args.max_minutes:g}")
+    if args.ckpt_every_minutes is not None and not args.ckpt_every_minutes > 0:
+        raise UserError(f"--ckpt-every-minutes: must be > 0, got {args.ckpt_every_minutes:g}")
+    if args.layer_decay is not None and not 0.0 < args.layer_decay <= 1.0:
+        raise UserError(f"--layer-decay: must be in (0, 1], got {args.layer_decay:g}")
+    if args.init_from and args.ckpt_path:
+        raise UserError("--init-from, --ckpt-path: exclude each other (weights only vs a full resume)")
+
+
+def _read_checkpoint(path: str | Path, flag: str) -> dict[str, Any]:
+    """A Lightning checkpoint written by this command, or :class:`UserError` naming ``flag`` and the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointPathError(f"{flag}: {path}: no checkpoint there (no such file)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError,
+            AttributeError, ModuleNotFoundError) as exc:
+        raise UserError(f"{flag}: {path}: not a checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"{flag}: {path}: not a training checkpoint of {PROG} (no state_dict)")
+    return checkpoint
+
+
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """``--ckpt-path``: ``last`` is the newest ``last*.ckpt`` in ``out_dir/checkpoints``;
-    other values must name an existing file."""
+    """``--ckpt-path``: ``last`` is the newest ``last*.ckpt`` in ``out_dir/checkpoints``
+    (the one this command keeps current); other values must name an existing file.
+    Raises :class:`CheckpointPathError` (a :class:`UserError` and a ``FileNotFoundError``)."""
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
         found = sorted((out_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         if not found:
-            raise FileNotFoundError(f"--ckpt-path last: no last*.ckpt in {out_dir / 'checkpoints'} to resume")
+            raise CheckpointPathError(f"--ckpt-path last: no last*.ckpt in {out_dir / 'checkpoints'} to resume "
+                                      "(is --out-dir the folder of the run?)")
         return str(found[-1])
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"--ckpt-path: no checkpoint at {path}")
+        raise CheckpointPathError(f"--ckpt-path: no checkpoint at {path}")
     return str(path)
+
+
+def _check_data(root: str | Path, flag: str) -> None:
+    """``--data``: an existing image folder with class sub-folders, each holding image files (the
+    data module decodes them, once, and refuses a class folder without a readable one)."""
+    from vision.data.image_folder import IMAGE_EXTENSIONS
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UserError(f"{flag}: {root}: no such folder")
+    if not root.is_dir():
+        raise UserError(f"{flag}: {root}: not a folder (an image folder holds root/<class>/<image>)")
+    tops = [root / "train", root / "val"] if (root / "train").is_dir() and (root / "val").is_dir() else [root]
+    for top in tops:
+        classes = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            what = "empty" if not any(top.iterdir()) else "no class sub-folders"
+            raise UserError(f"{flag}: {top}: {what} (an image folder holds root/<class>/<image>)")
+        for folder in classes:
+            if not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")):
+                raise UserError(f"{flag}: {folder}: class folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+
+
+def check_inputs(args: argparse.Namespace, cfg: Config) -> None:
+    """Every input the run reads, before any work: flags, the image folder, checkpoint files."""
+    check_flags(args)
+    check_runnable(cfg)
+    root = cfg["data"].get("root")
+    if root:
+        _check_data(root, "--data" if args.data else "data.root")
+    pretrained = cfg["model"].get("pretrained")
+    if pretrained:
+        flag = "--pretrained" if args.pretrained else "model.pretrained"
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise UserError(f"{flag}: {path}: no such checkpoint file")
+    out_dir = Path(cfg["trainer"].get("default_root_dir") or ".")
+    if args.ckpt_path:
+        _read_checkpoint(resolve_ckpt_path(args.ckpt_path, out_dir), "--ckpt-path")
+    if args.init_from:
+        _read_checkpoint(args.init_from, "--init-from")
 
 
 def _datamodule(data: dict[str, Any]):
@@ -225,16 +332,14 @@ def _datamodule(data: dict[str, Any]):
     return ScatteredDigitsDataModule(**data)
 
 
-def _saved_backbone_kwargs(path: str | None, name: str) -> dict[str, Any]:
+def _saved_backbone_kwargs(path: str | None, name: str, flag: str = "--ckpt-path") -> dict[str, Any]:
     """The ``backbone_kwargs`` a train_vit checkpoint at ``path`` recorded for model ``name``
     (empty for another model, or no checkpoint): the architecture to rebuild before its
     weights load, whatever the run's config leaves unsaid (a class token taken from
     ``--pretrained`` weights, say)."""
-    import torch
-
     if not path:
         return {}
-    checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False, mmap=True)
+    checkpoint = _read_checkpoint(path, flag)
     hparams = checkpoint.get("hyper_parameters") or {}
     if hparams.get("backbone_name") != name:
         return {}
@@ -244,19 +349,37 @@ def _saved_backbone_kwargs(path: str | None, name: str) -> dict[str, Any]:
 def _load_weights(task: Any, path: str) -> None:
     """``--init-from``: the task's weights from a checkpoint, strictly, except a classifier
     for another number of classes, which starts fresh."""
-    import torch
-
-    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    state = _read_checkpoint(path, "--init-from")["state_dict"]
     own = task.state_dict()
     head = [k for k in state if k in own and state[k].shape != own[k].shape and k.startswith("backbone.head.")]
     if head:
         log.info("%s: classifier %s left out (another number of classes); it starts fresh", path, ", ".join(head))
         state = {k: v for k, v in state.items() if k not in head}
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+              if k in own and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    if shapes:
+        raise UserError(f"--init-from: {path}: does not fit the configured model: shapes differ: "
+                        f"{', '.join(shapes[:3])}")
     result = task.load_state_dict(state, strict=False)
     problems = [k for k in result.missing_keys if k not in head] + list(result.unexpected_keys)
     if problems:  # the config must build the checkpoint's model
-        raise RuntimeError(f"{path}: does not fit the configured model: missing {result.missing_keys}, "
-                           f"unexpected {result.unexpected_keys}")
+        raise UserError(f"--init-from: {path}: does not fit the configured model: missing {result.missing_keys}, "
+                        f"unexpected {result.unexpected_keys}")
+
+
+def _check_fits(task: Any, path: str, flag: str = "--ckpt-path") -> None:
+    """The weights of the checkpoint at ``path`` have the names and shapes of ``task``'s."""
+    state = _read_checkpoint(path, flag)["state_dict"]
+    own = task.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                 f"shapes differ: {', '.join(shapes[:3])}" if shapes else ""]
+        raise UserError(f"{flag}: {path}: the weights do not fit the configured model ("
+                        f"{'; '.join(p for p in parts if p)}); resume with the --config and flags of its run")
 
 
 def _backbone(model_cfg: dict[str, Any], num_classes: int, img_size: Any) -> tuple[Any, str, dict[str, Any]]:
@@ -316,12 +439,15 @@ def _summary(task: Any, trainer: Any, checkpoint: Any, history: Any, throughput:
     return summary
 
 
-def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None) -> dict[str, Any]:
+def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
+        data_flag: str = "data.root") -> dict[str, Any]:
     """Train and validate as ``cfg`` says; returns the summary the command prints.
 
     Training stops at ``trainer.max_epochs``, ``max_steps`` or ``max_time``, whichever comes
     first; the final weights are always validated. ``ckpt_path`` resumes a run (``"last"``:
     see :func:`resolve_ckpt_path`); ``init_from`` loads a checkpoint's weights only.
+    An image folder without a readable image in a class folder is a :class:`UserError`
+    starting with ``data_flag``.
 
     Summary keys: ``val_*`` are the last validation's metrics (``val_top1`` micro accuracy,
     ``val_top1_macro`` the mean per-class accuracy), ``best_*`` those of the validation with
@@ -331,17 +457,18 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None)
     """
     import lightning as L
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     import vision  # noqa: F401  (registers the longseq backbones with timm)
     from longseq.hardware import warn_if_slow_bf16
     from longseq.training.callbacks import Throughput
+    from longseq.training.checkpointing import AtomicModelCheckpoint, CheckpointCadence, PeriodicCheckpoint
+    from longseq.training.random_state import RandomStateCheckpoint
     from vision.tasks.callbacks import ValidationHistory
     from vision.tasks.classification import ImageClassificationTask
 
     check_runnable(cfg)
     if ckpt_path and init_from:
-        raise ValueError("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
+        raise UserError("--init-from, --ckpt-path: exclude each other (weights only vs a full resume)")
     trainer_kwargs = dict(cfg["trainer"])
     seed = trainer_kwargs.pop("seed", 0)
     extra_callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
@@ -350,32 +477,45 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None)
     L.seed_everything(seed, workers=True)
     dm = _datamodule(cfg["data"])
     dm.prepare_data()
-    dm.setup("fit")
+    try:
+        dm.setup("fit")
+    except ValueError as exc:  # unreadable images: every file of a class folder, or of the whole folder
+        if not cfg["data"].get("root"):
+            raise
+        raise UserError(f"{data_flag}: {exc}") from None
     num_classes = dm.num_classes
     # A checkpoint to resume or start from rebuilds its own architecture; the config's keys win.
-    model_cfg = {**_saved_backbone_kwargs(ckpt_path or init_from, cfg["model"]["name"]), **cfg["model"]}
-    backbone, name, backbone_kwargs = _backbone(model_cfg, num_classes, cfg["data"].get("img_size"))
+    model_cfg = {**_saved_backbone_kwargs(ckpt_path or init_from, cfg["model"]["name"],
+                                        "--ckpt-path" if ckpt_path else "--init-from"), **cfg["model"]}
+    try:
+        backbone, name, backbone_kwargs = _backbone(model_cfg, num_classes, cfg["data"].get("img_size"))
+    except (OSError, RuntimeError, KeyError) as exc:
+        if not model_cfg.get("pretrained"):
+            raise
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise UserError(f"model.pretrained: {model_cfg['pretrained']}: cannot load these weights into "
+                        f"{model_cfg['name']} ({type(exc).__name__}: {first})") from None
     task = ImageClassificationTask(
         backbone, num_classes=num_classes, backbone_name=name, backbone_kwargs=backbone_kwargs,
         classes=list(dm.classes), **cfg["task"],
     )
     if init_from:
         _load_weights(task, init_from)
+    if ckpt_path:
+        _check_fits(task, ckpt_path)
     throughput, history = Throughput(skip=1), ValidationHistory()  # skip: the first step pays one-off costs
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val/top1", mode="max",
-                                 save_last=True, filename="epoch{epoch}-top1{val/top1:.3f}",
-                                 auto_insert_metric_name=False)
-    trainer = L.Trainer(**trainer_kwargs, callbacks=[throughput, history, checkpoint, *extra_callbacks])
+    checkpoint = AtomicModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val/top1", mode="max",
+                                       save_last=False, filename="epoch{epoch}-top1{val/top1:.3f}",
+                                       auto_insert_metric_name=False)
+    # last.ckpt on a cadence of its own (and at the end), so a killed run loses little.
+    periodic = PeriodicCheckpoint(out_dir / "checkpoints", CheckpointCadence(**(cfg.get("checkpoint") or {})))
+    callbacks = [throughput, history, RandomStateCheckpoint(), checkpoint, periodic, *extra_callbacks]
+    trainer = L.Trainer(**trainer_kwargs, callbacks=callbacks)
     warn_if_slow_bf16(trainer_kwargs.get("precision"), on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
     start = time.perf_counter()
-    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
     train_seconds = time.perf_counter() - start - history.seconds
-    # The last checkpoint holds the final state: ModelCheckpoint writes it only beside a new
-    # best one, and not at all for a run that stops between validations. (Every process calls
-    # this; the first one writes.)
-    final = checkpoint.last_model_path or str(out_dir / "checkpoints" / "last.ckpt")
-    trainer.save_checkpoint(final)
-    checkpoint.last_model_path = final
+    checkpoint.last_model_path = periodic.last_model_path or str(periodic.path)
     if (history.last or {}).get("step") != trainer.global_step:  # a step or time budget stopped mid-epoch
         trainer.validate(task, datamodule=dm, verbose=False)
     return _summary(task, trainer, checkpoint, history, throughput, train_seconds, cfg, name)
@@ -395,23 +535,29 @@ def _use_cores() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_machine))
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    p = parser()
-    args = p.parse_args(argv)
-    cfg = run_or_exit(p, lambda: build_config_from_args(args))
+def _main(argv: list[str] | None) -> None:
+    args = parser().parse_args(argv)
+    check_flags(args)
+    cfg = build_config_from_args(args)
     if args.print_config:
         print(dump_config(cfg), end="")
         return
-    run_or_exit(p, lambda: check_runnable(cfg) or cfg)
-    if args.init_from and args.ckpt_path:
-        p.error("--init-from and --ckpt-path exclude each other (weights only vs a full resume)")
+    check_inputs(args, cfg)
     _use_cores()
-    summary = run(cfg, ckpt_path=args.ckpt_path, init_from=args.init_from)
+    summary = run(cfg, ckpt_path=args.ckpt_path, init_from=args.init_from,
+                  data_flag="--data" if args.data else "data.root")
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # one summary for a run on several processes
         print_summary(summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``longseq-train-vit``). Unusable flags, files, configs and
+    checkpoints print ``longseq-train-vit: error: <flag or file>: <what is wrong>`` and exit
+    with status 2 (``--debug``: the traceback)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_cli(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
+from longseq.training.sampling import SeededDataset, items_done
+
 from vision.data.datasets import ScatteredDigitsClassification
 from vision.data.image_folder import SafeImageFolder, scan_image_folder
 from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
@@ -48,34 +50,70 @@ class EpochShuffle(RandomSampler):
     device. So a run on ``W`` processes with per-process batch ``B`` trains on the same
     samples per step as one process with batch ``W * B``, whenever the training set size is a
     multiple of ``W`` (otherwise ``DistributedSampler`` repeats samples to even out).
+
+    For an exact resume on one process: with ``item_seeds`` every index is paired with a seed
+    of its own, drawn after the order from the same generator (read the items through
+    :class:`longseq.training.sampling.SeededDataset`, so each item's augmentation depends on
+    its place in the run only); ``position``, called as iteration starts, returns ``(epoch,
+    items of it already trained)``, and those items are left out (a run resumed in the middle
+    of an epoch continues with the next batch). ``len()`` stays the full epoch.
     """
 
-    def __init__(self, data_source, seed: int | None = None) -> None:
+    def __init__(self, data_source, seed: int | None = None, *, item_seeds: bool = False,
+                 position: Callable[[], tuple[int, int]] | None = None) -> None:
         super().__init__(data_source)
         self.seed = seed
         self.epoch = 0
+        self.item_seeds, self.position = item_seeds, position
+        self.skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning's fit loop at the start of every epoch."""
         self.epoch = epoch
 
     def __iter__(self):
+        skip = 0
+        if self.position is not None:
+            self.epoch, skip = self.position()
         seed = self.seed if self.seed is not None else int(os.getenv("PL_GLOBAL_SEED", 0))
         generator = torch.Generator()
         generator.manual_seed(seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        n = len(self.data_source)
+        order = torch.randperm(n, generator=generator).tolist()
+        self.skipped = min(max(0, int(skip)), n)
+        if not self.item_seeds:
+            yield from order[self.skipped:]
+            return
+        seeds = torch.randint(2**62, (n,), generator=generator).tolist()
+        yield from zip(order[self.skipped:], seeds[self.skipped:])
 
 
 class _ClassificationLoaders(L.LightningDataModule):
     """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``. Training
-    shuffles with :class:`EpochShuffle` (the same global batches on any number of devices)."""
+    shuffles with :class:`EpochShuffle` (the same global batches on any number of devices);
+    on one process each item carries a seed of its own and a resumed epoch skips the batches
+    already trained, so ``--ckpt-path`` continues the data and augmentation of the run."""
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         hp = self.hparams
         # drop_last keeps training steps equal-sized, but never empties a set smaller than a batch.
-        return DataLoader(dataset, batch_size=hp.batch_size, sampler=EpochShuffle(dataset) if shuffle else None,
+        drop_last = shuffle and len(dataset) > hp.batch_size
+        sampler = None
+        if shuffle:
+            trainer = getattr(self, "trainer", None)
+            exact = trainer is not None and trainer.world_size == 1
+            batches = len(dataset) // hp.batch_size if drop_last else -(-len(dataset) // hp.batch_size)
+            position = None
+            if exact:
+                def position() -> tuple[int, int]:
+                    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+                    return int(trainer.current_epoch), items_done(trainer, -(-batches // accumulate), hp.batch_size)
+            sampler = EpochShuffle(dataset, item_seeds=exact, position=position)
+            if exact:
+                dataset = SeededDataset(dataset)
+        return DataLoader(dataset, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-                          drop_last=shuffle and len(dataset) > hp.batch_size)
+                          drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

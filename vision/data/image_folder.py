@@ -2,7 +2,8 @@
 
 Real folders hold grayscale scans, RGBA screenshots, palette PNGs and the odd truncated
 download. Unreadable files are skipped and non-RGB images converted, each with a logged
-warning; neither stops training.
+warning; neither stops training. A folder with no readable image at all, or a class
+folder without one, is an error naming it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def scan_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[st
             if mode != "RGB":
                 converted[mode] = converted.get(mode, 0) + 1
             samples.append((path, idx))
+    found = {label for _, label in samples}
+    empty = [name for idx, name in enumerate(classes) if idx not in found]
+    if empty and samples:  # a class the model would be sized for but never see
+        raise ValueError(f"{root / empty[0]}: no readable image in this class folder (every file is corrupt or "
+                         f"not an image: {', '.join(IMAGE_EXTENSIONS)})")
     if skipped:
         log.warning("skipped %d unreadable image(s) under %s: %s", len(skipped), root, "; ".join(skipped))
     if converted:
