@@ -141,18 +141,22 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("--gff", args.gff, args.task == "annotation"),
         ("--join-records", args.join_records, args.task in ("lm", "annotation")),
         ("--no-warmup", args.no_warmup, staged),
+        ("--sequence-parallel", args.sequence_parallel, args.task == "lm"),
     ) if given and not ok]
     if misplaced:
         raise ConfigError(f"{', '.join(misplaced)}: not used by --task {args.task}")
+    if args.sequence_parallel is not None and args.sequence_parallel < 1:
+        raise ConfigError(f"--sequence-parallel: processes per window, >= 1; got {args.sequence_parallel}")
     trainer = {"max_time": args.max_time, "precision": args.precision, "accelerator": args.accelerator,
-               "devices": args.devices, "strategy": args.strategy}
+               "devices": args.devices, "strategy": args.strategy, "num_nodes": args.num_nodes}
     checkpoint = {"every_steps": args.ckpt_every_steps, "every_minutes": args.ckpt_every_minutes}
     if not staged:  # classification: whole sequences, no length schedule
         return {"data": {"data": args.data, "test_data": args.test_data, "sequence_column": args.sequence_column,
                          "label_column": args.label_column, "max_len": args.seq_len, "batch_size": args.batch_size,
                          "num_workers": args.num_workers},
                 "task": {"max_steps": args.max_steps}, "checkpoint": checkpoint, "trainer": trainer}
-    data = {"fasta": args.fasta, "num_workers": args.num_workers, "join_records": True if args.join_records else None}
+    data = {"fasta": args.fasta, "num_workers": args.num_workers, "join_records": True if args.join_records else None,
+            "sequence_parallel": args.sequence_parallel}
     if args.gff:
         data["gff"] = args.gff[0] if len(args.gff) == 1 else args.gff
     schedule = {"seq_len": args.seq_len, "batch_size": args.batch_size, "max_steps": args.max_steps}

@@ -97,8 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", help="e.g. 32-true, bf16-mixed, 16-mixed (trainer.precision; default 32-true on "
                                        "CPU, bf16-mixed on CUDA)")
     p.add_argument("--accelerator", help="trainer.accelerator (default auto)")
-    p.add_argument("--devices", help="trainer.devices (default auto)")
-    p.add_argument("--strategy", help="trainer.strategy (default auto)")
+    p.add_argument("--devices", help="trainer.devices: processes (devices) per machine, an int, auto or a list such "
+                                     "as 0,1 (default auto); --batch-size is per process (docs/scaling.md)")
+    p.add_argument("--strategy", help="trainer.strategy: ddp (one process per device, the command started again "
+                                      "for each), ddp_spawn, fsdp (GPU), ... (default auto)")
+    p.add_argument("--num-nodes", type=int, help="trainer.num_nodes: machines, each running --devices processes "
+                                                 "(started by torchrun or SLURM; docs/scaling.md)")
+    p.add_argument("--sequence-parallel", type=int,
+                   help="lm: split every window over this many processes (data.sequence_parallel): each trains a "
+                        "contiguous slice, attention exchanges the rows its windows reach (longseq.distributed); "
+                        "needs a multiple of it as processes (--devices, --num-nodes, --strategy ddp) and a causal "
+                        "model of sliding-window layers without kmer_kernel, downsample, global tokens or dropout "
+                        "(docs/distributed.md)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (data.num_workers, default 0)")
     p.add_argument("--reuse-freed-memory", action="store_true",
                    help="keep freed memory for reuse instead of faulting in fresh pages for every activation "
@@ -241,6 +251,8 @@ def _trainer_arguments(cfg: Config, module: Any, dm: Any, stages: list | None) -
 
     kw = dict(cfg["trainer"])
     kw.setdefault("precision", "bf16-mixed" if torch.cuda.is_available() else "32-true")
+    if int(cfg["data"].get("sequence_parallel") or 1) > 1:
+        kw["use_distributed_sampler"] = False  # the data module deals windows out per group of ranks
     max_steps = module.hparams.max_steps
     kw.setdefault("max_steps", -1 if max_steps is None else max_steps)
     epoch_steps: list[int] = []
@@ -323,6 +335,7 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
     L.seed_everything(args.seed, workers=True, verbose=False)
     module, dm, stages = build(args.task, cfg, seq_len_name="--seq-len" if args.seq_len else "schedule.seq_len")
     dm.shuffle_seed = args.seed
+    _check_sequence_parallel(args, cfg, module)
     if start.resume:
         if stages:
             dm.set_schedule(stages, val_every=cfg["schedule"].get("val_every"))
@@ -333,6 +346,24 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         init_from_checkpoint(module, start.ckpt, start.path, args.task)
     start.ckpt = None  # checked and loaded: Lightning reads the file again to resume
     return _fit(args, cfg, config_path, module, dm, stages, start, reused)
+
+
+def _check_sequence_parallel(args: argparse.Namespace, cfg: Config, module: Any) -> None:
+    """``--sequence-parallel`` (data.sequence_parallel) against the task and the model."""
+    slices = int(cfg["data"].get("sequence_parallel") or 1)
+    if slices == 1:
+        return
+    from longseq.training.errors import UserError
+
+    from genomics.models.sequence_parallel import check_shardable
+
+    if args.task != "lm" or module.backbone.objective != "causal":
+        raise UserError(f"--sequence-parallel {slices}: splits the windows of a causal language model only "
+                        f"(--task lm, model.objective: causal)")
+    try:
+        check_shardable(module.backbone.backbone)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, dm: Any, stages: list | None,
@@ -374,8 +405,13 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
         if start.resume:  # the run's own folder and a mid-epoch restart: expected, not a surprise
             for message in ("Experiment logs directory", "Checkpoint directory", "You're resuming from a checkpoint"):
                 warnings.filterwarnings("ignore", message=f".*{message}")
-        trainer = L.Trainer(**trainer_kw, logger=logger,
-                            callbacks=[throughput, window_bar, RandomStateCheckpoint(), ckpt, periodic])
+        callbacks = [throughput, window_bar, RandomStateCheckpoint(), ckpt, periodic]
+        slices = int(cfg["data"].get("sequence_parallel") or 1)
+        if slices > 1:
+            from genomics.models.sequence_parallel import ShardEncoder
+
+            callbacks.insert(0, ShardEncoder(slices))
+        trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks)
         warn_if_slow_bf16(trainer_kw["precision"], on_cpu=isinstance(trainer.accelerator, CPUAccelerator))
         if trainer.is_global_zero:
             if kept is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -53,6 +53,10 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
             with a ``SEP`` token between them that attention masks (see
             :class:`~genomics.data.joined.JoinedWindowDataset`). Default: a window never spans
             two records.
+        sequence_parallel: processes that share each window (``--sequence-parallel``): each
+            of ``sequence_parallel`` consecutive ranks gets a contiguous slice of every batch
+            (:class:`~genomics.data.sequence_slices.SliceCollate`), and the training order is
+            dealt out over the ``world_size / sequence_parallel`` groups of them.
 
     Training windows come in an order drawn from ``shuffle_seed`` and the epoch, each with its
     own augmentation seed (:class:`~genomics.data.loaders.ResumableTrainOrder`), so a run
@@ -83,8 +87,11 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
         samples_per_epoch: int | None = None,
         gff: str | Sequence[str] | None = None,
         join_records: bool = False,
+        sequence_parallel: int = 1,
     ) -> None:
         super().__init__()
+        if sequence_parallel < 1:
+            raise ValueError(f"sequence_parallel must be >= 1, got {sequence_parallel}")
         self.save_hyperparameters()
         self.seq_len = seq_len
         self.batch_size = batch_size
@@ -168,11 +175,28 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
         self.epochs = split_into_epochs(list(stages), val_every)
         return len(self.epochs)
 
+    def data_rank(self) -> tuple[int, int]:
+        """(this process's share of the training order, the number of shares): ranks that split
+        one window (``sequence_parallel``) read the same share."""
+        rank, world = super().data_rank()
+        sp = int(self.hparams.get("sequence_parallel", 1) or 1)
+        return rank // sp, max(1, world // sp)
+
+    def collate(self) -> Any:
+        """The batch collation: :func:`pad_collate`, then this rank's slice when windows are split."""
+        sp = int(self.hparams.get("sequence_parallel", 1) or 1)
+        if sp == 1:
+            return pad_collate
+        from genomics.data.sequence_slices import SliceCollate
+
+        rank = int(getattr(self.trainer, "global_rank", 0) or 0) if self.trainer is not None else 0
+        return SliceCollate(rank % sp, sp)
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if shuffle:
             return self._train_loader()
         return DataLoader(
-            self.datasets[split], batch_size=batch_size, shuffle=False, collate_fn=pad_collate,
+            self.datasets[split], batch_size=batch_size, shuffle=False, collate_fn=self.collate(),
             num_workers=self.hparams.num_workers, persistent_workers=False,
         )
 
@@ -185,10 +209,12 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
             self.set_train_window(stage.seq_len, stage.batch_size)
             return self.train_loader(self.datasets["train"], stage.batch_size,
                                      num_samples=stage.steps * stage.batch_size, replacement=True,
-                                     epoch_steps=[e.steps for e in self.epochs], num_workers=self.hparams.num_workers)
+                                     epoch_steps=[e.steps for e in self.epochs], num_workers=self.hparams.num_workers,
+                                     collate_fn=self.collate())
         num_samples = self.hparams.samples_per_epoch
         return self.train_loader(self.datasets["train"], self.batch_size, num_samples=num_samples,
-                                 replacement=bool(num_samples), num_workers=self.hparams.num_workers)
+                                 replacement=bool(num_samples), num_workers=self.hparams.num_workers,
+                                 collate_fn=self.collate())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

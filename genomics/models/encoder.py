@@ -182,6 +182,9 @@ class DNAEncoder(nn.Module):
         if not 0 <= rope_dim <= head_dim or rope_dim % 2:
             raise ValueError(f"rope_dim must be even and in [0, {head_dim}] (the head size), got {rope_dim}")
         self.dim, self.causal, self.num_global, self.downsample = dim, causal, global_tokens, downsample
+        #: False: the whole window on this process; else the process group whose ranks hold
+        #: its slices (None = the world), set by :func:`genomics.models.sequence_parallel.shard_encoder`.
+        self.sequence_group: Any = False
         self.embed = nn.Embedding(vocab_size, dim)
         self.kmer = nn.Conv1d(dim, dim, kmer_kernel) if kmer_kernel > 1 else None
         left = kmer_kernel - 1 if causal else (kmer_kernel - 1) // 2
@@ -301,6 +304,11 @@ class DNAEncoder(nn.Module):
             x = torch.cat([self.global_embed.to(x.dtype).expand(B, -1, -1), x], dim=1)
             if mask is not None:
                 mask = torch.cat([mask.new_ones(B, self.num_global), mask], dim=1)
-        if mask is not None and bool(mask.all()):
-            mask = None  # no padding: skip masking work in the kernel
+        if mask is not None and bool(mask.all()) and self.sequence_group is False:
+            mask = None  # no padding: skip masking work in the kernel (sharded: every rank passes one or none)
+        if self.sequence_group is not False:  # one slice of a window split over ranks (shard_encoder)
+            from genomics.models.sequence_parallel import slice_positions
+
+            return self.encoder(x, key_mask=mask, positions=slice_positions(x.shape[1], self.sequence_group,
+                                                                            x.device)), mask
         return self.encoder(x, key_mask=mask), mask

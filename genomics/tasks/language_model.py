@@ -59,6 +59,10 @@ class LanguageModelTask(DNATask):
         ids, mask = batch["input_ids"], batch["mask"]
         base = mask & (ids < NUM_BASES) & ~is_unknown(ids)
         if self.backbone.objective == "causal":
+            if "next_ids" in batch:  # a slice of a split window: the next bases come with it
+                nxt, nxt_mask = batch["next_ids"], batch["next_mask"]
+                nxt_base = nxt_mask & (nxt < NUM_BASES) & ~is_unknown(nxt)
+                return ids, mask, torch.where(mask & nxt_base, nxt, IGNORE_INDEX)
             targets = torch.where(base, ids, IGNORE_INDEX)[:, 1:]
             return ids, mask, F.pad(targets, (0, 1), value=IGNORE_INDEX)  # logits at i predict i + 1
         hide = base & (torch.rand(ids.shape, device=ids.device) < self.hparams.mask_prob)
@@ -75,6 +79,10 @@ class LanguageModelTask(DNATask):
         n = int((flat_t != IGNORE_INDEX).sum())
         if n == 0:  # nothing to score (all N or padding): a zero loss that keeps the graph
             loss = logits.sum() * 0.0
+        if split == "train" and "window_targets" in batch:  # one slice of windows split over `slices` ranks
+            loss = self._slice_loss(logits, flat_t, batch)
+            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=max(n, 1))
+            return loss
         if split == "train":
             self.log("train/loss", loss.detach(), prog_bar=True, batch_size=max(n, 1))
             self.log("train/bpb", loss.detach() / _LN2, batch_size=max(n, 1))
@@ -86,6 +94,16 @@ class LanguageModelTask(DNATask):
         self.log(f"{split}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{split}/acc", acc, on_step=False, on_epoch=True)
         return loss
+
+    def _slice_loss(self, logits: Tensor, flat_t: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """This slice's share of the window loss, scaled for DDP's average over the ranks that
+        split a window: ``slices * (sum of the slice's losses) / targets of the whole windows``.
+        Averaged over the slices (as DDP averages gradients) it is the whole windows' mean loss. (The logged ``train/loss``
+        is this share.)"""
+        total = int(batch["window_targets"].sum())
+        summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat_t, ignore_index=IGNORE_INDEX,
+                                 reduction="sum")
+        return summed * (float(batch["slices"]) / max(total, 1))
 
     def _log_derived(self, split: str) -> None:
         loss_metric = getattr(self, f"{split}_loss")

@@ -8,6 +8,13 @@ it. At the start of each epoch's iteration the sampler asks where training stand
 the epoch, and the items of it already trained, :func:`items_done`), so a run resumed in
 the middle of an epoch continues with the very next item.
 
+On ``world_size`` processes the epoch's order is drawn for all of them at once
+(``num_samples * world_size`` draws, the same on every process) and dealt out as
+``DistributedSampler`` deals: process ``rank`` takes positions ``rank, rank + W, ...``. So
+step ``k`` of a ``W``-process run with batch ``B`` per process trains the items of step ``k``
+of a 1-process run with batch ``W * B``; :class:`ShardedResumableSampler` is that sampler as a
+``DistributedSampler``, which Lightning leaves in place instead of wrapping it.
+
     position = lambda: (trainer.current_epoch, items_done(trainer, steps_per_epoch, batch_size))
     sampler = ResumableSampler(len(ds), num_samples=n, seed=seed, position=position)
     loader = DataLoader(SeededDataset(ds), batch_size=b, sampler=sampler)
@@ -18,9 +25,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-__all__ = ["ResumableSampler", "SeededDataset", "items_done", "steps_before_epoch"]
+__all__ = ["ResumableSampler", "SeededDataset", "ShardedResumableSampler", "items_done", "steps_before_epoch"]
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, epoch) over the generator's seeds
 
@@ -34,7 +41,8 @@ class ResumableSampler(Sampler[tuple[int, int]]):
 
     Args:
         size: items in the dataset.
-        num_samples: draws per epoch (default ``size``).
+        num_samples: draws per epoch of this process (default ``size``, or ``ceil(size /
+            world_size)`` on several processes: one pass over the dataset between them).
         shuffle: random order (False: ``0, 1, ...`` cycling over ``size``).
         replacement: with ``shuffle``, draw with replacement (as ``RandomSampler``).
         seed, epoch: the order's seed and epoch (``set_epoch`` changes the epoch; Lightning
@@ -44,15 +52,26 @@ class ResumableSampler(Sampler[tuple[int, int]]):
             that moment (after a checkpoint is restored), not when the loader was built. The
             skipped draws are left out of the iteration, while ``len()`` stays the full epoch,
             as Lightning counts a resumed epoch's batches from the restored position.
+            The items are this process's own (the trainer's ``items_done``).
+        rank, world_size: this process and the number of processes sharing the order
+            (``num_samples * world_size`` draws per epoch; ``rank`` takes every
+            ``world_size``-th one, starting at position ``rank``).
     """
 
     def __init__(self, size: int, num_samples: int | None = None, *, shuffle: bool = True, replacement: bool = False,
-                 seed: int = 0, epoch: int = 0, position: Callable[[], tuple[int, int]] | None = None) -> None:
+                 seed: int = 0, epoch: int = 0, position: Callable[[], tuple[int, int]] | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         if num_samples is not None and num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self.size, self.num_samples = int(size), int(num_samples if num_samples is not None else size)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.num_replicas = self.world_size  # DistributedSampler's name for it
+        default = -(-int(size) // self.world_size)
+        self.size, self.num_samples = int(size), int(num_samples if num_samples is not None else default)
+        self.total_size = self.num_samples * self.world_size
         self.shuffle, self.replacement, self.seed, self.epoch = shuffle, replacement, int(seed), int(epoch)
         self.position = position
         self.skipped = 0  # draws left out of the last iteration
@@ -62,9 +81,10 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         self.epoch = int(epoch)
 
     def order(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices, item seeds) of the whole current epoch, int64, ``num_samples`` each."""
+        """(indices, item seeds) of the whole current epoch over all processes, int64,
+        ``num_samples * world_size`` each (process ``rank`` trains positions ``rank::world_size``)."""
         g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
-        n = self.num_samples
+        n = self.total_size
         if not self.shuffle:
             index = torch.arange(n) % self.size
         elif self.replacement:
@@ -80,11 +100,20 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         if self.position is not None:
             self.epoch, skip = self.position()
         index, seeds = self.order()
+        index, seeds = index[self.rank::self.world_size], seeds[self.rank::self.world_size]
         self.skipped = min(max(0, int(skip)), self.num_samples)
         return iter(zip(index[self.skipped:].tolist(), seeds[self.skipped:].tolist()))
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ShardedResumableSampler(ResumableSampler, DistributedSampler):
+    """A :class:`ResumableSampler` that is a ``DistributedSampler`` by type, so Lightning
+    (``use_distributed_sampler``) keeps it instead of wrapping it in one: it shards its order
+    itself (``rank``, ``world_size``) and resumes in the middle of an epoch, which Lightning's
+    wrapper does not. Every method is :class:`ResumableSampler`'s (first in the MRO);
+    ``DistributedSampler.__init__``, which needs a process group, is never called."""
 
 
 class SeededDataset(Dataset):
