@@ -84,7 +84,8 @@ def test_enable_huge_pages_reaches_the_torch_allocator():
 
 _REUSE_PROBE = """
 import ctypes, resource, sys, torch
-from longseq.hardware import reuse_freed_memory
+import longseq.attention, longseq.layers  # the heap a script has when it calls this: which chunks
+from longseq.hardware import reuse_freed_memory  # glibc hands back depends on what came before
 # 4 KiB pages for this process even where the system's THP mode is "always", so that the
 # fault count measures pages touched (PR_SET_THP_DISABLE = 41)
 if sys.platform.startswith("linux"):
@@ -125,8 +126,10 @@ def test_reuse_freed_memory_stops_refaulting_freed_tensors():
     if platform.libc_ver()[0] != "glibc":
         assert _reuse_probe(call=True) == (False, pytest.approx(faults_default, rel=0.2))
         return
-    took, faults_reused = _reuse_probe(call=True)
-    assert took and faults_reused <= 5 * pages
+    # The best of three probes: pages the OS reclaims while the process idles (or while other
+    # processes compete for memory) vary run to run; with reuse broken, every probe faults all ten.
+    probes = [_reuse_probe(call=True) for _ in range(3)]
+    assert all(took for took, _ in probes) and min(faults for _, faults in probes) <= 5 * pages, probes
     for opt_out in ({"LONGSEQ_REUSE_FREED_MEMORY": "0"}, {"MALLOC_TRIM_THRESHOLD_": "131072"},
                     {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}):
         took, faults = _reuse_probe(call=True, **opt_out)
