@@ -11,19 +11,27 @@ registered with ultralytics).
     python scripts/train_yolo_baseline.py --model yolo11s.yaml --time-minutes 60
     python scripts/train_yolo_baseline.py --model configs/detection/longseq_vit_tiny_yolo.yaml
     python scripts/train_yolo_baseline.py --data path/to/data.yaml --img-size 640
+    python scripts/train_yolo_baseline.py --data path/to/VOCdevkit/VOC2012 --img-size 640 --time-minutes 60
     python scripts/train_yolo_baseline.py --img-size 64 --n-train 4 --n-val 2 --epochs 1 --time-minutes 0  # smoke
+
+``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
+(``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
+seeded split with ``--val-fraction``), which is converted once into ``<run folder>/data``.
 
 Installed, the command is ``longseq-train-yolo``. ``--config`` reads a YAML with the sections
 ``model`` (``name``: an ultralytics model YAML or weights), ``data`` (``data_yaml``, or
-null to generate scattered digits with the generator's arguments) and ``trainer``
-(ultralytics' train arguments, plus ``time_minutes``, ``threads`` and ``summary_json``);
-default configs/detection/train_yolo_baseline.yaml. Flags override the YAML,
-``--print-config`` prints the merged config and exits.
+null to generate scattered digits with the generator's arguments; ``val_fraction``) and
+``trainer`` (ultralytics' train arguments, plus ``time_minutes``, ``threads`` and
+``summary_json``); default configs/detection/train_yolo_baseline.yaml. Flags override the
+YAML, ``--print-config`` prints the merged config and exits.
 
-Prints one summary (mAP50, mAP50-95, inference images/s, training time, parameters, peak
-memory) and writes it as ``summary.json`` in the run folder (``--summary-json`` to choose),
-with the predictions on the first validation image, which ``scripts/compare_detection.py``
-draws.
+Every epoch is validated once, during training (the final weights too); nothing is
+validated again afterwards. Prints one summary and writes it as ``summary.json`` in the
+run folder (``--summary-json`` to choose): epochs done as a fraction (training batches /
+batches per epoch), training time without validation, the best epoch's mAP50 and
+mAP50-95 (``best.pt``, the weights kept) beside the last epoch's, inference images/s,
+the trained model's parameters, peak memory, and the predictions on the first
+validation image, which ``scripts/compare_detection.py`` draws.
 """
 
 from vision.cli.train_yolo_baseline import main

@@ -85,21 +85,33 @@ def _torch_worker(spec: dict[str, Any]) -> dict[str, Any]:
 _WORKERS = {"export": _export_worker, "torch": _torch_worker}
 
 
+def _load_average() -> float:
+    """The 1-minute load average (NaN where ``/proc/loadavg`` is missing): other work on
+    the machine while a job runs shows as a load above the job's own threads."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def _run_worker(job: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One worker in a fresh interpreter; its JSON result, or ``{"<job>_status": why}``."""
+    """One worker in a fresh interpreter; its JSON result plus ``<job>_load`` (the 1-minute
+    load average before and after), or ``{"<job>_status": why}``."""
     if job == "ort":  # by path: no vision package, no torch in this process
         cmd = [sys.executable, str(Path(onnx_ort_worker.__file__).resolve()), json.dumps(spec)]
     else:
         cmd = [sys.executable, "-m", "vision.onnx_bench", "--worker", json.dumps({**spec, "job": job})]
+    before = _load_average()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {f"{job}_status": f"timeout>{timeout:.0f}s"}
+    load = {f"{job}_load": [before, _load_average()]}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
-        return {f"{job}_status": "killed (memory)" if proc.returncode in (-9, 137) else f"error: {tail}"}
-    return json.loads(lines[-1])
+        return {f"{job}_status": "killed (memory)" if proc.returncode in (-9, 137) else f"error: {tail}", **load}
+    return {**json.loads(lines[-1]), **load}
 
 
 def bench_onnx(model: str, size: int, onnx_path: str | Path, *, repeats: int = 3, threads: int | None = None,
@@ -110,8 +122,10 @@ def bench_onnx(model: str, size: int, onnx_path: str | Path, *, repeats: int = 3
 
     ``sample_side`` is the traced sample's side (at least the model's ``min_export_side``);
     the exported graph takes any size. Returns one row: seconds per image, RSS (GiB) of
-    each process once its model is loaded and at its peak, export time, the file sizes, the outputs' max absolute difference and
-    ``ort_over_torch`` (time ratio); a failed step leaves ``<job>_status`` instead.
+    each process once its model is loaded and at its peak, export time, the file sizes,
+    the outputs' max absolute difference, ``ort_over_torch`` (time ratio) and each job's
+    1-minute load average before and after (``<job>_load``: above the job's own threads,
+    other work shared the CPU); a failed step leaves ``<job>_status`` instead.
     """
     from longseq.hardware import cpu_description
 
@@ -138,6 +152,7 @@ def format_bench(row: dict[str, Any]) -> str:
     """One readable block for a :func:`bench_onnx` row."""
     head = f"{row['model']} at {row['size']}x{row['size']}, batch 1, {row['threads']} threads"
     failed = [f"  {k}: {v}" for k, v in row.items() if k.endswith("_status")]
+    loads = "  ".join(f"{k[:-5]} {v[0]:.2f}->{v[1]:.2f}" for k, v in row.items() if k.endswith("_load"))
     if failed:
         return "\n".join([head, *failed])
     return "\n".join([
@@ -149,6 +164,7 @@ def format_bench(row: dict[str, Any]) -> str:
         f"  export       {row['export_seconds']:.1f} s  peak RSS {row['export_peak_rss_gb']:.2f} GB"
         f"  file {row['onnx_mb']:.1f} MB  max |ORT - PyTorch| {row['max_abs_diff']:.2e}",
         f"  CPU {row['cpu']}",
+        f"  1-minute load before->after: {loads}",
     ])
 
 

@@ -102,7 +102,7 @@ def test_detector_config_errors_name_file_and_line(tmp_path: Path, text: str, li
                                                 (train_detector, "train_detector")])
 def test_documented_examples_print_their_config(module, script, monkeypatch, capsys) -> None:
     examples = example_commands(module.__doc__, script)
-    assert len(examples) == 5
+    assert len(examples) == 6
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(module, "run", lambda cfg: pytest.fail("--print-config went on to train"))
     for argv in examples:
@@ -112,15 +112,34 @@ def test_documented_examples_print_their_config(module, script, monkeypatch, cap
 
 
 def test_documented_comparisons_forward_what_train_yolo_accepts(monkeypatch, capsys) -> None:
-    """Each documented comparison parses, and what it forwards to every run is a valid run config."""
+    """Each documented comparison parses, and what it passes on to every run is a valid run config."""
     examples = example_commands(compare_detection.__doc__, "compare_detection")
     assert len(examples) == 3
     monkeypatch.chdir(REPO)
     for argv in examples:
-        args, forward = compare_detection.parser().parse_known_args(argv)
+        args = compare_detection.parser().parse_args(argv)
+        forward = compare_detection.passed_on(args)
         for model in args.models:
-            train_yolo_baseline.main(["--model", model, "--img-size", str(args.img_size), *forward, "--print-config"])
+            train_yolo_baseline.main(["--model", model, *forward, "--print-config"])
             assert yaml.safe_load(capsys.readouterr().out)["model"]["name"] == model
+
+
+def test_comparison_help_lists_every_flag_it_passes_on() -> None:
+    """Every train_yolo_baseline flag that the comparison does not set itself is in its
+    --help and reaches each run; unknown flags are errors, not silently forwarded."""
+    help_text = compare_detection.parser().format_help()
+    own = {"--val-fraction", "--n-train", "--n-val", "-h", "--help"}
+    run_flags = {s for a in train_yolo_baseline.parser()._actions for s in a.option_strings}
+    passed = run_flags - set(compare_detection.SET_HERE) - own
+    assert passed >= {"--time-minutes", "--batch", "--epochs", "--config", "--lr0", "--amp", "--threads"}
+    missing = [f for f in sorted(passed) if f not in help_text]
+    assert not missing, missing
+    args = compare_detection.parser().parse_args(["--img-size", "64", "--time-minutes", "0", "--batch", "2", "--amp",
+                                                  "--lr0", "0.01", "--config", "x.yaml"])
+    assert compare_detection.passed_on(args) == ["--img-size", "64", "--seed", "0", "--config", "x.yaml",
+                                                 "--time-minutes", "0.0", "--batch", "2", "--amp", "--lr0", "0.01"]
+    with pytest.raises(SystemExit):
+        compare_detection.parser().parse_args(["--bogus", "1"])
 
 
 def test_default_comparison_models_are_shipped_configs_or_stock_names() -> None:
@@ -136,16 +155,17 @@ def test_comparison_table_csv_and_png(tmp_path: Path, tiny_digits_yaml: Path) ->
             "names": [str(i) for i in range(10)]}
     rows = [
         {"model": "configs/detection/longseq_vit_tiny_yolo.yaml", "map50": 0.91234, "map50_95": 0.5, "params": 7_640_000,
-         "infer_images_per_s": 3.5, "train_seconds": 1800.0, "epochs_done": 4, "peak_rss_gb": 3.2, "img_size": 64,
-         "weights": "a.pt", "prediction": pred},
-        {"model": "yolo11s.yaml", "map50": 0.8, "map50_95": 0.4, "params": 9_400_000, "infer_images_per_s": 5.0,
-         "train_seconds": 1790.0, "epochs_done": 6, "peak_rss_gb": 2.1, "img_size": 64, "weights": "b.pt",
-         "prediction": {**pred, "boxes": [], "classes": [], "scores": []}},
+         "best_epoch": 3.0, "last_map50_95": 0.45, "infer_images_per_s": 3.5, "train_seconds": 1800.0,
+         "epochs_done": 4.25, "peak_rss_gb": 3.2, "img_size": 64, "weights": "a.pt", "prediction": pred},
+        {"model": "yolo11s.yaml", "map50": 0.8, "map50_95": 0.4, "params": 9_400_000, "best_epoch": 6.0,
+         "last_map50_95": 0.4, "infer_images_per_s": 5.0, "train_seconds": 1790.0, "epochs_done": 6.0,
+         "peak_rss_gb": 2.1, "img_size": 64, "weights": "b.pt", "prediction": {**pred, "boxes": [], "classes": [], "scores": []}},
     ]
     table = mod.format_table(rows).splitlines()
     assert table[0].split()[:3] == ["model", "mAP50", "mAP50-95"]
     assert table[2].split()[:3] == ["longseq_vit_tiny_yolo", "0.9123", "0.5000"]
     assert "30.0" in table[2] and "7.64" in table[2] and "9.40" in table[3]
+    assert "4.25" in table[2] and "0.4500" in table[2]  # epochs as a fraction; the last epoch's mAP50-95
 
     mod.write_csv(rows, tmp_path / "c.csv")
     with (tmp_path / "c.csv").open() as fh:
@@ -171,5 +191,7 @@ def test_detector_command_two_steps(tmp_path: Path, tiny_digits_yaml: Path, caps
     train_detector.main(["--config", str(cfg), "--data", str(tiny_digits_yaml), "--img-size", "64", "--max-steps", "2",
                          "--workers", "0", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
-    assert "test_vit + fcos" in out and "2 steps" in out and "val mAP50" in out
-    assert (tmp_path / "run" / "last.ckpt").is_file()
+    assert "test_vit + fcos" in out and "1.00 epochs (2 of 2 batches per epoch, 2 steps)" in out
+    assert "1 validation(s)" in out  # the epoch's end validated the final weights: not again
+    assert "best  epoch 1.00: val mAP50" in out and "last  epoch 1.00: val mAP50" in out
+    assert (tmp_path / "run" / "last.ckpt").is_file() and (tmp_path / "run" / "best.ckpt").is_file()

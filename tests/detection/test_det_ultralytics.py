@@ -34,6 +34,25 @@ def test_integrations_package_does_not_import_ultralytics(yolo_env: dict[str, st
     assert out == "False True"
 
 
+def test_yolo_builds_a_longseq_yaml_without_register(yolo_env: dict[str, str]) -> None:
+    """``vision.integrations.ultralytics.YOLO`` registers the longseq modules itself and returns
+    ultralytics' own ``YOLO``; the shipped config path resolves from any folder. Ultralytics'
+    ``YOLO`` on the same YAML without ``register()`` stops at a bare KeyError."""
+    cfg = REPO / "configs/detection/longseq_vit_tiny_yolo.yaml"
+    out = _run(
+        "import ultralytics, ultralytics.nn.tasks as tasks\n"
+        "try:\n"
+        f"    ultralytics.YOLO({str(cfg)!r}); bare = 'built'\n"
+        "except KeyError as e:\n"
+        "    bare = f'KeyError {e}'\n"
+        "from vision.integrations.ultralytics import YOLO\n"
+        "m = YOLO('configs/detection/longseq_vit_tiny_yolo.yaml')\n"
+        "print(bare, '|', type(m) is ultralytics.YOLO, type(m.model.model[0]).__name__)",
+        yolo_env,
+    )
+    assert out == "KeyError 'MultiScaleBackbone' | True MultiScaleBackbone"
+
+
 def test_shipped_configs_exist() -> None:
     assert {p.name for p in CONFIGS} >= {
         "longseq_vit_digits_yolo.yaml",

@@ -1,0 +1,35 @@
+"""A tiny Pascal VOC folder written on the fly (JPEGs and XML annotations) for the import tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_voc_folder(root: Path, n: int = 6, *, image_sets: dict[str, list[str]] | None = None,
+                     size: tuple[int, int] = (64, 48)) -> Path:
+    """A Pascal VOC folder of ``n`` tiny JPEGs (``size`` = W, H) with one ``cat`` and one
+    ``dog`` box each: ``Annotations/img<i>.xml``, ``JPEGImages/img<i>.jpg`` and, when given,
+    ``ImageSets/Main/<split>.txt``. Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = size
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        pixels = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
+        pixels[4:20, 6:26] = (220, 40, 40)  # the cat
+        pixels[24:44, 30:60] = (40, 40, 220)  # the dog
+        Image.fromarray(pixels).save(root / "JPEGImages" / f"img{i}.jpg", quality=90)
+        (root / "Annotations" / f"img{i}.xml").write_text(
+            f"<annotation><filename>img{i}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+            "<depth>3</depth></size>"
+            "<object><name>cat</name><bndbox><xmin>7</xmin><ymin>5</ymin><xmax>26</xmax><ymax>20</ymax></bndbox></object>"
+            "<object><name>dog</name><bndbox><xmin>31</xmin><ymin>25</ymin><xmax>60</xmax><ymax>44</ymax></bndbox>"
+            "</object></annotation>"
+        )
+    for split, ids in (image_sets or {}).items():
+        (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
