@@ -1,9 +1,7 @@
 #!/usr/bin/env python
-"""Attention benchmark: longseq patterns vs dense SDPA, a matmul floor and peers.
+"""Attention benchmark: longseq patterns vs dense SDPA, a matmul floor and peers: ``python scripts/bench_attention.py --help``, or the console command ``longseq-bench``.
 
-The logic lives in :mod:`longseq.bench.attention` (also the ``longseq-bench`` command);
-``python scripts/bench_attention.py --help`` lists its flags.
-"""
+The code, its usage text and examples live in :mod:`longseq.bench.attention`."""
 
 from longseq.bench.attention import main
 

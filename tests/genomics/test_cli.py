@@ -134,7 +134,7 @@ def test_scripts_are_thin_wrappers():
     for name, module in COMMANDS.items():
         script = REPO / "scripts" / f"{module.__name__.rsplit('.', 1)[1]}.py"
         text = script.read_text()
-        assert ast.get_docstring(ast.parse(text)) == module.__doc__.strip()
+        assert f":mod:`{module.__name__}`" in ast.get_docstring(ast.parse(text))  # usage text lives there, once
         assert f"from {module.__name__} import main" in text and "sys.path" not in text
 
 

@@ -403,7 +403,7 @@ def test_documented_commands_run(runs, monkeypatch, capsys):
 
 def test_script_is_a_thin_wrapper_and_the_console_command_answers():
     text = (REPO / "scripts" / "predict_dna.py").read_text()
-    assert ast.get_docstring(ast.parse(text)) == predict_dna.__doc__.strip()
+    assert ":mod:`genomics.cli.predict_dna`" in ast.get_docstring(ast.parse(text))
     assert "from genomics.cli.predict_dna import main" in text and "sys.path" not in text
     command = Path(sys.executable).with_name("longseq-predict-dna")
     proc = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)

@@ -32,7 +32,7 @@ def test_script_is_a_thin_wrapper_of_its_command(name):
     script = ROOT / "scripts" / f"{name}.py"
     text = script.read_text()
     module = importlib.import_module(f"vision.cli.{name}")
-    assert ast.get_docstring(ast.parse(text), clean=False) == module.__doc__  # the same usage text
+    assert f":mod:`vision.cli.{name}`" in ast.get_docstring(ast.parse(text))  # the usage text lives there, once
     assert f"from vision.cli.{name} import main" in text
     assert "sys.path" not in text and "sys.path" not in Path(module.__file__).read_text()
 
