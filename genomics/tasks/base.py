@@ -75,6 +75,19 @@ class DNATask(L.LightningModule):
 
         self._longest_train_input = (checkpoint.get(RECORD_KEY) or {}).get("longest_train_input") or 0
 
+    def _step(self, batch: dict[str, Any], split: str) -> Any:
+        """The loss of ``batch``, its metrics logged under ``split`` (train, val or test)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "embed" not in n]

@@ -96,15 +96,6 @@ class ClassificationTask(DNATask):
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """Class probabilities (B, C), rows summing to 1 (``Trainer.predict``)."""
         return class_probabilities(self.backbone, batch["input_ids"], batch.get("mask"), batch.get("query_index"))

@@ -112,15 +112,6 @@ class LanguageModelTask(DNATask):
             self.log(f"{split}/bpb", mean / _LN2, prog_bar=True)
             self.log(f"{split}/ppl", math.exp(min(mean, 50.0)))
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """Per-base bits ``-log2 p(x_i | x_<i)`` (B, L) float32, NaN where unscored (first base, N,
         padding); causal models only (``Trainer.predict``)."""
