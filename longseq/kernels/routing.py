@@ -100,10 +100,9 @@ def _cluster_part(pattern: Routing, q: Tensor, k: Tensor, v: Tensor, cq: Tensor,
     if not outs:  # no cluster holds both a query and a key
         return torch.zeros_like(q), torch.full((B, H, L, 1), float("-inf"), dtype=q.dtype, device=q.device)
     dest = torch.cat(dests, 2)[..., None]
-    out = torch.zeros(B, H, L + 1, D, dtype=q.dtype, device=q.device).scatter(
-        2, dest.expand(-1, -1, -1, D), torch.cat(outs, 2))
-    lse = torch.full((B, H, L + 1, 1), float("-inf"), dtype=q.dtype, device=q.device).scatter(
-        2, dest, torch.cat(lses, 2))
+    o, l = torch.cat(outs, 2), torch.cat(lses, 2)  # under autocast their dtype may differ from q's
+    out = o.new_zeros(B, H, L + 1, D).scatter(2, dest.expand(-1, -1, -1, D), o)
+    lse = l.new_full((B, H, L + 1, 1), float("-inf")).scatter(2, dest, l)
     return out[:, :, :L], lse[:, :, :L]
 
 

@@ -148,3 +148,18 @@ def test_docs_layer_patterns_yaml_builds_and_trains() -> None:
     assert isinstance(model.backbone.encoder.blocks[1].attn, RoutingAttention)
     ids = torch.randint(0, 4, (1, 300))
     _train_step(model, lambda m: m(ids).logsumexp(-1).mean())
+
+
+@pytest.mark.parametrize("spec", ["lsh", {"type": "topk", "k": 8, "block": 16}, {"type": "hierarchical", "segment": 16},
+                                  {"type": "routing", "clusters": 4, "window": 8}, {"type": "segment", "segment": 16}],
+                         ids=["lsh", "topk", "hierarchical", "routing", "segment"])
+def test_every_layer_pattern_trains_under_cpu_bf16_autocast(spec) -> None:
+    """bf16-mixed (what ``precision: auto`` picks on CPUs with bf16 units) runs every pattern."""
+    torch.manual_seed(0)
+    model = DNALanguageModel(dim=32, depth=2, heads=2, window=8, kmer_kernel=3, layer_patterns=["window", spec])
+    ids = torch.randint(0, 4, (2, 200))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids)
+    out.float().logsumexp(-1).mean().backward()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
