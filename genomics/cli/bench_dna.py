@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path,
                    help="YAML whose model section builds the DNALanguageModel (default: configs/genomics/tiny.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", dest="set_values",
+                   help="change a model key of the config (value read as YAML), e.g. --set model.kmer_kernel=1")
     p.add_argument("--seq-lens", type=int, nargs="+", default=[16384, 65536, 262144, 1048576])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16-mixed"], choices=["fp32", "bf16-mixed"])
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step (median reported)")
@@ -51,7 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str) -> dict:
+def model_config(config: Path, sets: list[str]) -> dict:
+    """The ``model`` section of ``config`` with ``--set model.KEY=VALUE`` applied and checked."""
+    from longseq.training.config import ConfigError, parse_set_overrides, validate_config
+
+    from genomics.cli.train_config import load_task_config, task_sections
+
+    cfg = load_task_config(config, "lm")
+    changes = parse_set_overrides(sets)
+    if set(changes) - {"model"}:
+        raise ConfigError(f"--set: only model keys change what is benchmarked, got {sorted(set(changes) - {'model'})}")
+    cfg["model"].update(changes.get("model", {}))
+    return validate_config(cfg, task_sections("lm"), source=f"{config} with --set")["model"]
+
+
+def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str, sets: list[str] = ()) -> dict:
     """Time ``steps`` training steps in this process; returns one CSV row."""
     import numpy as np
     import torch
@@ -59,13 +75,12 @@ def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str)
 
     from longseq.hardware import peak_rss_bytes
 
-    from genomics.cli.train_config import load_task_config
     from genomics.io import build_genome_cache, ecoli_k12_fasta
     from genomics.models import DNALanguageModel
 
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
-    model = DNALanguageModel(**load_task_config(config, "lm")["model"]).to(device)
+    model = DNALanguageModel(**model_config(config, list(sets))).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     genome = build_genome_cache(ecoli_k12_fasta())
     n = min(seq_len, genome.records[0].length)
@@ -144,9 +159,10 @@ def run(argv: list[str] | None = None) -> list[dict]:
         # glibc's defaults, and the matmul reference is measured the same way either way.
         reused = reuse_freed_memory() if args.reuse_freed_memory else False
         spec = json.loads(args.child)
-        row = run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device)
+        row = run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device, args.set_values)
         print(json.dumps({**row, "reuse_freed_memory": reused}))
         return []
+    model_config(args.config, args.set_values)  # a bad --set fails here, before any child runs
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -163,8 +179,9 @@ def run(argv: list[str] | None = None) -> list[dict]:
     reuse = ["--reuse-freed-memory"] if args.reuse_freed_memory else []
     for seq_len in args.seq_lens:
         for precision in args.precisions:
+            sets = [f"--set={value}" for value in args.set_values]
             cmd = [sys.executable, "-m", "genomics.cli.bench_dna", "--config", str(args.config), "--steps",
-                   str(args.steps), "--device", args.device, *reuse, "--child",
+                   str(args.steps), "--device", args.device, *reuse, *sets, "--child",
                    json.dumps({"seq_len": seq_len, "precision": precision})]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -189,8 +206,10 @@ def run(argv: list[str] | None = None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``longseq-bench-dna``)."""
-    run(argv)
+    """Console entry point (``longseq-bench-dna``); a bad config or ``--set`` is one line, exit status 2."""
+    from longseq.training.errors import run_cli
+
+    run_cli(run, argv, prog="longseq-bench-dna")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from longseq.training.config import (
-    ConfigError, Section, apply_overrides, config_file, find_config, read_yaml, trainer_accepts, validate_config,
+    ConfigError, Section, apply_overrides, config_file, find_config, parse_set_overrides, read_yaml, trainer_accepts,
+    validate_config,
 )
 
 __all__ = [
@@ -170,6 +171,11 @@ def merged_config(args: argparse.Namespace) -> tuple[Config, Path]:
     cfg = load_task_config(path, args.task)
     cfg["trainer"] = {**TRAINER_DEFAULTS, **cfg["trainer"]}
     cfg = apply_overrides(cfg, flag_overrides(args))
+    sets = parse_set_overrides(getattr(args, "set_values", None) or [])
+    if sets:  # --set: any key, None included; checked against the task's sections like the YAML
+        for section, values in sets.items():
+            cfg.setdefault(section, {}).update(values)
+        cfg = validate_config(cfg, task_sections(args.task), source=f"{path} with --set")
     if args.no_warmup:  # the first stage is the last: train at the final length throughout
         cfg["schedule"]["start_len"] = cfg["schedule"].get("seq_len", DEFAULT_SEQ_LEN)
     return cfg, path

@@ -4,7 +4,8 @@ A config is a YAML mapping of *sections*: ``model``, ``data``, ``task``, ``train
 domain's own extra where it needs one (``schedule`` for the DNA length warm-up). Each
 section holds keyword arguments for the callables it feeds and is checked against their
 signatures, so a typo is reported with its file and line instead of being ignored. Flags
-given on the command line override the YAML; ``--print-config`` prints the merged result.
+given on the command line override the YAML, and ``--set SECTION.KEY=VALUE`` (any key, the
+value read as YAML) overrides both; ``--print-config`` prints the merged result.
 
     sections = [Section("model", (DNALanguageModel,)), Section("trainer", trainer_accepts())]
     cfg = load_config("configs/genomics/tiny.yaml", sections)
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "ConfigError", "Section", "add_config_arguments", "apply_overrides", "config_file", "dump_config", "find_config", "load_config",
-    "read_yaml", "trainer_accepts", "validate_config",
+    "parse_set_overrides", "read_yaml", "trainer_accepts", "validate_config",
 ]
 
 Config = dict[str, dict[str, Any]]
@@ -207,3 +208,25 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | Path | 
                         help=f"YAML config with sections model/data/task/trainer (default: {shown})")
     parser.add_argument("--print-config", action="store_true",
                         help="print the config merged with the flags given, as YAML, and exit")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="set_values",
+                        help="set any config key (the value is read as YAML: 7, 0.5, true, null, [1, 2]); "
+                             "repeatable, applied after the YAML and the other flags")
+
+
+def parse_set_overrides(pairs: Sequence[str]) -> Config:
+    """``{section: {key: value}}`` from ``--set SECTION.KEY=VALUE`` strings, each value read as
+    YAML (so ``null`` is None). A malformed pair is a :class:`ConfigError` naming it."""
+    import yaml
+
+    out: Config = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name or "." in name:
+            raise ConfigError(f"--set {pair}: expected SECTION.KEY=VALUE, e.g. --set model.dim=192")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair}: the value is not YAML ({str(exc).splitlines()[0]})") from None
+        out.setdefault(section, {})[name] = value
+    return out

@@ -9,7 +9,6 @@ defaults, since the keyword arguments of one model mean nothing to another.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import inspect
 import json
@@ -20,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from longseq.training.config import ConfigError, Section, config_file, read_yaml, validate_config
 
 __all__ = [
-    "Config", "build_config", "find_config", "merge", "print_summary", "run_or_exit", "shipped_or_given",
+    "Config", "build_config", "find_config", "merge", "print_summary", "shipped_or_given",
     "signature_keys", "timm_name_error", "use_all_cores",
 ]
 
@@ -87,8 +86,10 @@ def timm_name_error(name: str) -> str | None:
 def build_config(path: Path, sections_for: Callable[[str], Sequence[Section]], defaults: Config,
                  overrides: Mapping[str, Mapping[str, Any]], *,
                  model_defaults: Mapping[str, Mapping[str, Any]] | None = None,
-                 name_error: Callable[[str], str | None] | None = None) -> Config:
-    """Defaults, then the YAML at ``path``, then ``overrides`` (flags; None = not given).
+                 name_error: Callable[[str], str | None] | None = None,
+                 sets: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """Defaults, then the YAML at ``path``, then ``overrides`` (flags; None = not given), then
+    ``sets`` (``--set SECTION.KEY=VALUE``, see :func:`~longseq.training.config.parse_set_overrides`).
 
     ``sections_for(model_name)`` gives the sections for a run of that model. The YAML is
     checked as read (errors name ``file:line``), and the merged result once more.
@@ -105,19 +106,12 @@ def build_config(path: Path, sections_for: Callable[[str], Sequence[Section]], d
     cfg = merge(defaults, given, model_defaults)
     flags = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
     cfg = merge(cfg, flags, model_defaults)
+    cfg = merge(cfg, {section: dict(values) for section, values in (sets or {}).items()}, model_defaults)
     name = cfg["model"].get("name")
-    if name_error is not None and "name" in flags.get("model", {}) and (problem := name_error(str(name))):
+    given_names = {**flags.get("model", {}), **(sets or {}).get("model", {})}
+    if name_error is not None and "name" in given_names and (problem := name_error(str(name))):
         raise ConfigError(f"model.name (given as a flag): {problem}")
     return validate_config(cfg, sections_for(name), source=f"{source} with the flags given")
-
-
-def run_or_exit(parser: argparse.ArgumentParser, make: Callable[[], Config]) -> Config:
-    """``make()``, or exit with status 2 and the config error's message (``file:line: ...``)."""
-    try:
-        return make()
-    except ConfigError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-        raise  # unreachable: parser.exit raises SystemExit
 
 
 def use_all_cores() -> None:
