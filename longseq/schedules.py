@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["warmup_cosine", "time_budget_fraction"]
+__all__ = ["warmup_cosine", "time_budget_fraction", "time_budget_seconds"]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int | None, min_ratio: float,
@@ -33,6 +33,20 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int | None, min_rat
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def _timer(trainer: Any) -> Any:
+    for callback in getattr(trainer, "callbacks", None) or ():
+        if hasattr(callback, "time_remaining") and hasattr(callback, "time_elapsed"):
+            return callback
+    return None
+
+
+def time_budget_seconds(trainer: Any) -> float | None:
+    """The Trainer's ``max_time`` in seconds (elapsed + remaining), or None without one."""
+    timer = _timer(trainer)
+    remaining = timer.time_remaining() if timer is not None else None
+    return None if remaining is None else float(timer.time_elapsed() + remaining)
+
+
 def time_budget_fraction(trainer: Any) -> float:
     """Share of the Trainer's ``max_time`` spent in training so far, in ``[0, 1]``.
 
@@ -41,12 +55,7 @@ def time_budget_fraction(trainer: Any) -> float:
     core module does not import Lightning). The clock includes validation inside ``fit``,
     exactly as ``max_time`` does, so the decay ends where training stops.
     """
-    for callback in getattr(trainer, "callbacks", None) or ():
-        if hasattr(callback, "time_remaining") and hasattr(callback, "time_elapsed"):
-            remaining = callback.time_remaining()
-            if remaining is None:
-                return 0.0
-            elapsed = callback.time_elapsed()
-            total = elapsed + remaining
-            return min(1.0, max(0.0, elapsed / total)) if total > 0 else 1.0
-    return 0.0
+    total = time_budget_seconds(trainer)
+    if total is None:
+        return 0.0
+    return min(1.0, max(0.0, _timer(trainer).time_elapsed() / total)) if total > 0 else 1.0

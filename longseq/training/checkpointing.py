@@ -35,6 +35,8 @@ from weakref import proxy
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
+from longseq.schedules import time_budget_seconds
+
 __all__ = ["DEFAULT_EVERY_MINUTES", "DEFAULT_RUN_FRACTION", "LAST_NAME", "AtomicModelCheckpoint", "CheckpointCadence",
            "PeriodicCheckpoint", "atomic_save_checkpoint", "default_every_steps"]
 
@@ -56,7 +58,8 @@ class CheckpointCadence:
     Attributes:
         every_steps: optimizer steps between saves; None: ``ceil(5%)`` of the planned steps
             (:func:`default_every_steps`).
-        every_minutes: minutes of training between saves (default 10).
+        every_minutes: minutes of training between saves (default 10; under a Trainer
+            ``max_time``, the default shrinks to 5% of it when that is shorter).
     """
 
     every_steps: int | None = None
@@ -146,6 +149,7 @@ class PeriodicCheckpoint(Checkpoint):
         self.dirpath = Path(dirpath)
         self.cadence, self.total_steps, self.clock = cadence, total_steps, clock
         self.every_steps: int | None = cadence.every_steps
+        self.every_minutes: float | None = cadence.every_minutes
         self.saves: list[int] = []
         self._last_time = 0.0
         self._last_step = -1
@@ -174,11 +178,20 @@ class PeriodicCheckpoint(Checkpoint):
         if self.every_steps is None:
             self.every_steps = default_every_steps(self._planned_steps(trainer))
 
+    def _time_cadence(self, trainer: L.Trainer) -> float | None:
+        """The default minutes, capped at 5% of a time budget (a kill loses at most that share)."""
+        minutes = self.cadence.every_minutes
+        budget = time_budget_seconds(trainer)
+        if minutes == DEFAULT_EVERY_MINUTES and budget:
+            return min(minutes, DEFAULT_RUN_FRACTION * budget / 60.0)
+        return minutes
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_time = self.clock()
         self._last_step = self._seen_step = trainer.global_step
+        self.every_minutes = self._time_cadence(trainer)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        log.info("last.ckpt every %s steps and every %s minutes in %s", self.every_steps, self.cadence.every_minutes,
+        log.info("last.ckpt every %s steps and every %s minutes in %s", self.every_steps, self.every_minutes,
                  self.dirpath)
 
     def _due(self, trainer: L.Trainer) -> bool:
@@ -188,7 +201,7 @@ class PeriodicCheckpoint(Checkpoint):
         if self._carry:
             return True
         by_steps = bool(self.every_steps) and step % self.every_steps == 0
-        minutes = self.cadence.every_minutes
+        minutes = self.every_minutes
         by_time = minutes is not None and self.clock() - self._last_time >= 60.0 * minutes
         return bool(trainer.strategy.broadcast(by_steps or by_time))
 

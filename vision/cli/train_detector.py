@@ -9,6 +9,7 @@ scattered-digits detection set at 1024 x 1024 (generated offline, cached).
     python scripts/train_detector.py --data path/to/VOCdevkit/VOC2012 --img-size 800 --time-minutes 60
     python scripts/train_detector.py --img-size 2048 --batch-size 2 --max-steps 3   # memory check at 2048²
     python scripts/train_detector.py --img-size 64 --n-train 4 --n-val 2 --max-steps 2   # smoke
+    python scripts/train_detector.py --ckpt-path last     # resume the run in --out from its last.ckpt
 
 ``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
 (``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
@@ -17,7 +18,8 @@ seeded split with ``--val-fraction``), which is converted once into ``<out>/data
 Installed, the command is ``longseq-train-detector``. ``--config`` reads a YAML with the
 sections ``model`` (``name``: a timm backbone, plus ``MultiScaleBackbone``'s arguments),
 ``data`` (``YoloDataModule``'s: ``data_yaml: null`` generates scattered digits; plus
-``val_fraction``), ``task`` (``DetectionTask``'s; its ``image_size`` is ``data.img_size``)
+``val_fraction``), ``task`` (``DetectionTask``'s; its ``image_size`` is ``data.img_size``),
+``checkpoint`` (``every_steps``, ``every_minutes``: how often ``last.ckpt`` is refreshed)
 and ``trainer`` (any ``lightning.Trainer`` argument, plus ``seed`` and ``time_minutes``);
 default configs/detection/train_detector.yaml. Flags override the YAML,
 ``--print-config`` prints the merged config and exits.
@@ -30,6 +32,13 @@ validation's mAP50 and mAP50-95 beside the last one's, the trained model's param
 training images/s, peak memory and the checkpoints: ``last.ckpt`` (final weights) and
 ``best.ckpt`` (best mAP50-95). Both reload with
 ``DetectionTask.load_from_checkpoint(path, backbone=MultiScaleBackbone(...))``.
+
+``last.ckpt`` in ``--out`` is refreshed every 5% of the planned steps and every 10 minutes of
+training (with ``--time-minutes``, every 5% of it when that is shorter), written to a
+temporary file and moved into place; ``--ckpt-path last`` resumes the run exactly where it
+stopped (same steps, learning rate, data order and validations). Flags, the data and
+checkpoint files are checked before any model is built: a problem is one line on stderr and
+exit status 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -39,13 +48,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import Section, add_config_arguments, config_file, dump_config, trainer_accepts
-
-from vision.cli._shared import (
-    Config, build_config, find_config, run_or_exit, signature_keys, timm_name_error, use_all_cores,
+from longseq.training.config import (
+    Section, add_config_arguments, config_file, dump_config, parse_set_overrides, trainer_accepts,
 )
+from longseq.training.errors import UserError, check_positive, run_cli
 
-__all__ = ["DEFAULTS", "build_config_from_args", "format_summary", "main", "parser", "run", "sections"]
+from vision.cli._shared import Config, build_config, find_config, signature_keys, timm_name_error, use_all_cores
+from vision.cli.checkpoints import read_training_checkpoint, resolve_ckpt_path
+
+__all__ = ["DEFAULTS", "PROG", "build_config_from_args", "check_flags", "check_inputs", "format_summary", "main",
+           "parser", "run", "sections"]
+
+PROG = "longseq-train-detector"
 
 #: The bare run; configs/detection/train_detector.yaml restates it.
 DEFAULTS: Config = {
@@ -53,6 +67,7 @@ DEFAULTS: Config = {
     "data": {"data_yaml": None, "val_fraction": 0.2, "img_size": 1024, "n_train": 512, "n_val": 64, "seed": 0,
              "batch_size": 2, "num_workers": 2},
     "task": {"detector": "fasterrcnn", "fpn_channels": 128, "lr": 1e-4, "weight_decay": 0.05},
+    "checkpoint": {"every_steps": None, "every_minutes": 10.0},
     "trainer": {"seed": 0, "max_epochs": 1, "max_steps": -1, "time_minutes": None, "precision": "32-true",
                 "devices": "auto", "default_root_dir": "runs/detector", "log_every_n_steps": 10},
 }
@@ -61,8 +76,8 @@ DEFAULTS: Config = {
 def sections(model_name: str) -> list[Section]:
     """``model``: ``name`` and ``MultiScaleBackbone``'s arguments; ``data``: the data module's
     plus ``val_fraction``; ``task``: ``DetectionTask``'s but the backbone, class count and
-    image size (set from the other sections); ``trainer``: Lightning's plus ``seed`` and
-    ``time_minutes``."""
+    image size (set from the other sections); ``checkpoint``: the ``last.ckpt`` cadence;
+    ``trainer``: Lightning's plus ``seed`` and ``time_minutes``."""
     from vision.detection.lightning import DetectionTask, YoloDataModule
     from vision.detection.pyramid import MultiScaleBackbone
 
@@ -70,6 +85,7 @@ def sections(model_name: str) -> list[Section]:
         Section("model", ("name", *signature_keys(MultiScaleBackbone, exclude=("model",)))),
         Section("data", (YoloDataModule, "val_fraction")),
         Section("task", signature_keys(DetectionTask, exclude=("backbone", "num_classes", "image_size"))),
+        Section("checkpoint", ("every_steps", "every_minutes")),
         Section("trainer", trainer_accepts("seed", "time_minutes")),
     ]
 
@@ -77,7 +93,7 @@ def sections(model_name: str) -> list[Section]:
 def parser() -> argparse.ArgumentParser:
     from vision.detection.torchvision_detectors import DETECTORS
 
-    p = argparse.ArgumentParser(prog="longseq-train-detector", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p, config_file("detection/train_detector.yaml"))
     p.add_argument("--backbone", help="model.name: a timm model name (longseq_* or any timm backbone)")
@@ -101,8 +117,43 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="trainer.precision")
     p.add_argument("--devices", help="trainer.devices (int or 'auto')")
     p.add_argument("--workers", type=int, help="data.num_workers")
-    p.add_argument("--out", help="trainer.default_root_dir: logs and the checkpoint")
+    p.add_argument("--out", help="trainer.default_root_dir: logs and checkpoints")
+    p.add_argument("--ckpt-path", help="resume from this checkpoint (weights, optimizer, schedule, data order); "
+                   "'last': the newest last*.ckpt in --out")
+    p.add_argument("--ckpt-every-steps", type=int, help="checkpoint.every_steps: refresh last.ckpt every N optimizer "
+                   "steps (default: 5%% of the planned steps)")
+    p.add_argument("--ckpt-every-minutes", type=float, help="checkpoint.every_minutes: refresh last.ckpt every M "
+                   "minutes of training (default 10)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return p
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Numeric flags out of range, as :class:`UserError` naming the flag."""
+    check_positive({"--img-size": args.img_size, "--batch-size": args.batch_size, "--epochs": args.epochs,
+                    "--n-train": args.n_train, "--n-val": args.n_val, "--fpn-channels": args.fpn_channels,
+                    "--ckpt-every-steps": args.ckpt_every_steps}, what="must be a positive whole number")
+    check_positive({"--workers": args.workers}, minimum=0, what="must be >= 0")
+    if args.channels is not None:
+        check_positive({"--channels": min(args.channels)}, what="must be positive whole numbers")
+    if args.max_steps is not None and (args.max_steps == 0 or args.max_steps < -1):
+        raise UserError(f"--max-steps: must be a positive whole number (or -1: no limit), got {args.max_steps}")
+    for flag, value in (("--time-minutes", args.time_minutes), ("--ckpt-every-minutes", args.ckpt_every_minutes),
+                        ("--lr", args.lr)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag}: must be > 0, got {value:g}")
+    if args.val_fraction is not None and not 0.0 < args.val_fraction < 1.0:
+        raise UserError(f"--val-fraction: must be in (0, 1), got {args.val_fraction:g}")
+
+
+def check_inputs(args: argparse.Namespace, cfg: Config) -> None:
+    """Every input the run reads, before any work: the data path and the checkpoint file."""
+    data = cfg["data"].get("data_yaml")
+    if data and not Path(data).expanduser().exists():
+        raise UserError(f"{'--data' if args.data else 'data.data_yaml'}: {data}: no such file or folder")
+    if args.ckpt_path:
+        root = Path(cfg["trainer"].get("default_root_dir") or "runs/detector")
+        read_training_checkpoint(resolve_ckpt_path(args.ckpt_path, root, out_flag="--out"), "--ckpt-path", PROG)
 
 
 def build_config_from_args(args: argparse.Namespace) -> Config:
@@ -114,21 +165,27 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
                  "n_train": args.n_train, "n_val": args.n_val, "seed": args.seed, "batch_size": args.batch_size,
                  "num_workers": args.workers},
         "task": {"detector": args.detector, "fpn_channels": args.fpn_channels, "lr": args.lr},
+        "checkpoint": {"every_steps": args.ckpt_every_steps, "every_minutes": args.ckpt_every_minutes},
         "trainer": {"seed": args.seed, "max_epochs": args.epochs, "max_steps": args.max_steps,
                     "time_minutes": args.time_minutes, "precision": args.precision, "devices": devices,
                     "default_root_dir": args.out},
     }
-    return build_config(find_config(args.config), sections, DEFAULTS, overrides, name_error=timm_name_error)
+    return build_config(find_config(args.config), sections, DEFAULTS, overrides, name_error=timm_name_error,
+                        sets=parse_set_overrides(getattr(args, "set_values", None) or []))
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Train and validate as ``cfg`` says, save ``<default_root_dir>/last.ckpt`` (and
-    ``best.ckpt``); returns the summary (see :func:`format_summary`)."""
+def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_yaml") -> dict[str, Any]:
+    """Train and validate as ``cfg`` says, keeping ``<default_root_dir>/last.ckpt`` current
+    (and ``best.ckpt``); returns the summary (see :func:`format_summary`). ``ckpt_path``
+    resumes a run (``"last"``: the newest ``last*.ckpt`` there). Data that cannot be read is a
+    :class:`UserError` starting with ``data_flag``."""
     import lightning as L
 
     import vision  # noqa: F401  (registers the longseq backbones with timm)
     from longseq.hardware import peak_memory_gb
     from longseq.training.callbacks import Throughput
+    from longseq.training.checkpointing import CheckpointCadence, PeriodicCheckpoint
+    from longseq.training.random_state import RandomStateCheckpoint
     from vision.detection.lightning import DetectionTask, YoloDataModule
     from vision.detection.progress import RunProgress
     from vision.detection.pyramid import MultiScaleBackbone
@@ -141,26 +198,34 @@ def run(cfg: Config) -> dict[str, Any]:
     if time_minutes:
         trainer_kwargs["max_time"] = {"seconds": round(float(time_minutes) * 60)}
     root = Path(trainer_kwargs.get("default_root_dir") or "runs/detector")
+    ckpt_path = resolve_ckpt_path(ckpt_path, root, out_flag="--out")
     data = dict(cfg["data"])
     val_fraction = data.pop("val_fraction", 0.2)
-    if data.get("data_yaml"):
-        data["data_yaml"] = str(resolve_data(data["data_yaml"], root, val_fraction=val_fraction,
-                                             seed=data.get("seed", 0)))
-    dm = YoloDataModule(**data)
-    dm.prepare_data()
-    dm.setup()
+    try:
+        if data.get("data_yaml"):
+            data["data_yaml"] = str(resolve_data(data["data_yaml"], root, val_fraction=val_fraction,
+                                                 seed=data.get("seed", 0)))
+        dm = YoloDataModule(**data)
+        dm.prepare_data()
+        dm.setup()
+    except (ValueError, OSError) as exc:
+        if not cfg["data"].get("data_yaml"):
+            raise
+        raise UserError(f"{data_flag}: {exc}") from None
     model_kwargs = dict(cfg["model"])
     name = model_kwargs.pop("name")
     task = DetectionTask(MultiScaleBackbone(name, **model_kwargs), num_classes=dm.num_classes,
                          image_size=dm.hparams.img_size, **cfg["task"])
     speed = Throughput(skip=1)  # the first batch pays one-off costs
     progress = RunProgress(best_checkpoint=root / "best.ckpt")
-    trainer = L.Trainer(**trainer_kwargs, callbacks=[speed, progress, *extra_callbacks])
-    trainer.fit(task, datamodule=dm)
+    # last.ckpt on a cadence of its own (and at the end), so a killed run loses little.
+    periodic = PeriodicCheckpoint(root, CheckpointCadence(**(cfg.get("checkpoint") or {})))
+    callbacks = [speed, progress, RandomStateCheckpoint(), periodic, *extra_callbacks]
+    trainer = L.Trainer(**trainer_kwargs, callbacks=callbacks)
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
     if not progress.validated_final_weights(trainer.global_step):  # stopped inside an epoch
         trainer.validate(task, datamodule=dm, verbose=False)
-    ckpt = root / "last.ckpt"
-    trainer.save_checkpoint(ckpt)
+    ckpt = periodic.path
     best, last = progress.best, progress.last
     nan = float("nan")
     return {
@@ -211,16 +276,28 @@ def format_summary(s: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    p = parser()
-    args = p.parse_args(argv)
-    cfg = run_or_exit(p, lambda: build_config_from_args(args))
+def _main(argv: list[str] | None) -> None:
+    args = parser().parse_args(argv)
+    check_flags(args)
+    cfg = build_config_from_args(args)
     if args.print_config:
         print(dump_config(cfg), end="")
         return
+    check_inputs(args, cfg)
     use_all_cores()
-    print(format_summary(run(cfg)))
+    summary = run(cfg, ckpt_path=args.ckpt_path, data_flag="--data" if args.data else "data.data_yaml")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # one summary for a run on several processes
+        print(format_summary(summary))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``longseq-train-detector``). Unusable flags, files, configs and
+    checkpoints print ``longseq-train-detector: error: <flag or file>: <what is wrong>`` and
+    exit with status 2 (``--debug``: the traceback)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_cli(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -47,13 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from longseq.training.config import (
-    ConfigError, Section, add_config_arguments, config_file, dump_config, trainer_accepts,
+    ConfigError, Section, add_config_arguments, config_file, dump_config, parse_set_overrides, trainer_accepts,
 )
 from longseq.training.errors import UserError, check_positive, run_cli
 
 from vision.cli._shared import (
     Config, build_config, find_config, print_summary, signature_keys, timm_name_error, use_all_cores,
 )
+from vision.cli.checkpoints import CheckpointPathError, read_training_checkpoint
+from vision.cli.checkpoints import resolve_ckpt_path as _resolve_ckpt_path
 
 __all__ = ["DEFAULTS", "DEFAULT_BACKBONE_KWARGS", "PHOTO_CONFIG", "PROG", "CheckpointPathError",
            "build_config_from_args", "check_flags", "check_inputs", "check_runnable", "main", "parser",
@@ -200,7 +202,8 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
     if args.data and path is getattr(args, "default_config", None):
         path = config_file(PHOTO_CONFIG)
     cfg = build_config(find_config(path), sections, DEFAULTS, overrides,
-                       model_defaults=DEFAULT_BACKBONE_KWARGS, name_error=timm_name_error)
+                       model_defaults=DEFAULT_BACKBONE_KWARGS, name_error=timm_name_error,
+                       sets=parse_set_overrides(getattr(args, "set_values", None) or []))
     if args.max_minutes is not None:  # set here: 0 means None (no budget), which overrides skip
         cfg["trainer"]["max_time"] = {"minutes": args.max_minutes} if args.max_minutes > 0 else None
     return _resolve(cfg)
@@ -218,10 +221,6 @@ def check_runnable(cfg: Config) -> None:
     if given:
         raise ConfigError(f"data.{', data.'.join(given)}: image-folder settings, but no image folder: "
                           "give one with --data PATH (or data.root)")
-
-
-class CheckpointPathError(UserError, FileNotFoundError):
-    """A ``--ckpt-path`` that names no checkpoint file."""
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -243,42 +242,14 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def _read_checkpoint(path: str | Path, flag: str) -> dict[str, Any]:
-    """A Lightning checkpoint written by this command, or :class:`UserError` naming ``flag`` and the file."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointPathError(f"{flag}: {path}: no checkpoint there (no such file)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError,
-            AttributeError, ModuleNotFoundError) as exc:
-        raise UserError(f"{flag}: {path}: not a checkpoint ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UserError(f"{flag}: {path}: not a training checkpoint of {PROG} (no state_dict)")
-    return checkpoint
+    return read_training_checkpoint(path, flag, PROG)
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     """``--ckpt-path``: ``last`` is the newest ``last*.ckpt`` in ``out_dir/checkpoints``
     (the one this command keeps current); other values must name an existing file.
     Raises :class:`CheckpointPathError` (a :class:`UserError` and a ``FileNotFoundError``)."""
-    if ckpt_path is None:
-        return None
-    if ckpt_path == "last":
-        found = sorted((out_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise CheckpointPathError(f"--ckpt-path last: no last*.ckpt in {out_dir / 'checkpoints'} to resume "
-                                      "(is --out-dir the folder of the run?)")
-        return str(found[-1])
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise CheckpointPathError(f"--ckpt-path: no checkpoint at {path}")
-    return str(path)
+    return _resolve_ckpt_path(ckpt_path, out_dir / "checkpoints")
 
 
 def _check_data(root: str | Path, flag: str) -> None:

@@ -44,15 +44,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import Section, add_config_arguments, config_file, dump_config
+from longseq.training.config import Section, add_config_arguments, config_file, dump_config, parse_set_overrides
 
-from vision.cli._shared import Config, build_config, find_config, run_or_exit, shipped_or_given, signature_keys
+from longseq.training.errors import UserError, check_positive, run_cli
+
+from vision.cli._shared import Config, build_config, find_config, shipped_or_given, signature_keys
 
 # Offline before ultralytics is imported (only inside functions here): it checks
 # connectivity and settings at import.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-__all__ = ["DEFAULTS", "add_training_arguments", "build_config_from_args", "format_summary", "inference_speed", "main", "parser", "run",
+PROG = "longseq-train-yolo"
+
+__all__ = ["DEFAULTS", "PROG", "check_flags", "add_training_arguments", "build_config_from_args", "format_summary", "inference_speed", "main", "parser", "run",
            "sections", "ultralytics_train_keys"]
 
 #: The bare run; configs/detection/train_yolo_baseline.yaml restates it (with the reasons).
@@ -122,7 +126,7 @@ def add_training_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="longseq-train-yolo", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p, config_file("detection/train_yolo_baseline.yaml"))
     p.add_argument("--model", help="model.name: ultralytics model YAML name or path, or weights")
@@ -138,7 +142,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="trainer.name (default: the model's file stem)")
     p.add_argument("--summary-json", help="trainer.summary_json (default: <run>/summary.json)")
     add_training_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return p
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Numeric flags out of range, as :class:`UserError` naming the flag (before ultralytics is
+    imported or any data generated)."""
+    check_positive({"--img-size": args.img_size, "--n-train": args.n_train, "--n-val": args.n_val,
+                    "--epochs": args.epochs, "--batch": args.batch, "--threads": args.threads, "--nbs": args.nbs},
+                   what="must be a positive whole number")
+    check_positive({"--workers": args.workers}, minimum=0, what="must be >= 0")
+    for flag, value in (("--time-minutes", args.time_minutes), ("--warmup-epochs", args.warmup_epochs)):
+        if value is not None and value < 0:
+            raise UserError(f"{flag}: must be >= 0, got {value:g}")
+    if args.lr0 is not None and not args.lr0 > 0:
+        raise UserError(f"--lr0: must be > 0, got {args.lr0:g}")
+    if args.val_fraction is not None and not 0.0 < args.val_fraction < 1.0:
+        raise UserError(f"--val-fraction: must be in (0, 1), got {args.val_fraction:g}")
 
 
 def build_config_from_args(args: argparse.Namespace) -> Config:
@@ -155,7 +176,8 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
             "warmup_epochs": args.warmup_epochs,
         },
     }
-    return build_config(find_config(args.config), sections, DEFAULTS, overrides)
+    return build_config(find_config(args.config), sections, DEFAULTS, overrides,
+                        sets=parse_set_overrides(getattr(args, "set_values", None) or []))
 
 
 def inference_speed(model: Any, images: list[Path], img_size: int, device: str, n: int = 16) -> float:
@@ -210,11 +232,16 @@ def run(cfg: Config) -> dict[str, Any]:
     train["project"] = str(Path(train.get("project") or "runs/detection").resolve())
     run_dir = Path(train["project"]) / train["name"]
 
-    if given:
-        data_yaml = resolve_data(given, run_dir, val_fraction=val_fraction, seed=data.get("seed", 0))
-    else:
-        data_yaml = make_scattered_digits_yolo(**data)
-    report = check_dataset(data_yaml)
+    try:
+        if given:
+            data_yaml = resolve_data(given, run_dir, val_fraction=val_fraction, seed=data.get("seed", 0))
+        else:
+            data_yaml = make_scattered_digits_yolo(**data)
+        report = check_dataset(data_yaml)
+    except (ValueError, OSError) as exc:
+        if not given:
+            raise
+        raise UserError(f"data.data_yaml: {given}: {exc}") from None
     for line in report.lines():
         print(f"bad labels: {line}")
     info = load_data_yaml(data_yaml)
@@ -288,14 +315,23 @@ def format_summary(s: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = parser()
-    args = p.parse_args(argv)
-    cfg = run_or_exit(p, lambda: build_config_from_args(args))
+def _main(argv: list[str] | None) -> None:
+    args = parser().parse_args(argv)
+    check_flags(args)
+    cfg = build_config_from_args(args)
     if args.print_config:
         print(dump_config(cfg), end="")
         return
+    if args.data and not Path(args.data).expanduser().exists():
+        raise UserError(f"--data: {args.data}: no such file or folder")
     print(format_summary(run(cfg)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``longseq-train-yolo``). Unusable flags, data and configs print
+    ``longseq-train-yolo: error: <flag or file>: <what is wrong>`` and exit with status 2
+    (``--debug``: the traceback)."""
+    run_cli(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from vision.data.image_folder import SafeImageFolder, scan_image_folder
 from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
 from vision.data.transforms import photo_transform
 
-__all__ = ["EpochShuffle", "ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["EpochShuffle", "ScatteredDigitsDataModule", "ImageFolderDataModule", "IMAGENET_MEAN", "IMAGENET_STD",
+           "shuffled_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +89,39 @@ class EpochShuffle(RandomSampler):
         yield from zip(order[self.skipped:], seeds[self.skipped:])
 
 
+def shuffled_loader(dataset, *, trainer, batch_size: int, num_workers: int = 0,
+                    collate_fn: Callable | None = None, drop_last: bool | None = None) -> DataLoader:
+    """The training DataLoader of the vision modules, shuffled by :class:`EpochShuffle` (the same
+    global batches on any number of devices). On one process each item carries a seed of its
+    own and a resumed epoch skips the batches already trained, so ``--ckpt-path`` continues the
+    data order and augmentation of the run. ``drop_last`` (default: when the set holds more
+    than one batch) keeps steps equal-sized but never empties a set smaller than a batch."""
+    if drop_last is None:
+        drop_last = len(dataset) > batch_size
+    exact = trainer is not None and trainer.world_size == 1
+    batches = len(dataset) // batch_size if drop_last else -(-len(dataset) // batch_size)
+    position = None
+    if exact:
+        def position() -> tuple[int, int]:
+            accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+            return int(trainer.current_epoch), items_done(trainer, -(-batches // accumulate), batch_size)
+    sampler = EpochShuffle(dataset, item_seeds=exact, position=position)
+    return DataLoader(SeededDataset(dataset) if exact else dataset, batch_size=batch_size, sampler=sampler,
+                      num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=drop_last,
+                      collate_fn=collate_fn)
+
+
 class _ClassificationLoaders(L.LightningDataModule):
-    """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``. Training
-    shuffles with :class:`EpochShuffle` (the same global batches on any number of devices);
-    on one process each item carries a seed of its own and a resumed epoch skips the batches
-    already trained, so ``--ckpt-path`` continues the data and augmentation of the run."""
+    """Shared DataLoaders: subclasses set ``train_set``/``val_set`` in ``setup``; training
+    batches come from :func:`shuffled_loader`."""
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        # drop_last keeps training steps equal-sized, but never empties a set smaller than a batch.
-        drop_last = shuffle and len(dataset) > hp.batch_size
-        sampler = None
         if shuffle:
-            trainer = getattr(self, "trainer", None)
-            exact = trainer is not None and trainer.world_size == 1
-            batches = len(dataset) // hp.batch_size if drop_last else -(-len(dataset) // hp.batch_size)
-            position = None
-            if exact:
-                def position() -> tuple[int, int]:
-                    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
-                    return int(trainer.current_epoch), items_done(trainer, -(-batches // accumulate), hp.batch_size)
-            sampler = EpochShuffle(dataset, item_seeds=exact, position=position)
-            if exact:
-                dataset = SeededDataset(dataset)
-        return DataLoader(dataset, batch_size=hp.batch_size, sampler=sampler,
-                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-                          drop_last=drop_last)
+            return shuffled_loader(dataset, trainer=getattr(self, "trainer", None), batch_size=hp.batch_size,
+                                   num_workers=hp.num_workers)
+        return DataLoader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.detection import MeanAveragePrecision
 
+from vision.data.datamodules import shuffled_loader
 from vision.detection.dataset import YoloDetectionDataset, collate_detection
 from vision.detection.generate import make_scattered_digits_yolo
 from vision.detection.pyramid import MultiScaleBackbone
@@ -138,7 +139,10 @@ class YoloDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        # every image, in an order a resumed run continues exactly (drop_last off: small sets)
+        return shuffled_loader(self.train_set, trainer=getattr(self, "trainer", None),
+                               batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
+                               collate_fn=collate_detection, drop_last=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

@@ -5,18 +5,21 @@ reports a fraction of an epoch), clocks training without validation, and records
 validation (sanity checks excluded) with the epoch and step it saw. From those records
 come the best validation and the last one, and whether the final weights were
 validated at all (:meth:`RunProgress.validated_final_weights`). With ``best_checkpoint``
-set, the weights of each new best validation are saved there.
+set, each new best validation's state is saved there (atomically). The records travel in the
+training checkpoint, so a resumed run's summary covers the whole run.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+from longseq.training.checkpointing import atomic_save_checkpoint
 
 __all__ = ["RunProgress", "Validation"]
 
@@ -89,7 +92,18 @@ class RunProgress(L.Callback):
         before = self.best
         self.validations.append(Validation(self.epochs_done, int(trainer.global_step), metrics))
         if self.best_checkpoint is not None and self.best is not before and self.best is self.validations[-1]:
-            trainer.save_checkpoint(self.best_checkpoint)
+            atomic_save_checkpoint(trainer, self.best_checkpoint)
+
+    def state_dict(self) -> dict[str, Any]:
+        running = time.perf_counter() - self._train_t0 if self._train_t0 is not None else 0.0  # a save mid-epoch
+        return {"batches": self.batches, "train_seconds": self.train_seconds + running,
+                "validation_seconds": self.validation_seconds, "validations": [asdict(v) for v in self.validations]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.batches = int(state_dict.get("batches", 0))
+        self.train_seconds = float(state_dict.get("train_seconds", 0.0))
+        self.validation_seconds = float(state_dict.get("validation_seconds", 0.0))
+        self.validations = [Validation(**v) for v in state_dict.get("validations", [])]
 
     # -- results ----------------------------------------------------------------------
     @property
