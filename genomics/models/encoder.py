@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from longseq.layers import Encoder, KVCache, LowRank, RoutingAttention, TransformerBlock
 from longseq.lsh import LSH
@@ -106,6 +107,10 @@ class DNAEncoder(nn.Module):
         ff_chunks: feed-forward applied in this many sequence chunks (hidden layer never whole).
         head_chunks: attention heads computed in this many groups, each recomputed in
             backward, so q, k, v exist for one group at a time (memory at a million bases).
+        chunk_above: ``ff_chunks`` and ``head_chunks`` apply only to windows longer than this
+            many tokens (0: always): the memory levers cost ~35% step time, which short
+            windows need not pay. Longer training windows also run the k-mer convolution in
+            slices of this many tokens, each recomputed in backward.
         downsample: stride of a convolutional stem (1 = single-nucleotide resolution).
         dropout: dropout in attention and MLP.
         rope_dim: rotate only the first ``rope_dim`` features of each head (partial rotary,
@@ -149,6 +154,7 @@ class DNAEncoder(nn.Module):
         reversible: bool = False,
         ff_chunks: int = 1,
         head_chunks: int = 1,
+        chunk_above: int = 0,
         downsample: int = 1,
         dropout: float = 0.0,
         rope_dim: int | None = None,
@@ -182,6 +188,7 @@ class DNAEncoder(nn.Module):
         if not 0 <= rope_dim <= head_dim or rope_dim % 2:
             raise ValueError(f"rope_dim must be even and in [0, {head_dim}] (the head size), got {rope_dim}")
         self.dim, self.causal, self.num_global, self.downsample = dim, causal, global_tokens, downsample
+        self.chunk_above = chunk_above
         #: False: the whole window on this process; else the process group whose ranks hold
         #: its slices (None = the world), set by :func:`genomics.models.sequence_parallel.shard_encoder`.
         self.sequence_group: Any = False
@@ -194,7 +201,7 @@ class DNAEncoder(nn.Module):
         window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
         lsh = LSH(lsh_bucket_size, lsh_n_hashes, causal=causal, shared_qk=True, seed=lsh_seed)
         block_kwargs = dict(mlp_ratio=mlp_ratio, kv_heads=kv_heads, rope=RoPE1D(rope_dim) if rope_dim else None,
-                            ff_chunks=ff_chunks, head_chunks=head_chunks, dropout=dropout,
+                            ff_chunks=ff_chunks, head_chunks=head_chunks, chunk_above=chunk_above, dropout=dropout,
                             global_length_scale=global_length_scale)
         if specs is None:
             self.patterns: list[Pattern | None] = [lsh if i in lsh_layers else window_pattern for i in range(depth)]
@@ -286,13 +293,26 @@ class DNAEncoder(nn.Module):
             x = x + self.kmer(ctx.transpose(1, 2)).transpose(1, 2)
         return self.encoder.step(x, cache)
 
+    def _kmer_features(self, padded: Tensor) -> Tensor:
+        """The k-mer convolution of ``padded`` (B, dim, L + k - 1) as (B, L, dim). Training on
+        windows longer than ``chunk_above`` runs it over slices of ``chunk_above`` outputs, each
+        recomputed in backward, so its workspace stays that of one slice at a million bases."""
+        k = self.kmer.kernel_size[0]
+        length = padded.shape[-1] - (k - 1)
+        step = self.chunk_above
+        if not step or length <= step or not torch.is_grad_enabled():
+            return self.kmer(padded).transpose(1, 2)
+        parts = [checkpoint(self.kmer, padded[..., start:start + step + k - 1], use_reentrant=False)
+                 for start in range(0, length, step)]
+        return torch.cat(parts, dim=-1).transpose(1, 2)
+
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ids (B, L), mask (B, L) bool -> features (B, G + L', dim), mask (B, G + L') or None."""
         x = self.embed(input_ids)  # B, L, dim
         if self.kmer is not None:  # x + conv(x): the residual keeps single-base identity
             # padded positions read as zeros, as past the ends, so padding never leaks in
             real = x if mask is None else x.masked_fill(~mask[..., None], 0.0)
-            x = x + self.kmer(nn.functional.pad(real.transpose(1, 2), self.kmer_padding)).transpose(1, 2)
+            x = x + self._kmer_features(nn.functional.pad(real.transpose(1, 2), self.kmer_padding))
         if self.stem is not None:
             B, L, _ = x.shape
             pad = (-L) % self.downsample

@@ -59,6 +59,8 @@ class MultiheadAttention(nn.Module):
             training on more than ``AUTO_HEAD_CHUNK_TOKENS`` tokens, the smallest divisor
             of ``kv_heads`` above 1 (with no bias module); otherwise one group, so short
             inputs, inference and export pay nothing.
+        chunk_above: inputs of at most this many tokens use one group whatever
+            ``head_chunks`` (0: the groups apply at every length).
         global_length_scale: multiply the logits of the pattern's global rows (its
             ``global_tokens``, which attend every key) by ``s_h * ln(n)``, with ``n`` the
             number of real keys and ``s_h`` a learned per-head factor starting at
@@ -83,6 +85,7 @@ class MultiheadAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         head_chunks: int | str = 1,
+        chunk_above: int = 0,
         global_length_scale: bool = False,
     ) -> None:
         super().__init__()
@@ -98,7 +101,10 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"head_chunks ({head_chunks}) must divide kv_heads ({kv_heads})")
         elif head_chunks > 1 and bias is not None:
             raise ValueError("head_chunks > 1 does not support a positional bias module (use rope)")
+        if chunk_above < 0:
+            raise ValueError(f"chunk_above must be >= 0, got {chunk_above}")
         self.dim, self.heads, self.kv_heads, self.head_chunks = dim, heads, kv_heads, head_chunks
+        self.chunk_above = chunk_above
         self.head_dim = dim // heads
         self.pattern = pattern
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
@@ -178,6 +184,8 @@ class MultiheadAttention(nn.Module):
 
     def n_head_chunks(self, length: int) -> int:
         """Head groups used for an input of ``length`` tokens (see ``head_chunks``)."""
+        if length <= self.chunk_above:
+            return 1
         if self.head_chunks != "auto":
             return self.head_chunks
         if (length <= AUTO_HEAD_CHUNK_TOKENS or self.bias is not None or not torch.is_grad_enabled()

@@ -79,15 +79,20 @@ class ChunkedFeedForward(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int, chunks: int | str = 1, dropout: float = 0.0,
-                 activation: type[nn.Module] = nn.GELU) -> None:
+                 activation: type[nn.Module] = nn.GELU, chunk_above: int = 0) -> None:
         super().__init__()
         if chunks != "auto" and not (isinstance(chunks, int) and chunks >= 1):
             raise ValueError(f"chunks must be an int >= 1 or 'auto', got {chunks!r}")
-        self.chunks = chunks
+        if chunk_above < 0:
+            raise ValueError(f"chunk_above must be >= 0, got {chunk_above}")
+        self.chunks, self.chunk_above = chunks, chunk_above
         self.ff = FeedForward(dim, hidden, dropout, activation)
 
     def n_chunks(self, length: int) -> int:
-        """Number of sequence slices used for an input of ``length`` tokens."""
+        """Number of sequence slices used for an input of ``length`` tokens (one up to
+        ``chunk_above`` tokens: a short input's hidden layer is small, recomputing it is not worth it)."""
+        if length <= self.chunk_above:
+            return 1
         if self.chunks == "auto":
             if not torch.is_grad_enabled() or torch.compiler.is_exporting() or torch.jit.is_tracing():
                 return 1

@@ -67,6 +67,7 @@ class TransformerBlock(nn.Module):
         rope: nn.Module | None = None,
         ff_chunks: int | str = 1,
         head_chunks: int | str = 1,
+        chunk_above: int = 0,
         drop_path: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         dropout: float = 0.0,
@@ -76,8 +77,8 @@ class TransformerBlock(nn.Module):
         dp = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         attn = MultiheadAttention(dim, heads, pattern, kv_heads=kv_heads, bias=bias, rope=rope,
                                   attn_drop=dropout, proj_drop=dropout, head_chunks=head_chunks,
-                                  global_length_scale=global_length_scale)
-        ff = ChunkedFeedForward(dim, int(dim * mlp_ratio), chunks=ff_chunks, dropout=dropout)
+                                  chunk_above=chunk_above, global_length_scale=global_length_scale)
+        ff = ChunkedFeedForward(dim, int(dim * mlp_ratio), chunks=ff_chunks, dropout=dropout, chunk_above=chunk_above)
         self.attn_branch = _AttentionBranch(norm_layer(dim), attn, dp)
         self.ff_branch = _FeedForwardBranch(norm_layer(dim), ff, dp)
 
