@@ -5,16 +5,15 @@ random proposal sampling included). Bad flags and files are one line and exit st
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from ..kill import kill_at_first_checkpoint
 
 STEPS = 7
 #: FCOS on timm's tiny test ViT at 64 px, 4 training images in batches of 2 (2 steps an epoch),
@@ -49,14 +48,7 @@ def test_killed_detector_run_resumes_exactly(config, tiny_digits_yaml, yolo_env,
 
     cut = tmp_path / "cut"
     last = cut / "last.ckpt"
-    proc = subprocess.Popen(_command(config, tiny_digits_yaml, cut), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 150
-    while not last.exists():  # the first cadence checkpoint: kill the run right then
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_first_checkpoint(_command(config, tiny_digits_yaml, cut), env, last, timeout=150)
     killed_at = torch.load(last, weights_only=False)["global_step"]
     assert 0 < killed_at < STEPS
 

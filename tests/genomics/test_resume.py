@@ -8,10 +8,8 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import yaml
 
 from genomics.cli import train_dna
 
+from ..kill import kill_at_first_checkpoint
 from .dna_data import random_dna, write_fasta
 from .labelled_data import documented_commands
 
@@ -68,15 +67,8 @@ def test_killed_run_resumes_exactly(tmp_path):
     subprocess.run(_command(fasta, config, tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=120)
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_command(fasta, config, cut), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     last = cut / "lm" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 90
-    while not last.exists():  # the first cadence checkpoint: kill the run right then
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_first_checkpoint(_command(fasta, config, cut), env, last)
     killed_at = torch.load(last, weights_only=True)["global_step"]
     assert 0 < killed_at < STEPS and not (cut / "lm" / "version_0" / "summary.json").exists()
 

@@ -7,16 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from ..kill import kill_at_first_checkpoint
 from .photo_data import make_photo_folder
 
 STEPS = 12
@@ -72,14 +71,7 @@ def test_killed_run_resumes_exactly(inputs, tmp_path):
 
     cut = tmp_path / "cut"
     last = cut / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_command(photos, config, cut), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
-    while not last.exists():  # the first cadence checkpoint: kill the run right then
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_first_checkpoint(_command(photos, config, cut), env, last)
     killed_at = torch.load(last, weights_only=False)["global_step"]
     assert 0 < killed_at < STEPS
 
