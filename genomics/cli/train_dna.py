@@ -58,7 +58,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import ConfigError, add_config_arguments, dump_config
+from longseq.training.config import ConfigError, add_cadence_arguments, add_config_arguments, dump_config
 from longseq.training.errors import run_cli
 
 from genomics.cli.train_config import TASKS, Config, task_spec
@@ -124,11 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule): "
                                        "continuing a run at longer windows, or a language model's encoder for "
                                        "classification/annotation (fresh head)")
-    p.add_argument("--ckpt-every-steps", type=int,
-                   help="refresh last.ckpt every N optimizer steps (checkpoint.every_steps; default: 5%% of the "
-                        "planned steps, rounded up)")
-    p.add_argument("--ckpt-every-minutes", type=float,
-                   help="refresh last.ckpt every M minutes of training (checkpoint.every_minutes; default 10)")
+    add_cadence_arguments(p)
     p.add_argument("--out-dir", type=Path, default=Path("runs/dna"), help="logs, metrics.csv and checkpoints")
     p.add_argument("--no-warmup", action="store_true",
                    help="train at --seq-len from the first step (schedule.start_len = seq_len)")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "ConfigError", "Section", "add_config_arguments", "apply_overrides", "config_file", "dump_config", "find_config", "load_config",
-    "parse_set_overrides", "read_yaml", "trainer_accepts", "validate_config",
+    "add_cadence_arguments", "parse_set_overrides", "read_yaml", "trainer_accepts", "validate_config",
 ]
 
 Config = dict[str, dict[str, Any]]
@@ -211,6 +211,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | Path | 
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="set_values",
                         help="set any config key (the value is read as YAML: 7, 0.5, true, null, [1, 2]); "
                              "repeatable, applied after the YAML and the other flags")
+
+
+def add_cadence_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ckpt-every-steps`` and ``--ckpt-every-minutes``: the ``checkpoint`` section's keys
+    (``longseq.training.checkpointing.CheckpointCadence``), as every training command spells them."""
+    parser.add_argument("--ckpt-every-steps", type=int, help="checkpoint.every_steps: refresh last.ckpt every N "
+                        "optimizer steps (default: 5%% of the planned steps, rounded up)")
+    parser.add_argument("--ckpt-every-minutes", type=float, help="checkpoint.every_minutes: refresh last.ckpt every M "
+                        "minutes of training (default 10, or 5%% of a time budget when that is shorter)")
 
 
 def parse_set_overrides(pairs: Sequence[str]) -> Config:

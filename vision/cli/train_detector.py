@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from longseq.training.config import (
-    Section, add_config_arguments, config_file, dump_config, parse_set_overrides, trainer_accepts,
+    Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
+    trainer_accepts,
 )
 from longseq.training.errors import UserError, check_positive, run_cli
 
@@ -120,10 +121,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="trainer.default_root_dir: logs and checkpoints")
     p.add_argument("--ckpt-path", help="resume from this checkpoint (weights, optimizer, schedule, data order); "
                    "'last': the newest last*.ckpt in --out")
-    p.add_argument("--ckpt-every-steps", type=int, help="checkpoint.every_steps: refresh last.ckpt every N optimizer "
-                   "steps (default: 5%% of the planned steps)")
-    p.add_argument("--ckpt-every-minutes", type=float, help="checkpoint.every_minutes: refresh last.ckpt every M "
-                   "minutes of training (default 10)")
+    add_cadence_arguments(p)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return p
 

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from longseq.training.config import (
-    ConfigError, Section, add_config_arguments, config_file, dump_config, parse_set_overrides, trainer_accepts,
+    ConfigError, Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
+    trainer_accepts,
 )
 from longseq.training.errors import UserError, check_positive, run_cli
 
@@ -158,10 +159,7 @@ def parser() -> argparse.ArgumentParser:
                    "'last': the newest last checkpoint in --out-dir's checkpoints folder")
     p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule); "
                    "the config must build the checkpoint's model")
-    p.add_argument("--ckpt-every-steps", type=int, help="checkpoint.every_steps: refresh last.ckpt every N optimizer "
-                   "steps (default: 5%% of the planned steps, rounded up)")
-    p.add_argument("--ckpt-every-minutes", type=float, help="checkpoint.every_minutes: refresh last.ckpt every M "
-                   "minutes of training (default 10)")
+    add_cadence_arguments(p)
     p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     return p
 
