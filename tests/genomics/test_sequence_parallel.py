@@ -76,6 +76,7 @@ def _worker(rank: int, init: str, out: str, extra: dict) -> None:
         shard_encoder(_encoder(model))
         logits = _train(model, ids[:, start:stop], targets[:, start:stop], total, 2, reduce=True)
         torch.save({"logits": logits, "state": model.state_dict()}, f"{out}.{rank}")
+        dist.barrier()  # no send in flight when gloo tears its pairs down (an abort otherwise, rarely)
     finally:
         dist.destroy_process_group()
 
