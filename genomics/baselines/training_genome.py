@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from genomics.baselines.markov import MarkovModel, markov_baseline
 
-__all__ = ["FIXED_ORDER", "MARKOV_BETA", "TrainingGenomeMarkov", "fit_training_genome_markov"]
+__all__ = ["FIXED_ORDER", "MARKOV_BETA", "TrainingGenomeMarkov", "fit_training_genome_markov", "training_data_module"]
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,12 @@ class TrainingGenomeMarkov:
     order_source: str
 
 
-def fit_training_genome_markov(data_config: Mapping[str, Any], *, fasta: str | Sequence[str] | None = None,
-                               order: int | None = None, max_order: int = 12) -> TrainingGenomeMarkov:
-    """Fit the baseline on the training region that ``data_config`` (the data module's
-    arguments saved in a checkpoint; ``fasta`` None = the default genome) describes.
-
-    ``fasta`` replaces the recorded genome files (same split settings); ``order`` fixes k
-    instead of choosing it on validation. Raises what the data module raises for a missing
-    or unreadable genome (``FileNotFoundError``, ``ValueError``)."""
+def training_data_module(data_config: Mapping[str, Any], fasta: str | Sequence[str] | None = None) -> Any:
+    """The set-up :class:`~genomics.data.GenomeWindowDataModule` that ``data_config`` (the data
+    module's arguments saved in a checkpoint; ``fasta`` None = the default genome) describes:
+    its ``genomes`` and ``splits`` are the model's training and validation regions.
+    ``fasta`` replaces the recorded genome files (same split settings). Raises what the data
+    module raises for a missing or unreadable genome (``FileNotFoundError``, ``ValueError``)."""
     from genomics.data import GenomeWindowDataModule
 
     accepted = inspect.signature(GenomeWindowDataModule).parameters
@@ -64,6 +62,17 @@ def fit_training_genome_markov(data_config: Mapping[str, Any], *, fasta: str | S
     kw["num_workers"] = 0
     dm = GenomeWindowDataModule(**kw)
     dm.setup("fit")
+    return dm
+
+
+def fit_training_genome_markov(data_config: Mapping[str, Any], *, fasta: str | Sequence[str] | None = None,
+                               order: int | None = None, max_order: int = 12,
+                               datamodule: Any = None) -> TrainingGenomeMarkov:
+    """Fit the baseline on the training region of :func:`training_data_module`
+    (``datamodule``: one already built from the same arguments).
+
+    ``order`` fixes k instead of choosing it on validation."""
+    dm = datamodule if datamodule is not None else training_data_module(data_config, fasta)
     train = [dm.genomes[r.genome].window(r.interval.record, r.interval.start, r.interval.end)
              for r in dm.splits["train"]]
     source = "fixed"

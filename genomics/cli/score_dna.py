@@ -2,6 +2,7 @@
 
     python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --fasta genome.fa.gz
     python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --fasta yeast:chr04
+    python scripts/score_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --region val
 
 Records longer than one window are scored by overlapping windows, stitched so each base
 keeps the longest context. Prints bits per base per record (the first --per-record of them),
@@ -13,6 +14,14 @@ on a genome neither was trained on. Writes ``<out>/<record>.npy`` (float32 per-b
 likelihoods, NaN where unscored: the first base and N), ``<out>/bits_per_base.tsv``
 (record, length, bases_scored, bits_per_base, markov_bits_per_base) and
 ``<out>/summary.json`` (the genome-wide figures).
+
+Where the model wins: with the baseline, the scored bases are also split into classes
+(``repeat``: covered by a 32-mer with another copy, either strand, in the scored sequences
+or the model's training region; ``unique``; and ``CDS``, ``gene``, ``intergenic`` for an
+annotated GenBank genome), printed as model and baseline bits per base per class, and
+written per bin of --bin-size bases to ``<out>/windows.tsv`` and drawn in
+``<out>/windows.png``. ``--region val`` scores only the checkpoint's own validation region
+(the held-out part of its training genome, as its training summary did).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=65536, help="bases per forward pass")
     p.add_argument("--stride", type=int, help="bases between window starts (default: 3/4 of --window)")
     p.add_argument("--records", nargs="*", help="only these records")
+    p.add_argument("--region", choices=("all", "val"), default="all",
+                   help="all: whole records of --fasta; val: the validation region of the checkpoint's own "
+                        "training genome and split (no --fasta)")
+    p.add_argument("--bin-size", type=int, default=2000, metavar="N",
+                   help="bases per row of windows.tsv and per point of windows.png")
     p.add_argument("--per-record", type=int, default=20, metavar="N",
                    help="print the first N per-record lines (all are in bits_per_base.tsv; 0: none)")
     p.add_argument("--markov-fasta", nargs="+",
@@ -75,20 +90,13 @@ def _chosen_records(genome: Any, wanted: Sequence[str] | None, fasta: str) -> li
     return [rec for rec in genome.records if rec.name in set(wanted)]
 
 
-def _markov(args: argparse.Namespace, info: Any) -> Any:
+def _markov(args: argparse.Namespace, info: Any, dm: Any) -> Any:
     """The baseline fitted on the checkpoint's training region (None with --no-markov)."""
     if args.no_markov:
         return None
     from genomics.baselines import fit_training_genome_markov
 
-    recorded = info.data_config.get("fasta")
-    where = (f"--markov-fasta {' '.join(args.markov_fasta)}" if args.markov_fasta else
-             f"the training genome {recorded} recorded in --ckpt {args.ckpt}" if recorded else
-             "the default training genome (E. coli K-12)")
-    try:
-        return fit_training_genome_markov(info.data_config, fasta=args.markov_fasta, order=args.markov_order)
-    except (OSError, ValueError) as exc:
-        raise _fail(f"Markov baseline: cannot read {where}: {exc}; pass --markov-fasta FILE or --no-markov") from None
+    return fit_training_genome_markov(info.data_config, order=args.markov_order, datamodule=dm)
 
 
 def _record_file(out: Path, name: str) -> Path:
@@ -107,7 +115,9 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
     torch.set_num_threads(os.cpu_count() or 1)
+    from genomics.baselines.compare import ScoredRegion, class_margins, repeat_masks
     from genomics.io import build_genome_cache, ecoli_k12_fasta
+    from genomics.io.readers import detect_format
     from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
@@ -121,30 +131,115 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     stride = args.stride or max(1, args.window * 3 // 4)
     if not 0 < stride <= args.window:
         raise _fail(f"--stride must be in [1, --window={args.window}], got {stride}")
-    fasta = args.fasta or str(ecoli_k12_fasta())
-    try:
-        fasta = shipped_genome(fasta) or fasta
-    except ValueError as exc:
-        raise _fail(f"--fasta {args.fasta}: {exc}") from None
-    genome = build_genome_cache(fasta)
-    records = _chosen_records(genome, args.records, fasta)
-    markov = _markov(args, info)
+    if args.bin_size < 1:
+        raise _fail(f"--bin-size must be >= 1, got {args.bin_size}")
+    if args.region == "val" and args.fasta:
+        raise _fail("--region val scores the checkpoint's own validation region; drop --fasta "
+                    "(or score the whole file with --region all)")
+    dm = _training_split(args, info) if args.region == "val" or not args.no_markov else None
+    if args.region == "val":
+        genomes, spans, fasta = _validation_spans(dm, args)
+    else:
+        fasta = args.fasta or str(ecoli_k12_fasta())
+        try:
+            fasta = shipped_genome(fasta) or fasta
+        except ValueError as exc:
+            raise _fail(f"--fasta {args.fasta}: {exc}") from None
+        genome = build_genome_cache(fasta, labels=detect_format(fasta) == "genbank")
+        genomes = [genome]
+        spans = [(0, rec.name, 0, rec.length) for rec in _chosen_records(genome, args.records, fasta)]
+    markov = _markov(args, info, dm)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for rec in tqdm(records, desc="records"):
-        ids = genome.window(rec.name, 0, rec.length)
+    compared: list[ScoredRegion] = []
+    for g, record, start, end in tqdm(spans, desc="records"):
+        ids = genomes[g].window(record, start, end)
+        name = record if (start, end) == (0, genomes[g].record(record).length) else f"{record}:{start + 1}-{end}"
         ll = score_sequence(model, ids, args.window, stride, args.device)
-        np.save(_record_file(args.out, rec.name), ll)
+        np.save(_record_file(args.out, name), ll)
         scored = np.isfinite(ll)
-        row = {"record": rec.name, "length": rec.length, "bases_scored": int(scored.sum()),
+        row = {"record": name, "length": end - start, "bases_scored": int(scored.sum()),
                "bits": float(-ll[scored].sum())}
         if markov is not None:  # the same bases as the model (its scored set is within the chain's)
             lp, ok = markov.model.log2_probs(ids)
             row["markov_bits"] = float(-lp[scored & ok].sum())
+            labels = genomes[g].label_window(record, start, end) if _annotated(genomes[g]) else None
+            compared.append(ScoredRegion(record, start, -ll, np.where(scored & ok, -lp, np.nan),
+                                         _annotation_classes(labels)))
         rows.append(row)
     summary = _summarise(rows, args, fasta, markov, stride)
+    if compared:
+        reference = [] if args.region == "all" else [
+            dm.genomes[r.genome].window(r.interval.record, r.interval.start, r.interval.end) for r in dm.splits["train"]]
+        for region, mask in zip(compared, repeat_masks([genomes[g].window(rec, lo, hi) for g, rec, lo, hi in spans],
+                                                       reference)):
+            region.classes = {"repeat": mask, "unique": ~mask, **region.classes}
+        summary["classes"] = class_margins(compared)
+        _write_bins(compared, summary, args)
     _write_and_print(rows, summary, args)
     return {r["record"]: r["bits"] / r["bases_scored"] if r["bases_scored"] else float("nan") for r in rows}
+
+
+def _training_split(args: argparse.Namespace, info: Any) -> Any:
+    """The checkpoint's training genome and split (a set-up data module)."""
+    from genomics.baselines import training_data_module
+
+    recorded = info.data_config.get("fasta")
+    where = (f"--markov-fasta {' '.join(args.markov_fasta)}" if args.markov_fasta else
+             f"the training genome {recorded} recorded in --ckpt {args.ckpt}" if recorded else
+             "the default training genome (E. coli K-12)")
+    try:
+        return training_data_module(info.data_config, args.markov_fasta)
+    except (OSError, ValueError) as exc:
+        if args.region == "val":
+            raise _fail(f"--region val: cannot read {where}: {exc}; pass --markov-fasta FILE") from None
+        raise _fail(f"Markov baseline: cannot read {where}: {exc}; pass --markov-fasta FILE or --no-markov") from None
+
+
+def _validation_spans(dm: Any, args: argparse.Namespace) -> tuple[list, list[tuple[int, str, int, int]], str]:
+    """(genomes, (genome index, record, start, end) of each validation interval, the files)."""
+    spans = [(r.genome, r.interval.record, r.interval.start, r.interval.end) for r in dm.splits.get("val", [])]
+    if not spans:
+        raise _fail(f"--region val: the checkpoint's split has no validation region in {', '.join(dm.paths)}")
+    if args.records:
+        names = sorted({rec for _, rec, _, _ in spans})
+        unknown = [w for w in args.records if w not in set(names)]
+        if unknown:
+            raise _fail(f"--records {' '.join(unknown)}: no validation region; records with one: {_names_listed(names)}")
+        spans = [s for s in spans if s[1] in set(args.records)]
+    return dm.genomes, spans, ", ".join(dm.paths)
+
+
+def _annotated(genome: Any) -> bool:
+    """Whether the genome has per-base labels with at least one annotated base (GenBank features)."""
+    return bool(genome.has_labels and genome.labels.any())
+
+
+def _annotation_classes(labels: Any) -> dict[str, Any]:
+    """CDS / gene / intergenic masks from per-base annotation labels (none without labels)."""
+    if labels is None:
+        return {}
+    from genomics.io.annotation import LABEL_NAMES
+
+    return {name: labels == value for value, name in enumerate(LABEL_NAMES)}
+
+
+def _write_bins(compared: list, summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """windows.tsv (one row per bin) and windows.png."""
+    from genomics.baselines.compare import bin_table, plot_bins
+
+    rows = bin_table(compared, args.bin_size)
+    columns = list(rows[0])
+    with open(args.out / "windows.tsv", "w") as fh:
+        fh.write("\t".join(columns) + "\n")
+        for r in rows:
+            fh.write("\t".join(f"{r[c]:.5f}" if isinstance(r[c], float) else str(r[c]) for c in columns) + "\n")
+    try:
+        plot_bins(rows, summary["classes"], args.out / "windows.png",
+                  f"{args.ckpt} vs order-{summary['markov']['order']} Markov on "
+                  f"{', '.join(Path(p).name for p in summary['genome'].split(', '))}")
+    except ImportError:
+        print("matplotlib not installed: no windows.png", file=sys.stderr)
 
 
 def _summarise(rows: list[dict[str, Any]], args: argparse.Namespace, fasta: str, markov: Any,
@@ -192,7 +287,15 @@ def _write_and_print(rows: list[dict[str, Any]], summary: dict[str, Any], args: 
         line += (f"   (order-{markov['order']} Markov baseline fitted on the training region of "
                  f"{', '.join(markov['training_genome'])}: {markov['bits_per_base']:.4f} on the same bases)")
     print(line)
-    print(f"wrote {args.out}/*.npy, bits_per_base.tsv and summary.json")
+    classes = summary.get("classes")
+    if classes:
+        print("where the model wins (bits/base on the same bases; margin below 0: the model is better):")
+        print(f"  {'class':<11}{'bases':>12}{'share':>8}{'model':>9}{'Markov':>9}{'margin':>9}")
+        for c in classes:
+            print(f"  {c['class']:<11}{c['bases']:>12,}{c['share']:>8.1%}{c['bits_per_base']:>9.4f}"
+                  f"{c['markov_bits_per_base']:>9.4f}{c['margin']:>+9.4f}")
+    written = "bits_per_base.tsv, summary.json" + (", windows.tsv and windows.png" if classes else "")
+    print(f"wrote {args.out}/*.npy, {written}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -91,10 +91,18 @@ def test_detector_errors_are_one_line(argv, named, tmp_path, capsys):
     (["--img-size", "-1"], "--img-size: must be a positive whole number"),
     (["--time-minutes", "-5"], "--time-minutes: must be >= 0"),
     (["--data", "{tmp}/missing"], "--data: {tmp}/missing: no such file or folder"),
-], ids=["img-size", "time", "data"])
-def test_yolo_errors_are_one_line(argv, named, tmp_path, capsys):
+    (["--ckpt-every-steps", "0"], "--ckpt-every-steps: must be a positive whole number"),
+    (["--ckpt-every-minutes", "-1"], "--ckpt-every-minutes: must be > 0"),
+    (["--data", "{data}", "--ckpt-path", "last", "--project", "{tmp}/none", "--name", "x"],
+     "--ckpt-path last: no checkpoint at {tmp}/none/x/weights/last.pt"),
+    (["--data", "{data}", "--ckpt-path", "{tmp}/junk.pt", "--project", "{tmp}/p"],
+     "--ckpt-path: {tmp}/junk.pt: not a checkpoint"),
+], ids=["img-size", "time", "data", "cadence-steps", "cadence-minutes", "no-last", "junk"])
+def test_yolo_errors_are_one_line(argv, named, tmp_path, capsys, tiny_digits_yaml, yolo_env):
     from vision.cli import train_yolo_baseline
 
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    argv = [a.replace("{data}", str(tiny_digits_yaml)) for a in argv]
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
         train_yolo_baseline.main(argv)
@@ -109,3 +117,48 @@ def test_detector_cadence_flags_reach_the_config(capsys):
     train_detector.main(["--ckpt-every-steps", "7", "--ckpt-every-minutes", "2.5", "--print-config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["checkpoint"] == {"every_steps": 7, "every_minutes": 2.5}
+
+
+# --- longseq-train-yolo: last.pt between epochs, and a resume that finishes the interrupted epoch
+
+def _yolo_command(data: Path, project: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "vision.cli.train_yolo_baseline", "--data", str(data), "--img-size", "64",
+            "--epochs", "2", "--time-minutes", "0", "--batch", "1", "--workers", "0", "--ckpt-every-steps", "3",
+            "--project", str(project), "--name", "run", *extra]
+
+
+def test_killed_yolo_run_resumes_the_interrupted_epoch(tiny_digits_yaml, yolo_env, tmp_path, capsys):
+    """4 training images in batches of 1 (4 batches an epoch), 2 epochs, last.pt every 3
+    batches: killed right after the save at batch 3 of epoch 1, the resumed run trains the
+    epoch's last batch and epoch 2, and its summary counts the whole run (8 batches, 2
+    validations). Resuming the finished run is a one-line error."""
+    from vision.cli import train_yolo_baseline
+    from vision.integrations.ultralytics_resume import RESUME_KEY
+
+    env = {**yolo_env, "OMP_NUM_THREADS": "1"}
+    last = tmp_path / "runs" / "run" / "weights" / "last.pt"
+    kill_at_first_checkpoint(_yolo_command(tiny_digits_yaml, tmp_path / "runs"), env, last, timeout=240)
+    saved = torch.load(last, weights_only=False)
+    record = saved[RESUME_KEY]
+    assert (record["epoch"], record["batches_done"], saved["epoch"]) == (0, 3, -1)  # ultralytics: no epoch completed
+    assert record["progress"]["batches"] == 3 and saved["optimizer"] is not None
+    assert not list(last.parent.glob("*.tmp"))  # the write was moved into place
+
+    summary = tmp_path / "summary.json"
+    resumed = subprocess.run(_yolo_command(tiny_digits_yaml, tmp_path / "runs", "--ckpt-path", "last",
+                                           "--summary-json", str(summary)),
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    import json
+
+    s = json.loads(summary.read_text())
+    assert (s["batches"], s["batches_per_epoch"], s["epochs_done"], s["validations"]) == (8, 4, 2.0, 2)
+    assert s["resumed_from"] == str(last) and s["checkpoint_every_steps"] == 3
+    assert s["mid_epoch_saves"] == 1  # batch 3 of epoch 2 (the epoch ends after batch 4 of epoch 1)
+    assert "2.00 epochs (8 batches, 4 per epoch)" in resumed.stdout and "resumed from" in resumed.stdout
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_yolo_baseline.main(_yolo_command(tiny_digits_yaml, tmp_path / "runs", "--ckpt-path", "last")[3:])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert f"--ckpt-path: {last}: the run finished" in err

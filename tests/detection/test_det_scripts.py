@@ -128,7 +128,8 @@ def test_comparison_help_lists_every_flag_it_passes_on() -> None:
     """Every train_yolo_baseline flag that the comparison does not set itself is in its
     --help and reaches each run; unknown flags are errors, not silently forwarded."""
     help_text = compare_detection.parser().format_help()
-    own = {"--val-fraction", "--n-train", "--n-val", "-h", "--help", "--debug", "--set"}  # --set/--debug: per run
+    own = {"--val-fraction", "--n-train", "--n-val", "-h", "--help", "--debug", "--set",  # --set/--debug: per run
+           "--ckpt-path"}  # a resume names one run
     run_flags = {s for a in train_yolo_baseline.parser()._actions for s in a.option_strings}
     passed = run_flags - set(compare_detection.SET_HERE) - own
     assert passed >= {"--time-minutes", "--batch", "--epochs", "--config", "--lr0", "--amp", "--threads"}

@@ -160,3 +160,89 @@ def test_documented_commands_run(lm_run, monkeypatch, capsys):
         score_dna.main(argv)
         assert GENOME_LINE.search(capsys.readouterr().out)
         assert json.loads(Path("runs/dna/scores/summary.json").read_text())["bases_scored"] > 0
+
+
+# --- where the model wins: classes, bins and the plot
+
+def test_repeat_masks_cover_copies_on_either_strand():
+    from genomics.baselines.compare import repeat_masks
+    from genomics.data.tokenizers import NucleotideTokenizer
+
+    tok = NucleotideTokenizer()
+    copy = random_dna(40, 71)
+    rc = copy[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    a = random_dna(300, 72) + copy + random_dna(300, 73)      # copy at 300..340
+    b = random_dna(100, 74) + rc + random_dna(100, 75)        # its reverse complement at 100..140
+    lone = random_dna(200, 76) + "N" + copy[:31] + "N" + random_dna(50, 77)  # 31 bases of it: shorter than k
+    ref = random_dna(500, 78) + a[600:640]                    # a's bases 600..640 copied in the reference
+    masks = repeat_masks([tok.encode(a), tok.encode(b), tok.encode(lone)], [tok.encode(ref)])
+    want_a = np.zeros(len(a), bool)
+    want_a[300:340] = want_a[600:640] = True
+    want_b = np.zeros(len(b), bool)
+    want_b[100:140] = True
+    assert np.array_equal(masks[0], want_a) and np.array_equal(masks[1], want_b) and not masks[2].any()
+    n_run = tok.encode(a[:20] + "N" + a[21:])  # an N inside the copy breaks the 32-mers through it
+    assert not repeat_masks([n_run])[0].any()
+
+
+def test_class_margins_and_bins_are_the_means_they_name():
+    from genomics.baselines.compare import ScoredRegion, bin_table, class_margins
+
+    rng = np.random.default_rng(5)
+    model, markov = rng.uniform(0, 3, 2500), rng.uniform(1, 2, 2500)
+    model[0] = np.nan
+    markov[7] = np.nan
+    repeat = np.zeros(2500, bool)
+    repeat[1000:1500] = True
+    region = ScoredRegion("chr", 100, model, markov, {"repeat": repeat, "unique": ~repeat})
+    rows = {r["class"]: r for r in class_margins([region])}
+    ok = np.isfinite(model) & np.isfinite(markov)
+    assert rows["all"]["bases"] == 2498 and rows["repeat"]["bases"] == 500 and rows["unique"]["bases"] == 1998
+    for name, keep in (("all", ok), ("repeat", ok & repeat), ("unique", ok & ~repeat)):
+        assert rows[name]["bits_per_base"] == pytest.approx(model[keep].mean())
+        assert rows[name]["margin"] == pytest.approx(model[keep].mean() - markov[keep].mean())
+        assert rows[name]["share"] == pytest.approx(keep.sum() / ok.sum())
+    bins = bin_table([region], 1000)
+    assert [(b["start"], b["end"], b["bases_scored"]) for b in bins] == [(100, 1100, 998), (1100, 2100, 1000),
+                                                                          (2100, 2600, 500)]
+    assert bins[1]["repeat_share"] == 0.5 and bins[1]["margin"] == pytest.approx(
+        model[1000:2000].mean() - markov[1000:2000].mean())
+
+
+def test_region_val_scores_the_validation_region_with_classes_bins_and_plot(lm_run, tmp_path, capsys):
+    root, ckpt = lm_run
+    out = tmp_path / "val"
+    result = score_dna.run(["--ckpt", ckpt, "--region", "val", "--window", "512", "--bin-size", "300",
+                            "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert list(result) == ["chr:10801-12000"]  # the last 10% of the 12,000-base training record
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["genome"] == str(root / "train.fa") and summary["bases_scored"] == 1199
+    classes = {c["class"]: c for c in summary["classes"]}
+    assert set(classes) == {"all", "unique"}  # random DNA has no 32-mer copies; a FASTA has no annotation
+    assert classes["all"]["bits_per_base"] == pytest.approx(summary["bits_per_base"])
+    assert classes["all"]["markov_bits_per_base"] == pytest.approx(summary["markov"]["bits_per_base"])
+    assert "where the model wins" in printed and re.search(r"^  unique\s+[\d,]+\s+[\d.]+%", printed, re.MULTILINE)
+    table = (out / "windows.tsv").read_text().splitlines()
+    assert table[0].split("\t")[:7] == ["record", "start", "end", "bases_scored", "bits_per_base",
+                                        "markov_bits_per_base", "margin"]
+    assert [line.split("\t")[1:3] for line in table[1:]] == [["10800", "11100"], ["11100", "11400"],
+                                                             ["11400", "11700"], ["11700", "12000"]]
+    assert (out / "windows.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="--region val scores the checkpoint's own validation region; drop --fasta"):
+        score_dna.run(["--ckpt", ckpt, "--region", "val", "--fasta", str(root / "genome.fa.gz")])
+    with pytest.raises(SystemExit, match=r"--bin-size must be >= 1, got 0"):
+        score_dna.run(["--ckpt", ckpt, "--bin-size", "0"])
+
+
+def test_an_annotated_genome_adds_gene_classes(lm_run, tmp_path, capsys):
+    from .tiny_runs import write_annotated_genbank
+
+    root, ckpt = lm_run
+    gb = write_annotated_genbank(tmp_path / "annotated.gb")
+    score_dna.run(["--ckpt", ckpt, "--fasta", str(gb), "--window", "1024", "--out", str(tmp_path / "gb")])
+    classes = {c["class"]: c for c in json.loads((tmp_path / "gb" / "summary.json").read_text())["classes"]}
+    assert classes["CDS"]["bases"] == 600 and classes["gene"]["bases"] == 300
+    assert classes["intergenic"]["bases"] == 5999 - 900
+    header = (tmp_path / "gb" / "windows.tsv").read_text().splitlines()[0].split("\t")
+    assert header[-5:] == ["repeat_share", "unique_share", "CDS_share", "gene_share", "intergenic_share"]

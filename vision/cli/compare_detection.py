@@ -124,6 +124,7 @@ def plot_predictions(rows: list[dict[str, Any]], data_yaml: Path, path: Path) ->
 
 
 def parser() -> argparse.ArgumentParser:
+    from longseq.training.config import add_cadence_arguments
     from vision.cli.train_yolo_baseline import add_training_arguments
 
     p = argparse.ArgumentParser(prog="longseq-compare-detection", description=__doc__,
@@ -141,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
     runs = p.add_argument_group("passed on to every run (scripts/train_yolo_baseline.py)")
     runs.add_argument("--config", help="the runs' config YAML (default: configs/detection/train_yolo_baseline.yaml)")
     add_training_arguments(runs)
+    add_cadence_arguments(runs)
     return p
 
 

@@ -13,6 +13,7 @@ registered with ultralytics).
     python scripts/train_yolo_baseline.py --data path/to/data.yaml --img-size 640
     python scripts/train_yolo_baseline.py --data path/to/VOCdevkit/VOC2012 --img-size 640 --time-minutes 60
     python scripts/train_yolo_baseline.py --img-size 64 --n-train 4 --n-val 2 --epochs 1 --time-minutes 0  # smoke
+    python scripts/train_yolo_baseline.py --ckpt-path last    # resume the run in runs/detection/yolo11n
 
 ``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
 (``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
@@ -24,6 +25,13 @@ null to generate scattered digits with the generator's arguments; ``val_fraction
 ``trainer`` (ultralytics' train arguments, plus ``time_minutes``, ``threads`` and
 ``summary_json``); default configs/detection/train_yolo_baseline.yaml. Flags override the
 YAML, ``--print-config`` prints the merged config and exits.
+
+``weights/last.pt`` in the run folder is written at the end of every epoch (ultralytics) and,
+in between, every 10 minutes of training, or 5% of the time budget when that is shorter
+(``--ckpt-every-minutes``; ``--ckpt-every-steps`` adds a batch count); every write goes to a
+temporary file, then ``os.replace``. ``--ckpt-path last`` resumes the run's ``last.pt`` (or
+give a path): the interrupted epoch continues with the batches it had left, drawn from a
+fresh shuffle, and the time budget counts the training already done.
 
 Every epoch is validated once, during training (the final weights too); nothing is
 validated again afterwards. Prints one summary and writes it as ``summary.json`` in the
@@ -44,7 +52,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import Section, add_config_arguments, config_file, dump_config, parse_set_overrides
+from longseq.training.config import (
+    Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
+)
 
 from longseq.training.errors import UserError, check_positive, run_cli
 
@@ -63,6 +73,7 @@ __all__ = ["DEFAULTS", "PROG", "check_flags", "add_training_arguments", "build_c
 DEFAULTS: Config = {
     "model": {"name": "yolo11n.yaml"},
     "data": {"data_yaml": None, "val_fraction": 0.2, "img_size": 1024, "n_train": 512, "n_val": 64, "seed": 0},
+    "checkpoint": {"every_steps": None, "every_minutes": None},
     "trainer": {
         "time_minutes": 30.0, "epochs": 1000, "imgsz": None, "batch": 4, "nbs": None, "workers": 2, "device": "cpu",
         "threads": None, "project": "runs/detection", "name": None, "summary_json": None, "exist_ok": True,
@@ -101,6 +112,7 @@ def sections(model_name: str) -> list[Section]:
         Section("model", ("name", "task")),
         Section("data", ("data_yaml", "val_fraction", *signature_keys(make_scattered_digits_yolo))),
         Section("trainer", trainer),
+        Section("checkpoint", ("every_steps", "every_minutes")),
     ]
 
 
@@ -141,6 +153,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="trainer.project")
     p.add_argument("--name", help="trainer.name (default: the model's file stem)")
     p.add_argument("--summary-json", help="trainer.summary_json (default: <run>/summary.json)")
+    p.add_argument("--ckpt-path", help="resume from this weights/last.pt; 'last': the run folder's (--project, "
+                   "--name)")
+    add_cadence_arguments(p)
     add_training_arguments(p)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return p
@@ -153,6 +168,11 @@ def check_flags(args: argparse.Namespace) -> None:
                     "--epochs": args.epochs, "--batch": args.batch, "--threads": args.threads, "--nbs": args.nbs},
                    what="must be a positive whole number")
     check_positive({"--workers": args.workers}, minimum=0, what="must be >= 0")
+    check_positive({"--ckpt-every-steps": getattr(args, "ckpt_every_steps", None)},
+                   what="must be a positive whole number")
+    minutes = getattr(args, "ckpt_every_minutes", None)
+    if minutes is not None and not minutes > 0:
+        raise UserError(f"--ckpt-every-minutes: must be > 0, got {minutes:g}")
     for flag, value in (("--time-minutes", args.time_minutes), ("--warmup-epochs", args.warmup_epochs)):
         if value is not None and value < 0:
             raise UserError(f"{flag}: must be >= 0, got {value:g}")
@@ -165,6 +185,8 @@ def check_flags(args: argparse.Namespace) -> None:
 def build_config_from_args(args: argparse.Namespace) -> Config:
     """The run's config: defaults, the ``--config`` YAML, then the flags given."""
     overrides = {
+        "checkpoint": {"every_steps": getattr(args, "ckpt_every_steps", None),
+                       "every_minutes": getattr(args, "ckpt_every_minutes", None)},
         "model": {"name": args.model},
         "data": {"data_yaml": args.data, "val_fraction": args.val_fraction, "img_size": args.img_size,
                  "n_train": args.n_train, "n_val": args.n_val, "seed": args.seed},
@@ -195,8 +217,40 @@ def _torch_device(device: Any) -> str:
     return "cpu" if str(device).lower() in ("cpu", "mps", "") else "cuda"
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def resume_point(ckpt_path: str | None, run_dir: Path) -> tuple[Path, dict[str, Any] | None] | None:
+    """(the ``last.pt`` to resume, its resume record or None) for ``--ckpt-path`` (``last``: the
+    run folder's); None without one. A file that is missing, not an ultralytics training
+    checkpoint, or one whose run finished is a :class:`UserError` naming it."""
+    if ckpt_path is None:
+        return None
+    import pickle
+    import zipfile
+
+    import torch
+
+    from vision.integrations.ultralytics_resume import resume_record
+
+    path = run_dir / "weights" / "last.pt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
+    if not path.is_file():
+        where = f" (is {run_dir} the run folder? --project and --name choose it)" if ckpt_path == "last" else ""
+        raise UserError(f"--ckpt-path {ckpt_path}: no checkpoint at {path}{where}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError,
+            AttributeError, ModuleNotFoundError) as exc:
+        raise UserError(f"--ckpt-path: {path}: not a checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(checkpoint, dict) or "train_args" not in checkpoint:
+        raise UserError(f"--ckpt-path: {path}: not an ultralytics training checkpoint (no train_args)")
+    if checkpoint.get("optimizer") is None:
+        raise UserError(f"--ckpt-path: {path}: the run finished (its weights hold no optimizer state to resume); "
+                        f"start a new run (--model {path} starts from its weights)")
+    return path, resume_record(checkpoint)
+
+
+def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     """Train ``model.name`` as ``cfg`` says; returns the summary (see :func:`format_summary`).
+    ``ckpt_path`` resumes a run (``"last"``: the run folder's ``weights/last.pt``).
 
     Settings the command fills in: ``imgsz`` null is ``data.img_size``, ``nbs`` null is
     ``batch`` (one optimizer step per batch), ``name`` null is the model's file stem,
@@ -210,6 +264,7 @@ def run(cfg: Config) -> dict[str, Any]:
     from vision.detection.voc_folder import resolve_data
     from vision.detection.yolo_format import check_dataset, load_data_yaml
     from vision.integrations.ultralytics import YOLO
+    from vision.integrations.ultralytics_resume import YoloCheckpointCadence, default_cadence
     from vision.integrations.ultralytics_run import YoloRunProgress, detection_trainer
 
     train = dict(cfg["trainer"])
@@ -231,6 +286,13 @@ def run(cfg: Config) -> dict[str, Any]:
     train["amp"] = bool(train.get("amp")) and _torch_device(device) != "cpu"
     train["project"] = str(Path(train.get("project") or "runs/detection").resolve())
     run_dir = Path(train["project"]) / train["name"]
+    resume = resume_point(ckpt_path, run_dir)
+    budget_s = time_minutes * 60
+    if resume is not None and resume[1] is not None and budget_s > 0:
+        budget_s -= resume[1]["train_seconds"]
+        if budget_s <= 0:
+            raise UserError(f"--ckpt-path: {resume[0]}: the run has trained its {time_minutes:g} minutes; "
+                            "raise --time-minutes to train on")
 
     try:
         if given:
@@ -248,8 +310,13 @@ def run(cfg: Config) -> dict[str, Any]:
 
     yolo = YOLO(model, **model_kwargs)
     progress = YoloRunProgress().attach(yolo)
-    yolo.train(data=str(data_yaml), time=time_minutes / 60 if time_minutes > 0 else None,
-               trainer=detection_trainer(), **train)
+    cadence_cfg = cfg.get("checkpoint") or {}
+    cadence = YoloCheckpointCadence(*default_cadence(time_minutes, cadence_cfg.get("every_steps"),
+                                                     cadence_cfg.get("every_minutes")), progress).attach(yolo)
+    if resume is not None:
+        train["resume"] = str(resume[0])
+    yolo.train(data=str(data_yaml), time=budget_s / 3600 if time_minutes > 0 else None,
+               trainer=detection_trainer(cadence), **train)
     trainer = yolo.trainer
     weights = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
 
@@ -281,6 +348,11 @@ def run(cfg: Config) -> dict[str, Any]:
         "infer_images_per_s": speed,
         **peak_memory_gb(_torch_device(device)),
         "weights": str(weights),
+        "last_checkpoint": str(trainer.last),
+        "checkpoint_every_minutes": cadence.every_minutes,
+        "checkpoint_every_steps": cadence.every_steps,
+        "mid_epoch_saves": len(cadence.saves),
+        "resumed_from": str(resume[0]) if resume is not None else None,
         "bad_labels": report.count,
         "recipe": {k: train.get(k) for k in ("batch", "nbs", "optimizer", "lr0", "warmup_epochs", "fliplr")}
         | {"time_minutes": time_minutes},
@@ -311,8 +383,19 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  last  epoch {s['last_epoch']:.2f}: mAP50 {s['last_map50']:.4f}  mAP50-95 {s['last_map50_95']:.4f}\n"
         f"  inference {s['infer_images_per_s']:.2f} img/s  peak RSS {s['peak_rss_gb']:.2f} GB"
         + (f"  peak CUDA {s['peak_cuda_gb']:.2f} GB" if "peak_cuda_gb" in s else "")
-        + f"\n  weights {s['weights']}\n  summary {s['summary_json']}\n  data {s['data']}"
+        + f"\n  weights {s['weights']}" + _checkpoint_line(s) + f"\n  summary {s['summary_json']}\n  data {s['data']}"
     )
+
+
+def _checkpoint_line(s: dict[str, Any]) -> str:
+    """Where last.pt is and how often it was written ('' for summaries without it)."""
+    if not s.get("last_checkpoint"):
+        return ""
+    every = [f"every {s['checkpoint_every_minutes']:g} min"] if s.get("checkpoint_every_minutes") else []
+    every += [f"every {s['checkpoint_every_steps']} batches"] if s.get("checkpoint_every_steps") else []
+    line = (f"\n  resume  {s['last_checkpoint']} (each epoch's end" + "".join(f", {e}" for e in every)
+            + f"; {s.get('mid_epoch_saves', 0)} mid-epoch save(s))")
+    return line + (f", resumed from {s['resumed_from']}" if s.get("resumed_from") else "")
 
 
 def _main(argv: list[str] | None) -> None:
@@ -324,7 +407,7 @@ def _main(argv: list[str] | None) -> None:
         return
     if args.data and not Path(args.data).expanduser().exists():
         raise UserError(f"--data: {args.data}: no such file or folder")
-    print(format_summary(run(cfg)))
+    print(format_summary(run(cfg, ckpt_path=args.ckpt_path)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 __all__ = ["YoloRunProgress", "YoloValidation", "detection_trainer"]
@@ -81,6 +81,10 @@ class YoloRunProgress:
         self._validated = True
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
+        self.take_validation(trainer)
+
+    def take_validation(self, trainer: Any) -> None:
+        """Record the metrics of the validation that just ran (once; nothing when none ran)."""
         if not self._validated:  # an epoch without validation (val=False) leaves stale metrics
             return
         self._validated = False
@@ -88,6 +92,23 @@ class YoloRunProgress:
         fitness = float(trainer.fitness) if trainer.fitness is not None else math.nan
         self.validations.append(YoloValidation(self.epochs_done, float(m.get(MAP50, math.nan)),
                                                float(m.get(MAP50_95, math.nan)), fitness))
+
+    # -- state (a resumed run's summary counts the whole run) ---------------------------
+    def train_seconds_now(self) -> float:
+        """Training seconds so far, the running epoch's included."""
+        running = time.perf_counter() - self._epoch_t0 if self._epoch_t0 is not None else 0.0
+        return self.train_seconds + running
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values: the counts so far, the running epoch's seconds included."""
+        return {"batches": self.batches, "batches_per_epoch": self.batches_per_epoch,
+                "train_seconds": self.train_seconds_now(), "validation_seconds": self.validation_seconds,
+                "validation_runs": self.validation_runs, "validations": [list(astuple(v)) for v in self.validations]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("batches", "batches_per_epoch", "train_seconds", "validation_seconds", "validation_runs"):
+            setattr(self, key, state[key])
+        self.validations = [YoloValidation(*v) for v in state["validations"]]
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -106,18 +127,59 @@ class YoloRunProgress:
         return self.validations[-1] if self.validations else None
 
 
-def detection_trainer() -> type:
-    """ultralytics' ``DetectionTrainer`` without the second validation of ``best.pt``
-    (pass it as ``yolo.train(trainer=...)``)."""
+def detection_trainer(cadence: Any = None) -> type:
+    """ultralytics' ``DetectionTrainer`` without the second validation of ``best.pt``, with
+    atomic checkpoint writes, and, given a ``YoloCheckpointCadence``
+    (:mod:`vision.integrations.ultralytics_resume`), a resume record in every ``last.pt`` and a
+    resume that continues an interrupted epoch (pass it as ``yolo.train(trainer=...)``)."""
     from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.utils.torch_utils import strip_optimizer
+
+    from vision.integrations.ultralytics_resume import (RESUME_KEY, atomic_save_model, atomic_strip_optimizer,
+                                                        continue_interrupted_epoch, full_epochs_again, resume_record)
 
     class OneValidationTrainer(DetectionTrainer):
         """Validates each epoch as usual; the final weights are not validated again after training."""
 
+        resumed_batches_done = 0  # batches of the first epoch done before a resume
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.cadence = cadence
+            self.add_callback("on_train_epoch_start", self._continue_interrupted_epoch)
+            self.add_callback("on_train_epoch_end", self._full_epochs_again)
+
+        def write_checkpoints(self) -> Any:
+            """ultralytics' own ``save_model`` (``last.pt``, and ``best.pt`` at a best fitness)."""
+            return DetectionTrainer.save_model(self)
+
+        def save_model(self) -> Any:
+            extra = {RESUME_KEY: cadence.record(self, self.epoch + 1, 0)} if cadence is not None else None
+            return atomic_save_model(self, self.write_checkpoints, extra)
+
+        def resume_training(self, ckpt: Any) -> None:
+            record = resume_record(ckpt) if self.resume else None
+            if record is None:
+                return super().resume_training(ckpt)
+            epochs = self.epochs
+            self.epochs = max(epochs, record["epoch"] + 2)  # passes ultralytics' check, which counts whole epochs
+            try:
+                super().resume_training({**ckpt, "epoch": record["epoch"]})
+            finally:
+                self.epochs = epochs
+            self.start_epoch, self.resumed_batches_done = record["epoch"], record["batches_done"]
+            if cadence is not None:
+                cadence.resume_from(record)
+
+        def _continue_interrupted_epoch(self, trainer: Any) -> None:
+            if self.resumed_batches_done and self.epoch == self.start_epoch:
+                continue_interrupted_epoch(self, self.resumed_batches_done)
+
+        def _full_epochs_again(self, trainer: Any) -> None:
+            full_epochs_again(self)
+
         def final_eval(self) -> None:
-            ckpt = strip_optimizer(self.last) if self.last.exists() else {}
+            ckpt = atomic_strip_optimizer(self.last) if self.last.exists() else {}
             if self.best.exists():
-                strip_optimizer(self.best, updates={"train_results": ckpt.get("train_results")})
+                atomic_strip_optimizer(self.best, {"train_results": ckpt.get("train_results")})
 
     return OneValidationTrainer
