@@ -58,7 +58,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from longseq.training.config import ConfigError, add_cadence_arguments, add_config_arguments, dump_config
+from longseq.training.config import (
+    ConfigError, add_cadence_arguments, add_config_arguments, dump_config, refused_values,
+)
 from longseq.training.errors import run_cli
 
 from genomics.cli.train_config import TASKS, Config, task_spec
@@ -192,7 +194,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
                               "columns, a folder of train/dev/test tables, or a folder of one FASTA per class)")
         dm = spec.data(**data_kw)
         dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
-        return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, None
+        return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, None
     assert stages is not None
     if task == "needle":
         task_kw["max_steps"] = sum(s.steps for s in stages)
@@ -200,7 +202,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
         dm.prepare_data()
         dm.setup("fit")
         model_kw.setdefault("pool", "query")
-        return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, stages
+        return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, stages
 
     # validation windows: the config's length, never shorter than the final training windows
     data_kw["val_seq_len"] = max(int(data_kw.get("val_seq_len") or 0), stages[-1].seq_len)
@@ -215,8 +217,17 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
     check_window(dm, stages, seq_len_name)
     if task == "annotation":
         model_kw.setdefault("pool", "none")
-        return spec.task(spec.model(dm.num_classes, **model_kw), **task_kw), dm, stages
-    return spec.task(spec.model(**model_kw), **task_kw), dm, stages
+        return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, stages
+    return _model_and_task(spec, model_kw, task_kw), dm, stages
+
+
+def _model_and_task(spec: Any, model_kw: dict[str, Any], task_kw: dict[str, Any], *args: Any) -> Any:
+    """``spec.task(spec.model(*args, **model_kw), **task_kw)``; a value the model or task
+    refuses is a :class:`ConfigError` naming the section, not a traceback."""
+    with refused_values("model"):
+        model = spec.model(*args, **model_kw)
+    with refused_values("task"):
+        return spec.task(model, **task_kw)
 
 
 def check_window(dm: Any, stages: list, name: str) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "ConfigError", "Section", "add_config_arguments", "apply_overrides", "config_file", "dump_config", "find_config", "load_config",
-    "add_cadence_arguments", "parse_set_overrides", "read_yaml", "trainer_accepts", "validate_config",
+    "add_cadence_arguments", "parse_set_overrides", "read_yaml", "refused_values", "trainer_accepts", "validate_config",
 ]
 
 Config = dict[str, dict[str, Any]]
@@ -31,6 +32,21 @@ Config = dict[str, dict[str, Any]]
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message starts with ``<file>:<line>:`` where known."""
+
+
+@contextmanager
+def refused_values(section: str) -> Iterator[None]:
+    """Inside, a ``ValueError`` or ``TypeError`` (a model refusing ``head_chunks`` that do not
+    divide its heads, a window of 0) becomes a :class:`ConfigError` naming ``section``: the
+    values were valid keys, but not usable together. Wrap only the constructor calls that a
+    config section feeds."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        raise ConfigError(f"{section}: {text.splitlines()[0] if text else repr(exc)}") from None
 
 
 @dataclass(frozen=True)

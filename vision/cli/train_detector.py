@@ -50,7 +50,7 @@ from typing import Any
 
 from longseq.training.config import (
     Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
-    trainer_accepts,
+    refused_values, trainer_accepts,
 )
 from longseq.training.errors import UserError, check_positive, run_cli
 
@@ -212,8 +212,10 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
         raise UserError(f"{data_flag}: {exc}") from None
     model_kwargs = dict(cfg["model"])
     name = model_kwargs.pop("name")
-    task = DetectionTask(MultiScaleBackbone(name, **model_kwargs), num_classes=dm.num_classes,
-                         image_size=dm.hparams.img_size, **cfg["task"])
+    with refused_values(f"model: {name}"):
+        backbone = MultiScaleBackbone(name, **model_kwargs)
+    with refused_values("task"):
+        task = DetectionTask(backbone, num_classes=dm.num_classes, image_size=dm.hparams.img_size, **cfg["task"])
     speed = Throughput(skip=1)  # the first batch pays one-off costs
     progress = RunProgress(best_checkpoint=root / "best.ckpt")
     # last.ckpt on a cadence of its own (and at the end), so a killed run loses little.

@@ -48,6 +48,7 @@ from typing import Any
 
 from longseq.training.config import (
     ConfigError, Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
+    refused_values,
     trainer_accepts,
 )
 from longseq.training.errors import UserError, check_positive, run_cli
@@ -457,7 +458,8 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
     model_cfg = {**_saved_backbone_kwargs(ckpt_path or init_from, cfg["model"]["name"],
                                         "--ckpt-path" if ckpt_path else "--init-from"), **cfg["model"]}
     try:
-        backbone, name, backbone_kwargs = _backbone(model_cfg, num_classes, cfg["data"].get("img_size"))
+        with refused_values(f"model: {model_cfg['name']}"):
+            backbone, name, backbone_kwargs = _backbone(model_cfg, num_classes, cfg["data"].get("img_size"))
     except (OSError, RuntimeError, KeyError) as exc:
         if not model_cfg.get("pretrained"):
             raise
