@@ -41,7 +41,7 @@ from longseq.attention import _check_inputs, attend
 from longseq.kernels.bias import TileBias
 from longseq.patterns import Pattern, SlidingWindow, Window2D
 
-__all__ = ["attend_sharded", "halo_plan", "HaloPlan"]
+__all__ = ["attend_sharded", "halo_plan", "HaloPlan", "Traffic", "reset_traffic", "traffic"]
 
 _log = logging.getLogger("longseq.distributed")  # the same name when run as __main__
 
@@ -50,12 +50,50 @@ _META_FIELDS = 8
 
 
 # ---------------------------------------------------------------------------------------
+# What this process sent
+
+
+@dataclass
+class Traffic:
+    """Bytes this process handed to collectives inside :func:`attend_sharded` (forward and
+    backward) since the last :func:`reset_traffic`: ``p2p_bytes`` sent point to point (halo
+    rows and their gradients), ``collective_bytes`` contributed to all-reduces and
+    all-gathers (each tensor counted once, whatever the backend's algorithm moves)."""
+
+    p2p_bytes: int = 0
+    collective_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.p2p_bytes + self.collective_bytes
+
+
+_TRAFFIC = Traffic()
+
+
+def traffic() -> Traffic:
+    """This process's :class:`Traffic` counter (live: read it after the calls to measure)."""
+    return _TRAFFIC
+
+
+def reset_traffic() -> None:
+    """Set this process's counts to zero."""
+    _TRAFFIC.p2p_bytes = _TRAFFIC.collective_bytes = 0
+
+
+def _all_reduce(t: Tensor, group: dist.ProcessGroup | None, op: object = dist.ReduceOp.SUM) -> None:
+    _TRAFFIC.collective_bytes += t.numel() * t.element_size()
+    dist.all_reduce(t, op=op, group=group)
+
+
+# ---------------------------------------------------------------------------------------
 # Who sends which rows to whom
 
 
 @dataclass(frozen=True)
 class HaloPlan:
-    """The halo exchange of one rank for a window reaching ``reach`` rows on each side.
+    """The halo exchange of one rank for a window reaching ``reach`` rows on each side (on the
+    left only for a causal window).
 
     Positions are global token indices. ``lo:hi`` is the extended key range of this rank
     (its slice plus the halo, cut to the sequence); ``recv`` lists ``(peer, start, stop)``
@@ -89,13 +127,14 @@ def _bounds(lengths: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _extended(bounds: list[tuple[int, int]], rank: int, reach: int, total: int) -> tuple[int, int]:
+def _extended(bounds: list[tuple[int, int]], rank: int, left: int, right: int, total: int) -> tuple[int, int]:
     s, e = bounds[rank]
-    return max(0, s - reach), min(total, e + reach)
+    return max(0, s - left), min(total, e + right)
 
 
-def halo_plan(lengths: Sequence[int], rank: int, reach: int) -> HaloPlan:
-    """The halo exchange of ``rank`` when slices have ``lengths`` and queries reach ``reach`` rows.
+def halo_plan(lengths: Sequence[int], rank: int, reach: int, *, causal: bool = False) -> HaloPlan:
+    """The halo exchange of ``rank`` when slices have ``lengths`` and queries reach ``reach`` rows
+    (``causal``: only earlier rows, so there is no right halo).
 
     Every rank computes every rank's plan from the same lengths, so sends and receives
     match without any further message. A left halo is a suffix of each rank it touches
@@ -104,7 +143,8 @@ def halo_plan(lengths: Sequence[int], rank: int, reach: int) -> HaloPlan:
     bounds = _bounds(lengths)
     total = bounds[-1][1]
     s, e = bounds[rank]
-    lo, hi = _extended(bounds, rank, reach, total)
+    right = 0 if causal else reach
+    lo, hi = _extended(bounds, rank, reach, right, total)
     recv, send = [], []
     for peer, (ps, pe) in enumerate(bounds):
         if peer == rank:
@@ -114,7 +154,7 @@ def halo_plan(lengths: Sequence[int], rank: int, reach: int) -> HaloPlan:
         if a < b:
             recv.append((peer, a, b))
         # rows of this rank inside the peer's halo
-        plo, phi = _extended(bounds, peer, reach, total)
+        plo, phi = _extended(bounds, peer, reach, right, total)
         a, b = max(s, plo), min(e, phi)
         if a < b:
             send.append((peer, a - s, b - s))
@@ -134,6 +174,7 @@ def _exchange(outgoing: list[Tensor], incoming: list[Tensor], group: dist.Proces
     """Send ``outgoing[n]`` to ``peers_out[n]`` and fill ``incoming[n]`` from ``peers_in[n]`` (group ranks)."""
     ops = [dist.P2POp(dist.isend, t.contiguous(), _global_rank(group, p), group)
            for t, p in zip(outgoing, peers_out)]
+    _TRAFFIC.p2p_bytes += sum(t.numel() * t.element_size() for t in outgoing)
     ops += [dist.P2POp(dist.irecv, t, _global_rank(group, p), group) for t, p in zip(incoming, peers_in)]
     if ops:
         for req in dist.batch_isend_irecv(ops):
@@ -185,14 +226,14 @@ class _GatherRows(torch.autograd.Function):
         ctx.group, ctx.length = group, x.shape[2]
         out = x.new_zeros(x.shape[0], x.shape[1], n_rows, x.shape[3])
         out[:, :, slots] = x[:, :, rows]
-        dist.all_reduce(out, group=group)
+        _all_reduce(out, group)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
         rows, slots = ctx.saved_tensors
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
+        _all_reduce(grad, ctx.group)
         out = grad.new_zeros(grad.shape[0], grad.shape[1], ctx.length, grad.shape[3])
         out[:, :, rows] = grad[:, :, slots]
         return out, None, None, None, None
@@ -205,13 +246,13 @@ class _AllReduceSum(torch.autograd.Function):
     def forward(ctx, x: Tensor, group: dist.ProcessGroup | None) -> Tensor:  # type: ignore[override]
         ctx.group = group
         out = x.clone()
-        dist.all_reduce(out, group=group)
+        _all_reduce(out, group)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
+        _all_reduce(grad, ctx.group)
         return grad, None
 
 
@@ -280,6 +321,7 @@ def _exchange_meta(q: Tensor, k: Tensor, key_mask: Tensor | None, bias: object, 
     device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     mine = torch.tensor(fields, dtype=torch.int64, device=device)
     out = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
+    _TRAFFIC.collective_bytes += mine.numel() * mine.element_size()
     dist.all_gather(out, mine, group=group)
     return torch.stack(out).cpu()
 
@@ -396,7 +438,7 @@ def _attend_sliding(q: Tensor, k: Tensor, v: Tensor, pattern: SlidingWindow, len
                     group: dist.ProcessGroup | None) -> Tensor:
     total = sum(lengths)
     reach = min(pattern.window * pattern.dilation, total - 1)
-    plan = halo_plan(lengths, rank, reach)
+    plan = halo_plan(lengths, rank, reach, causal=pattern.causal)
     B, H, L, D = q.shape
     Hkv = k.shape[1]
     device = q.device
@@ -430,7 +472,7 @@ def _attend_sliding(q: Tensor, k: Tensor, v: Tensor, pattern: SlidingWindow, len
         if key_mask is not None:
             km_g = key_mask.new_zeros(B, G, dtype=torch.int32)
             km_g[:, slots] = key_mask[:, rows_local].to(torch.int32)
-            dist.all_reduce(km_g, group=group)
+            _all_reduce(km_g, group)
             km_g = km_g.bool()
             km_ext = torch.cat([km_g[:, pre_slot], km_ext, km_g[:, post_slot]], dim=1)
         full_rows = _global_rows(q_g, k, v, glob.to(device), plan.start, key_mask, bias, pattern, scale, group)
@@ -483,7 +525,7 @@ def _global_rows(q_g: Tensor, k: Tensor, v: Tensor, glob: Tensor, start: int, ke
     s = s.masked_fill(~allowed, float("-inf"))
     with torch.no_grad():
         m = s.amax(-1)  # (B, H, G); -inf where this rank has no allowed key
-        dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
+        _all_reduce(m, group, dist.ReduceOp.MAX)
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     p = torch.exp(s - m[..., None])
     o = (p.view(B, Hkv, rep * G, L) @ v.to(acc)).view(B, H, G, D)

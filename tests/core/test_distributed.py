@@ -128,6 +128,7 @@ def _run_case(case: Case, rank: int, world: int, group: dist.ProcessGroup | None
         ext_lengths.append(q.shape[2])
         return attend(q, *args, **kwargs)
 
+    distributed.reset_traffic()
     try:
         with mock.patch.object(distributed, "attend", spy):
             out = attend_sharded(*parts, case.pattern, group=group, key_mask=None if km is None else km[:, s:e],
@@ -136,7 +137,9 @@ def _run_case(case: Case, rank: int, world: int, group: dist.ProcessGroup | None
         return {"error": type(exc).__name__, "message": str(exc)}
     params = list(bias.parameters()) if bias is not None else []
     grads = torch.autograd.grad(out, parts + params, dout[:, :, s:e])
-    return {"out": out.detach(), "grads": grads[:3], "bias_grads": grads[3:], "ext_lengths": ext_lengths}
+    sent = distributed.traffic()
+    return {"out": out.detach(), "grads": grads[:3], "bias_grads": grads[3:], "ext_lengths": ext_lengths,
+            "p2p_bytes": sent.p2p_bytes, "collective_bytes": sent.collective_bytes}
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
@@ -212,6 +215,22 @@ def test_sharded_matches_attend(results, case: Case, world: int) -> None:
         torch.testing.assert_close(got, ref_grads[3 + n], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name, sends", [("window", (1, 1)), ("window-causal", (1, 1))])
+def test_traffic_counts_the_halo_rows_sent(results, name: str, sends: tuple[int, int]) -> None:
+    """Per rank: its window's rows of k and v one way in forward, or their gradients back in
+    backward (``2 R B Hkv D`` floats each); the slice-length all-gather of 8 int64."""
+    case = next(c for c in CASES if c.name == name)
+    reach = case.pattern.window * case.pattern.dilation
+    per_rank = [torch.load(results[2] / f"{name}.{r}.pt") for r in range(2)]
+    one_way = 2 * reach * B * case.Hkv * D * 4  # k and v rows, float32
+    for r, res in enumerate(per_rank):
+        # non-causal: each rank sends its edge rows forward and the neighbour's halo gradients back;
+        # causal: rank 0 sends rows forward, rank 1 their gradients back
+        expected = 2 * one_way if not case.pattern.causal else one_way
+        assert res["p2p_bytes"] == expected * sends[r], (r, res["p2p_bytes"])
+        assert res["collective_bytes"] == 8 * 8
+
+
 def test_halo_plan_takes_rows_from_several_neighbours() -> None:
     plan = halo_plan([40, 25, 70], 2, 50)
     assert (plan.lo, plan.hi) == (15, 135)
@@ -220,6 +239,8 @@ def test_halo_plan_takes_rows_from_several_neighbours() -> None:
     plan = halo_plan([40, 25, 70], 0, 50)
     assert plan.recv == ((1, 40, 65), (2, 65, 90))
     assert plan.send == ((1, 0, 40), (2, 15, 40))
+    plan = halo_plan([40, 25, 70], 1, 50, causal=True)  # no right halo: rows go left to right only
+    assert (plan.lo, plan.hi, plan.recv, plan.send) == (0, 65, ((0, 0, 40),), ((2, 0, 25),))
 
 
 def _demo_worker(rank: int, world: int, port: int) -> None:

@@ -278,3 +278,25 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
     assert len(table) == 2 and (tmp_path / "bench" / "bench_dna.png").stat().st_size > 5000
     assert all(r["cpu"] == cpu_description() for r in table)  # figures name the machine they came from
     assert not bench_dna.parse_args([]).reuse_freed_memory  # opt-in: it costs memory at long windows
+
+
+def test_bench_dna_sequence_parallel_row(tmp_path, monkeypatch):
+    """A window split over 2 processes: its own row, each rank's traffic at least the gradient
+    all-reduce (4 bytes a parameter), the summed RSS of both processes; a model with a k-mer
+    stem is refused before anything runs."""
+    from longseq.training.errors import UserError
+
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "m.yaml").write_text("model:\n  dim: 32\n  depth: 1\n  heads: 2\n  window: 16\n")
+    rows = bench_dna.run(["--config", str(tmp_path / "m.yaml"), "--seq-lens", "300", "--precisions", "fp32",
+                          "--sequence-parallel", "1", "2", "--steps", "1", "--out", str(tmp_path / "bench")])
+    assert [(r["processes"], r["status"]) for r in rows] == [(1, "ok"), (2, "ok")]
+    one, two = rows
+    assert two["params"] == one["params"] and two["sent_mb_per_step"] >= 4 * two["params"] / 2**20 - 1e-4
+    assert two["peak_rss_gb"] < two["peak_rss_total_gb"] <= 2 * two["peak_rss_gb"]
+    table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
+    assert [r["processes"] for r in table] == ["1", "2"] and table[0]["sent_mb_per_step"] == ""
+    with pytest.raises(UserError, match=r"--sequence-parallel 2: .*kmer_kernel > 1.*--set model.kmer_kernel=1"):
+        bench_dna.run(["--seq-lens", "300", "--sequence-parallel", "2", "--out", str(tmp_path / "no")])
+    assert not (tmp_path / "no").exists()
