@@ -41,7 +41,7 @@ from longseq.attention import _check_inputs, attend
 from longseq.kernels.bias import TileBias
 from longseq.patterns import Pattern, SlidingWindow, Window2D
 
-__all__ = ["attend_sharded", "halo_plan", "HaloPlan", "Traffic", "reset_traffic", "traffic"]
+__all__ = ["attend_sharded", "halo_plan", "halo_rows", "HaloPlan", "Traffic", "reset_traffic", "traffic"]
 
 _log = logging.getLogger("longseq.distributed")  # the same name when run as __main__
 
@@ -132,9 +132,10 @@ def _extended(bounds: list[tuple[int, int]], rank: int, left: int, right: int, t
     return max(0, s - left), min(total, e + right)
 
 
-def halo_plan(lengths: Sequence[int], rank: int, reach: int, *, causal: bool = False) -> HaloPlan:
+def halo_plan(lengths: Sequence[int], rank: int, reach: int, *, causal: bool = False,
+              right: int | None = None) -> HaloPlan:
     """The halo exchange of ``rank`` when slices have ``lengths`` and queries reach ``reach`` rows
-    (``causal``: only earlier rows, so there is no right halo).
+    on the left and ``right`` rows on the right (default ``reach``; ``causal``: 0).
 
     Every rank computes every rank's plan from the same lengths, so sends and receives
     match without any further message. A left halo is a suffix of each rank it touches
@@ -143,7 +144,7 @@ def halo_plan(lengths: Sequence[int], rank: int, reach: int, *, causal: bool = F
     bounds = _bounds(lengths)
     total = bounds[-1][1]
     s, e = bounds[rank]
-    right = 0 if causal else reach
+    right = (0 if causal else reach) if right is None else right
     lo, hi = _extended(bounds, rank, reach, right, total)
     recv, send = [], []
     for peer, (ps, pe) in enumerate(bounds):
@@ -212,6 +213,29 @@ class _Halo(torch.autograd.Function):
         for t, (_, a, b) in zip(incoming, plan.send):
             out[..., a:b, :] += t
         return out, None, None
+
+
+def halo_rows(x: Tensor, left: int, right: int, group: dist.ProcessGroup | None = None) -> Tensor:
+    """``x (..., L_r, D)``, this rank's slice of a sequence split over ``group`` in rank order,
+    with the ``left`` rows before it and the ``right`` rows after it taken from the ranks
+    that hold them: ``(..., left + L_r + right, D)``, zeros past the ends of the sequence
+    (the padding a convolution over the whole sequence would see). Differentiable: the
+    gradients of the borrowed rows go back to their owners. Every rank must call it (one
+    all-gather of the slice lengths, then point-to-point sends)."""
+    if left < 0 or right < 0:
+        raise ValueError(f"left and right must be >= 0, got {left}, {right}")
+    mine = torch.tensor([x.shape[-2]], dtype=torch.int64)
+    lengths = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
+    _TRAFFIC.collective_bytes += mine.numel() * mine.element_size()
+    dist.all_gather(lengths, mine, group=group)
+    plan = halo_plan([int(n) for n in lengths], dist.get_rank(group), left, right=right)
+    ext = _Halo.apply(x, plan, group)
+    before, after = left - plan.left, right - plan.right
+    if before or after:  # past the sequence ends
+        shape = list(ext.shape)
+        parts = [ext.new_zeros(*shape[:-2], before, shape[-1]), ext, ext.new_zeros(*shape[:-2], after, shape[-1])]
+        ext = torch.cat(parts, dim=-2)
+    return ext
 
 
 class _GatherRows(torch.autograd.Function):

@@ -4,15 +4,14 @@
     python scripts/bench_dna.py                                  # 16k .. 1,048,576 bases, fp32 + bf16-mixed
     python scripts/bench_dna.py --seq-lens 4096 16384 --steps 1  # quick check
     python scripts/bench_dna.py --reuse-freed-memory             # faster, more memory (see --help)
-    python scripts/bench_dna.py --seq-lens 1048576 2097152 --precisions fp32 --sequence-parallel 1 2 --steps 1 --set model.kmer_kernel=1
+    python scripts/bench_dna.py --seq-lens 1048576 2097152 --precisions fp32 --sequence-parallel 1 2 --steps 1
 
 Each (length, precision, processes) runs in its own subprocess so its peak RSS is its own.
 ``--sequence-parallel 2`` splits each window over 2 processes (gloo, the cores shared out),
 as ``train_dna --sequence-parallel 2`` does: the row gives the slowest rank's step, the
 largest and the summed peak RSS of the processes, and what one rank sends per step (halo
 rows, their gradients and the gradient all-reduce; ``sent_per_hidden``: that over the
-rank's fp32 hidden states of one layer). The k-mer convolution cannot be split yet:
-``--set model.kmer_kernel=1``. Input is a
+rank's fp32 hidden states of one layer). Input is a
 real E. coli K-12 window (batch 1). Writes ``<out>/bench_dna.csv`` and ``<out>/bench_dna.png``
 (tokens/s and peak RSS against length, with HyenaDNA-tiny's measured CPU figure for
 reference: 262,144 bases at ~9,400 tokens/s in 10.5 GB; it cannot train at 1,048,576).
@@ -248,7 +247,7 @@ def _check_shardable(model_kw: dict, processes: int) -> None:
     try:
         check_shardable(model.backbone.backbone if hasattr(model.backbone, "backbone") else model.backbone)
     except ValueError as exc:
-        raise UserError(f"--sequence-parallel {processes}: {exc} (e.g. --set model.kmer_kernel=1)") from None
+        raise UserError(f"--sequence-parallel {processes}: {exc}") from None
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -312,7 +312,13 @@ class DNAEncoder(nn.Module):
         if self.kmer is not None:  # x + conv(x): the residual keeps single-base identity
             # padded positions read as zeros, as past the ends, so padding never leaks in
             real = x if mask is None else x.masked_fill(~mask[..., None], 0.0)
-            x = x + self._kmer_features(nn.functional.pad(real.transpose(1, 2), self.kmer_padding))
+            if self.sequence_group is not False:  # a slice of a window: the context rows of its neighbours
+                from longseq.distributed import halo_rows
+
+                padded = halo_rows(real, *self.kmer_padding, group=self.sequence_group).transpose(1, 2)
+            else:
+                padded = nn.functional.pad(real.transpose(1, 2), self.kmer_padding)
+            x = x + self._kmer_features(padded)
         if self.stem is not None:
             B, L, _ = x.shape
             pad = (-L) % self.downsample

@@ -7,10 +7,11 @@ window instead of :func:`longseq.attend`, and rotary positions are the slice's g
 Every other layer of the model (embedding, norms, MLP, head) works per token, so the features
 of a slice equal those rows of the single-process features, forward and backward.
 
-Supported: sliding-window layers (any window and dilation, causal or not) without global
-tokens, k-mer stem or down-sampling, and without attention dropout. The rest is refused with a
-``ValueError`` naming the model key: a k-mer convolution or a down-sampling stem would need
-rows of the neighbouring slices as well (a halo of their own), global tokens are prepended
+Supported: sliding-window layers (any window and dilation, causal or not) and the k-mer
+convolution (its ``kmer_kernel - 1`` context rows come from the neighbouring slice,
+:func:`longseq.distributed.halo_rows`), without global tokens or down-sampling, and without
+attention dropout. The rest is refused with a ``ValueError`` naming the model key: a
+down-sampling stem needs whole strides on every rank, global tokens are prepended
 to the whole window, not to a slice, and the other patterns (``lsh``, ``global``, ``topk``,
 ...) have no sharded form.
 
@@ -48,9 +49,6 @@ def slice_bounds(length: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def check_shardable(encoder: Any) -> None:
     """``ValueError`` naming the model key when ``encoder`` cannot run on a slice of its window."""
-    if encoder.kmer is not None:
-        raise ValueError("sequence parallelism: model.kmer_kernel > 1 reads bases of the neighbouring slice; "
-                         "use kmer_kernel: 1")
     if encoder.stem is not None:
         raise ValueError("sequence parallelism: model.downsample > 1 needs whole strides on every rank; "
                          "use downsample: 1")

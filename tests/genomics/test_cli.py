@@ -282,8 +282,8 @@ def test_bench_dna_tiny(tmp_path, monkeypatch):
 
 def test_bench_dna_sequence_parallel_row(tmp_path, monkeypatch):
     """A window split over 2 processes: its own row, each rank's traffic at least the gradient
-    all-reduce (4 bytes a parameter), the summed RSS of both processes; a model with a k-mer
-    stem is refused before anything runs."""
+    all-reduce (4 bytes a parameter), the summed RSS of both processes; a model with an LSH
+    layer is refused before anything runs."""
     from longseq.training.errors import UserError
 
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
@@ -297,6 +297,7 @@ def test_bench_dna_sequence_parallel_row(tmp_path, monkeypatch):
     assert two["peak_rss_gb"] < two["peak_rss_total_gb"] <= 2 * two["peak_rss_gb"]
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert [r["processes"] for r in table] == ["1", "2"] and table[0]["sent_mb_per_step"] == ""
-    with pytest.raises(UserError, match=r"--sequence-parallel 2: .*kmer_kernel > 1.*--set model.kmer_kernel=1"):
-        bench_dna.run(["--seq-lens", "300", "--sequence-parallel", "2", "--out", str(tmp_path / "no")])
+    with pytest.raises(UserError, match=r"--sequence-parallel 2: .*layer 0"):
+        bench_dna.run(["--seq-lens", "300", "--sequence-parallel", "2", "--set", "model.lsh_layers=[0]",
+                       "--out", str(tmp_path / "no")])
     assert not (tmp_path / "no").exists()

@@ -5,7 +5,9 @@ layers call ``longseq.distributed.attend_sharded``; each process holds a contigu
 the window (:func:`~genomics.models.sequence_parallel.slice_bounds`, unequal lengths here), its
 loss is the sum over its slice's next-base targets divided by the window's target count, and
 the gradients are summed over the processes. After 2 AdamW steps in float64 the parameters
-equal those of the 1-process run within 1e-5, as do the slice logits before the first step.
+equal those of the 1-process run within 1e-5, as do the slice logits before the first step
+(plain, with head chunks and grouped-query heads, and with a k-mer convolution whose context
+rows come from the neighbouring slice).
 Then the same through ``longseq-train-dna --sequence-parallel 2``: the two commands of
 docs/distributed.md, run as written, end with the same parameters within 1e-5.
 """
@@ -86,7 +88,8 @@ def _encoder(model: DNALanguageModel):
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
-@pytest.mark.parametrize("extra", [{}, {"heads": 4, "kv_heads": 2, "head_chunks": 2}], ids=["plain", "head-chunks-gqa"])
+@pytest.mark.parametrize("extra", [{}, {"heads": 4, "kv_heads": 2, "head_chunks": 2}, {"kmer_kernel": 5}],
+                         ids=["plain", "head-chunks-gqa", "kmer-halo"])
 def test_two_slices_train_as_one_window(tmp_path, extra):
     ids, targets = _batch()
     total = int((targets != -100).sum())
@@ -109,7 +112,7 @@ def test_slice_bounds_cover_the_window():
         slice_bounds(2, 0, 3)
 
 
-@pytest.mark.parametrize("extra, key", [({"kmer_kernel": 3}, "kmer_kernel"), ({"lsh_layers": [1]}, "layer 1"),
+@pytest.mark.parametrize("extra, key", [({"global_tokens": 2}, "global_tokens"), ({"lsh_layers": [1]}, "layer 1"),
                                         ({"dropout": 0.1}, "dropout")])
 def test_unsplittable_models_are_refused(extra, key):
     with pytest.raises(ValueError, match=key):
@@ -182,8 +185,8 @@ def test_sequence_parallel_flag_errors(argv, message, capsys):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_sequence_parallel_refuses_a_kmer_stem(tmp_path, monkeypatch, capsys):
-    """A model whose k-mer convolution would read the neighbouring slice stops before training."""
+def test_sequence_parallel_refuses_an_lsh_layer(tmp_path, monkeypatch, capsys):
+    """A model with a layer that has no sharded form stops before training, naming it."""
     import yaml
 
     from genomics.cli import train_dna
@@ -192,13 +195,13 @@ def test_sequence_parallel_refuses_a_kmer_stem(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     cfg = yaml.safe_load((ROOT / "configs" / "genomics" / "ddp_check.yaml").read_text())
-    cfg["model"]["kmer_kernel"] = 3
-    config = tmp_path / "kmer.yaml"
+    cfg["model"]["lsh_layers"] = [0]
+    config = tmp_path / "lsh.yaml"
     config.write_text(yaml.safe_dump(cfg))
     fasta = write_fasta(tmp_path / "g.fa", {"chr": random_dna(2000, 3)})
     with pytest.raises(SystemExit) as exc:
         train_dna.main(["--config", str(config), "--fasta", str(fasta), "--seq-len", "128", "--no-warmup",
                         "--max-steps", "1", "--sequence-parallel", "2", "--out-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "model.kmer_kernel > 1" in err, err
+    assert exc.value.code == 2 and "layer 0" in err, err
     assert not (tmp_path / "runs" / "lm").exists()  # refused before the run folder is written
