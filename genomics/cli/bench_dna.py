@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from longseq.training.errors import UserError
+
 __all__ = ["FIELDS", "HYENADNA_TINY", "main", "parse_args", "plot", "run", "run_one", "run_sharded"]
 
 HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # HyenaDNA-tiny on CPU, as quoted
@@ -164,16 +166,19 @@ def _shard_worker(rank: int, world: int, port: int, spec: dict, out_dir: str) ->
     from longseq.hardware import peak_rss_bytes
 
     from genomics.models import DNALanguageModel
-    from genomics.models.sequence_parallel import shard_encoder, slice_bounds
+    from genomics.models.sequence_parallel import encoder_of, shard_encoder, slice_bounds
 
+    if spec.get("reuse_freed_memory"):
+        from longseq.hardware import reuse_freed_memory
+
+        reuse_freed_memory()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # the cores shared out, no oversubscription
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
         model = DNALanguageModel(**model_config(Path(spec["config"]), spec["sets"]))
-        encoder = model.backbone.backbone if hasattr(model.backbone, "backbone") else model.backbone
-        shard_encoder(encoder)
+        encoder = shard_encoder(encoder_of(model))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         seq_len = spec["seq_len"]
         ids = _window(seq_len, "cpu")
@@ -181,8 +186,9 @@ def _shard_worker(rank: int, world: int, port: int, spec: dict, out_dir: str) ->
         grad_bytes = [0]
 
         def grad_sum(grad: Any) -> None:
-            grad_bytes[0] += grad.numel() * grad.element_size()
-            dist.all_reduce(grad)
+            if grad is not None:
+                grad_bytes[0] += grad.numel() * grad.element_size()
+                dist.all_reduce(grad)
 
         step = _train_step(model, opt, ids[:, start:stop], ids[0, start + 1:stop + 1], seq_len - 1,
                            spec["precision"], grad_sum)
@@ -205,7 +211,8 @@ def _shard_worker(rank: int, world: int, port: int, spec: dict, out_dir: str) ->
         dist.destroy_process_group()
 
 
-def run_sharded(config: Path, seq_len: int, precision: str, steps: int, processes: int, sets: list[str] = ()) -> dict:
+def run_sharded(config: Path, seq_len: int, precision: str, steps: int, processes: int, sets: list[str] = (),
+                reuse: bool = False) -> dict:
     """Time ``steps`` training steps of one window split over ``processes`` gloo processes on this
     machine (``train_dna --sequence-parallel``'s split, :mod:`genomics.models.sequence_parallel`);
     returns one CSV row: the slowest rank's step, the largest and the summed peak RSS, and the
@@ -219,7 +226,8 @@ def run_sharded(config: Path, seq_len: int, precision: str, steps: int, processe
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    spec = {"config": str(config), "sets": list(sets), "seq_len": seq_len, "precision": precision, "steps": steps}
+    spec = {"config": str(config), "sets": list(sets), "seq_len": seq_len, "precision": precision, "steps": steps,
+            "reuse_freed_memory": reuse}
     with tempfile.TemporaryDirectory() as out_dir:
         mp.start_processes(_shard_worker, args=(processes, port, spec, out_dir), nprocs=processes,
                            start_method="spawn")
@@ -234,18 +242,30 @@ def run_sharded(config: Path, seq_len: int, precision: str, steps: int, processe
             "sent_per_hidden": round(sent / max(r["hidden"] for r in ranks), 4), "status": "ok"}
 
 
+def _run_child(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run one configuration's process in a session of its own; on timeout the whole session
+    (its spawned ranks too) is killed, so nothing keeps running under the next timing."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _check_shardable(model_kw: dict, processes: int) -> None:
     """A model that cannot be split over processes, as a one-line error naming the key."""
-    from longseq.training.errors import UserError
 
     from genomics.models import DNALanguageModel
-    from genomics.models.sequence_parallel import check_shardable
+    from genomics.models.sequence_parallel import check_shardable, encoder_of
 
-    if processes < 1:
-        raise UserError(f"--sequence-parallel: must be >= 1, got {processes}")
     model = DNALanguageModel(**model_kw)
     try:
-        check_shardable(model.backbone.backbone if hasattr(model.backbone, "backbone") else model.backbone)
+        check_shardable(encoder_of(model))
     except ValueError as exc:
         raise UserError(f"--sequence-parallel {processes}: {exc}") from None
 
@@ -292,17 +312,23 @@ def run(argv: list[str] | None = None) -> list[dict]:
     if args.child:
         # Only the timed process: the driver (and a test calling main in-process) keeps
         # glibc's defaults, and the matmul reference is measured the same way either way.
-        reused = reuse_freed_memory() if args.reuse_freed_memory else False
         spec = json.loads(args.child)
-        if spec.get("processes", 1) > 1:
+        if spec.get("processes", 1) > 1:  # the ranks set it in their own processes
             row = run_sharded(args.config, spec["seq_len"], spec["precision"], args.steps, spec["processes"],
-                              args.set_values)
+                              args.set_values, args.reuse_freed_memory)
+            reused = args.reuse_freed_memory
         else:
+            reused = reuse_freed_memory() if args.reuse_freed_memory else False
             row = run_one(args.config, spec["seq_len"], spec["precision"], args.steps, args.device, args.set_values)
         print(json.dumps({**row, "reuse_freed_memory": reused}))
         return []
     model = model_config(args.config, args.set_values)  # a bad --set fails here, before any child runs
+    if min(args.sequence_parallel) < 1:
+        raise UserError(f"--sequence-parallel: must be >= 1, got {min(args.sequence_parallel)}")
     if max(args.sequence_parallel) > 1:
+        if args.device != "cpu":
+            raise UserError(f"--sequence-parallel {max(args.sequence_parallel)}: runs its processes on the CPU "
+                            f"(gloo); drop --device {args.device}")
         _check_shardable(model, max(args.sequence_parallel))
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -325,7 +351,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
                str(args.steps), "--device", args.device, *reuse, *sets, "--child",
                json.dumps({"seq_len": seq_len, "precision": precision, "processes": processes})]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            proc = _run_child(cmd, args.timeout)
             if proc.returncode == 0:
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
             else:

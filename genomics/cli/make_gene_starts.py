@@ -95,13 +95,17 @@ def _main(argv: list[str] | None) -> None:
     counts: Counter[tuple[str, str]] = Counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".tmp")
-    with open(partial, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "sequence", "label", "split"])
-        records = tqdm(_records(inputs), total=len(inputs), desc="files", unit="file")
-        for row in gene_start_rows(records, args.length, args.seed):
-            writer.writerow([row.id, row.sequence, row.label, row.split])
-            counts[row.split, row.label] += 1
+    try:
+        with open(partial, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "sequence", "label", "split"])
+            records = tqdm(_records(inputs), total=len(inputs), desc="files", unit="file")
+            for row in gene_start_rows(records, args.length, args.seed):
+                writer.writerow([row.id, row.sequence, row.label, row.split])
+                counts[row.split, row.label] += 1
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     if not counts:
         partial.unlink()
         raise UserError(f"--genbank {' '.join(n for n, _, _ in inputs)}: no CDS feature with a whole "

@@ -16,9 +16,9 @@ likelihoods, NaN where unscored: the first base and N), ``<out>/bits_per_base.ts
 ``<out>/summary.json`` (the genome-wide figures).
 
 Where the model wins: with the baseline, the scored bases are also split into classes
-(``repeat``: covered by a 32-mer with another copy, either strand, in the scored sequences
-or the model's training region; ``unique``; and ``CDS``, ``gene``, ``intergenic`` for an
-annotated GenBank genome), printed as model and baseline bits per base per class, and
+(``repeat``: covered by a 32-mer with another copy, either strand, in the scored sequences,
+and with ``--region val`` in the model's training region too; ``unique``; and ``CDS``,
+``gene``, ``intergenic`` for an annotated GenBank genome; up to 100M scored bases), printed as model and baseline bits per base per class, and
 written per bin of --bin-size bases to ``<out>/windows.tsv`` and drawn in
 ``<out>/windows.png``. ``--region val`` scores only the checkpoint's own validation region
 (the held-out part of its training genome, as its training summary did).
@@ -38,6 +38,8 @@ __all__ = ["main", "parse_args", "run"]
 
 PROG = "longseq-score-dna"
 _LISTED = 20  # record names shown in an error
+#: Scored bases up to which the classes and bins are made (about 40 bytes a base in memory).
+MAX_CLASS_BASES = 100_000_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,13 +123,6 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
-    try:
-        model, _, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
-    except CheckpointError as exc:
-        raise _fail(f"--ckpt {exc}") from None
-    if info.task != "lm" or model.objective != "causal":
-        kind = f"{model.objective} LM" if info.task == "lm" else f"{info.task} model"
-        raise _fail(f"--ckpt {args.ckpt} holds a {kind}; scoring needs a causal LM")
     stride = args.stride or max(1, args.window * 3 // 4)
     if not 0 < stride <= args.window:
         raise _fail(f"--stride must be in [1, --window={args.window}], got {stride}")
@@ -136,6 +131,13 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     if args.region == "val" and args.fasta:
         raise _fail("--region val scores the checkpoint's own validation region; drop --fasta "
                     "(or score the whole file with --region all)")
+    try:
+        model, _, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
+    except CheckpointError as exc:
+        raise _fail(f"--ckpt {exc}") from None
+    if info.task != "lm" or model.objective != "causal":
+        kind = f"{model.objective} LM" if info.task == "lm" else f"{info.task} model"
+        raise _fail(f"--ckpt {args.ckpt} holds a {kind}; scoring needs a causal LM")
     dm = _training_split(args, info) if args.region == "val" or not args.no_markov else None
     if args.region == "val":
         genomes, spans, fasta = _validation_spans(dm, args)
@@ -149,6 +151,11 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
         genomes = [genome]
         spans = [(0, rec.name, 0, rec.length) for rec in _chosen_records(genome, args.records, fasta)]
     markov = _markov(args, info, dm)
+    scored_bases = sum(end - start for _, _, start, end in spans)
+    classes = markov is not None and scored_bases <= MAX_CLASS_BASES
+    if markov is not None and not classes:
+        print(f"{scored_bases:,} bases: above {MAX_CLASS_BASES:,}, the class table and windows.tsv are left out "
+              "(they hold every base's figures in memory); score fewer --records for them", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     compared: list[ScoredRegion] = []
@@ -163,9 +170,10 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
         if markov is not None:  # the same bases as the model (its scored set is within the chain's)
             lp, ok = markov.model.log2_probs(ids)
             row["markov_bits"] = float(-lp[scored & ok].sum())
-            labels = genomes[g].label_window(record, start, end) if _annotated(genomes[g]) else None
-            compared.append(ScoredRegion(record, start, -ll, np.where(scored & ok, -lp, np.nan),
-                                         _annotation_classes(labels)))
+            if classes:
+                labels = genomes[g].label_window(record, start, end) if _annotated(genomes[g]) else None
+                compared.append(ScoredRegion(record, start, -ll, np.where(scored & ok, -lp, np.nan),
+                                             _annotation_classes(labels)))
         rows.append(row)
     summary = _summarise(rows, args, fasta, markov, stride)
     if compared:
@@ -229,11 +237,12 @@ def _write_bins(compared: list, summary: dict[str, Any], args: argparse.Namespac
     from genomics.baselines.compare import bin_table, plot_bins
 
     rows = bin_table(compared, args.bin_size)
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # every class of every region
     with open(args.out / "windows.tsv", "w") as fh:
         fh.write("\t".join(columns) + "\n")
         for r in rows:
-            fh.write("\t".join(f"{r[c]:.5f}" if isinstance(r[c], float) else str(r[c]) for c in columns) + "\n")
+            values = (r.get(c, "") for c in columns)
+            fh.write("\t".join(f"{v:.5f}" if isinstance(v, float) else str(v) for v in values) + "\n")
     try:
         plot_bins(rows, summary["classes"], args.out / "windows.png",
                   f"{args.ckpt} vs order-{summary['markov']['order']} Markov on "

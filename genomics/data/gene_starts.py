@@ -5,7 +5,8 @@ For every ``CDS`` feature, the ``length`` bases that end just before its first b
 the gene's strand (reverse-complemented for a minus-strand gene), are a ``gene_start`` row;
 as many ``background`` rows per record are drawn at seeded random positions and strands,
 overlapping no ``gene_start`` window of either strand. Windows that would leave the record or
-hold an N are skipped, and a window shared by two annotated starts is kept once. Every row
+hold an N are skipped, as are partial CDS features (a start outside the record) and ones that
+wrap around a circular origin; a window shared by two annotated starts is kept once. Every row
 carries the split of its source (by file), so records never straddle splits.
 """
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
+from Bio.SeqFeature import ExactPosition
 from Bio.SeqRecord import SeqRecord
 
 __all__ = ["BACKGROUND", "GENE_START", "GeneStartRow", "gene_start_rows"]
@@ -50,6 +52,17 @@ def _clean(piece: str) -> bool:
     return set(piece.upper()) <= set("ACGT")
 
 
+def _exact_start(loc: Any) -> bool:
+    """Whether the location's first base (5' end on its strand) is a known position, and its
+    parts run in reading order (a CDS that wraps around a circular origin does not)."""
+    first = loc.start if loc.strand > 0 else loc.end
+    if not isinstance(first, ExactPosition):
+        return False  # a partial CDS ('<' or '>'): its start lies outside the record
+    parts = [(int(p.start), int(p.end)) for p in loc.parts]
+    ordered = parts if loc.strand > 0 else parts[::-1]
+    return all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))
+
+
 def _starts(record: SeqRecord, length: int) -> list[tuple[int, int, int]]:
     """(start, end, strand) of the window before each CDS's first base, deduplicated, in order."""
     seen: set[tuple[int, int, int]] = set()
@@ -57,6 +70,8 @@ def _starts(record: SeqRecord, length: int) -> list[tuple[int, int, int]]:
         if feature.type != "CDS" or feature.location is None or feature.location.strand not in (1, -1):
             continue
         loc = feature.location
+        if not _exact_start(loc):
+            continue
         if loc.strand > 0:
             span = (int(loc.start) - length, int(loc.start), 1)
         else:

@@ -32,7 +32,7 @@ from torch import Tensor
 from longseq.layers.attention import MultiheadAttention
 from longseq.patterns import SlidingWindow
 
-__all__ = ["ShardEncoder", "check_shardable", "shard_encoder", "slice_bounds", "slice_positions"]
+__all__ = ["ShardEncoder", "check_shardable", "encoder_of", "shard_encoder", "slice_bounds", "slice_positions"]
 
 
 def slice_bounds(length: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -45,6 +45,12 @@ def slice_bounds(length: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(length, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (rank < extra)
+
+
+def encoder_of(model: Any) -> Any:
+    """The :class:`~genomics.models.encoder.DNAEncoder` of a ``DNALanguageModel`` or ``DNAClassifier``."""
+    backbone = model.backbone
+    return backbone.backbone if hasattr(backbone, "backbone") else backbone
 
 
 def check_shardable(encoder: Any) -> None:

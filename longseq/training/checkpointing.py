@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from weakref import proxy
@@ -36,6 +35,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 from longseq.schedules import time_budget_seconds
+from longseq.training.cadence import DEFAULT_EVERY_MINUTES, DEFAULT_RUN_FRACTION, CheckpointCadence, default_every_steps
 
 __all__ = ["DEFAULT_EVERY_MINUTES", "DEFAULT_RUN_FRACTION", "LAST_NAME", "AtomicModelCheckpoint", "CheckpointCadence",
            "PeriodicCheckpoint", "atomic_save_checkpoint", "default_every_steps"]
@@ -44,40 +44,7 @@ log = logging.getLogger(__name__)
 
 #: The file name of the checkpoint a run keeps current.
 LAST_NAME = "last.ckpt"
-#: Default time cadence: a kill loses at most this many minutes of training.
-DEFAULT_EVERY_MINUTES = 10.0
-#: Default step cadence, as a share of the planned steps: a kill loses at most 5% of the run.
-DEFAULT_RUN_FRACTION = 0.05
 _PARTIAL = ".tmp"  # suffix of a file being written; never ends in .ckpt
-
-
-@dataclass(frozen=True)
-class CheckpointCadence:
-    """How often ``last.ckpt`` is refreshed (the ``checkpoint`` config section).
-
-    Attributes:
-        every_steps: optimizer steps between saves; None: ``ceil(5%)`` of the planned steps
-            (:func:`default_every_steps`).
-        every_minutes: minutes of training between saves (default 10; under a Trainer
-            ``max_time``, the default shrinks to 5% of it when that is shorter).
-    """
-
-    every_steps: int | None = None
-    every_minutes: float | None = DEFAULT_EVERY_MINUTES
-
-    def __post_init__(self) -> None:
-        steps = self.every_steps
-        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
-            raise ValueError(f"every_steps must be a whole number >= 1, got {self.every_steps!r}")
-        if self.every_minutes is not None and not self.every_minutes > 0:
-            raise ValueError(f"every_minutes must be > 0, got {self.every_minutes!r}")
-
-
-def default_every_steps(total_steps: int | float | None, fraction: float = DEFAULT_RUN_FRACTION) -> int | None:
-    """``ceil(fraction * total_steps)`` (at least 1); None when the total is unknown or infinite."""
-    if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
-        return None
-    return max(1, math.ceil(fraction * total_steps))
 
 
 def _fsync(path: Path) -> None:

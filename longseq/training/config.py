@@ -46,7 +46,7 @@ def refused_values(section: str) -> Iterator[None]:
         raise
     except (ValueError, TypeError) as exc:
         text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-        raise ConfigError(f"{section}: {text.splitlines()[0] if text else repr(exc)}") from None
+        raise ConfigError(f"{section}: {text.splitlines()[0] if text else repr(exc)}") from exc
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,13 @@ def test_killed_yolo_run_resumes_the_interrupted_epoch(tiny_digits_yaml, yolo_en
     saved = torch.load(last, weights_only=False)
     record = saved[RESUME_KEY]
     assert (record["epoch"], record["batches_done"], saved["epoch"]) == (0, 3, -1)  # ultralytics: no epoch completed
-    assert record["progress"]["batches"] == 3 and saved["optimizer"] is not None
+    assert record["progress"]["batches"] == 3 and saved["optimizer"] is not None and record["clock_seconds"] > 0
     assert not list(last.parent.glob("*.tmp"))  # the write was moved into place
+
+    with pytest.raises(SystemExit) as exit_info:  # a budget the killed run has already spent
+        train_yolo_baseline.main(_yolo_command(tiny_digits_yaml, tmp_path / "runs", "--ckpt-path", "last",
+                                               "--time-minutes", "0.0001")[3:])
+    assert exit_info.value.code == 2 and "the run has spent its 0.0001 minutes" in capsys.readouterr().err
 
     summary = tmp_path / "summary.json"
     resumed = subprocess.run(_yolo_command(tiny_digits_yaml, tmp_path / "runs", "--ckpt-path", "last",

@@ -18,7 +18,7 @@ COMPLEMENT = str.maketrans("ACGT", "TGCA")
 
 def _record(seq: str, cds: list[tuple[int, int, int]], name: str = "c1"):
     from Bio.Seq import Seq
-    from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
+    from Bio.SeqFeature import BeforePosition, CompoundLocation, FeatureLocation, SeqFeature
     from Bio.SeqRecord import SeqRecord
 
     rec = SeqRecord(Seq(seq), id=name, annotations={"molecule_type": "DNA"})
@@ -27,6 +27,8 @@ def _record(seq: str, cds: list[tuple[int, int, int]], name: str = "c1"):
     rec.features.append(SeqFeature(CompoundLocation([FeatureLocation(3400, 3500, -1), FeatureLocation(3300, 3350, -1)]),
                                    type="CDS"))
     rec.features.append(SeqFeature(FeatureLocation(100, 4000, 1), type="gene"))  # not a CDS: no row
+    # a partial CDS ('<4201..4500'): its start codon is not in the record, so no row
+    rec.features.append(SeqFeature(FeatureLocation(BeforePosition(4200), 4500, 1), type="CDS"))
     return rec
 
 

@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from genomics.models import DNALanguageModel
-from genomics.models.sequence_parallel import check_shardable, shard_encoder, slice_bounds
+from genomics.models.sequence_parallel import check_shardable, encoder_of, shard_encoder, slice_bounds
 
 WORLD = 2
 LENGTH = 203  # slices of 102 and 101 bases: not multiples of the kernel block
@@ -84,7 +84,7 @@ def _worker(rank: int, init: str, out: str, extra: dict) -> None:
 
 
 def _encoder(model: DNALanguageModel):
-    return model.backbone.backbone if hasattr(model.backbone, "backbone") else model.backbone
+    return encoder_of(model)
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")

@@ -30,8 +30,8 @@ YAML, ``--print-config`` prints the merged config and exits.
 in between, every 10 minutes of training, or 5% of the time budget when that is shorter
 (``--ckpt-every-minutes``; ``--ckpt-every-steps`` adds a batch count); every write goes to a
 temporary file, then ``os.replace``. ``--ckpt-path last`` resumes the run's ``last.pt`` (or
-give a path): the interrupted epoch continues with the batches it had left, drawn from a
-fresh shuffle, and the time budget counts the training already done.
+give a path): the interrupted epoch goes on after the batches it had trained, and the time
+budget's clock continues from where it stopped (docs/detection.md, "Resuming a YOLO run").
 
 Every epoch is validated once, during training (the final weights too); nothing is
 validated again afterwards. Prints one summary and writes it as ``summary.json`` in the
@@ -52,8 +52,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from longseq.training.cadence import CheckpointCadence
 from longseq.training.config import (
     Section, add_cadence_arguments, add_config_arguments, config_file, dump_config, parse_set_overrides,
+    refused_values,
 )
 
 from longseq.training.errors import UserError, check_positive, run_cli
@@ -242,10 +244,12 @@ def resume_point(ckpt_path: str | None, run_dir: Path) -> tuple[Path, dict[str, 
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(checkpoint, dict) or "train_args" not in checkpoint:
         raise UserError(f"--ckpt-path: {path}: not an ultralytics training checkpoint (no train_args)")
-    if checkpoint.get("optimizer") is None:
+    record = resume_record(checkpoint)
+    epochs = (checkpoint.get("train_args") or {}).get("epochs")
+    if checkpoint.get("optimizer") is None or (record and epochs and record["epoch"] >= epochs):
         raise UserError(f"--ckpt-path: {path}: the run finished (its weights hold no optimizer state to resume); "
                         f"start a new run (--model {path} starts from its weights)")
-    return path, resume_record(checkpoint)
+    return path, record
 
 
 def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
@@ -287,12 +291,12 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     train["project"] = str(Path(train.get("project") or "runs/detection").resolve())
     run_dir = Path(train["project"]) / train["name"]
     resume = resume_point(ckpt_path, run_dir)
-    budget_s = time_minutes * 60
-    if resume is not None and resume[1] is not None and budget_s > 0:
-        budget_s -= resume[1]["train_seconds"]
-        if budget_s <= 0:
-            raise UserError(f"--ckpt-path: {resume[0]}: the run has trained its {time_minutes:g} minutes; "
+    if resume is not None and resume[1] is not None and time_minutes > 0:
+        if resume[1].get("clock_seconds", 0.0) >= time_minutes * 60:
+            raise UserError(f"--ckpt-path: {resume[0]}: the run has spent its {time_minutes:g} minutes; "
                             "raise --time-minutes to train on")
+    with refused_values("checkpoint"):
+        CheckpointCadence(**(cfg.get("checkpoint") or {}))  # the intervals, checked before any work
 
     try:
         if given:
@@ -315,7 +319,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
                                                      cadence_cfg.get("every_minutes")), progress).attach(yolo)
     if resume is not None:
         train["resume"] = str(resume[0])
-    yolo.train(data=str(data_yaml), time=budget_s / 3600 if time_minutes > 0 else None,
+    yolo.train(data=str(data_yaml), time=time_minutes / 60 if time_minutes > 0 else None,
                trainer=detection_trainer(cadence), **train)
     trainer = yolo.trainer
     weights = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)

@@ -8,13 +8,16 @@ boundary. :class:`YoloCheckpointCadence` also writes it in the middle of an epoc
 weights folder, then ``os.replace``. Every file records, under :data:`RESUME_KEY`, the epoch
 and batch to continue at, the training seconds so far and the run's progress. A mid-epoch
 file's ``epoch`` is the last *completed* epoch, so ultralytics' plain ``resume`` restarts the
-interrupted epoch from its first batch with the saved weights. Resumed through
-``longseq-train-yolo --ckpt-path``, :func:`continue_interrupted_epoch` runs only the batches
-the interrupted epoch had left, and the time budget counts the training already done.
+interrupted epoch from its first batch with the saved weights (and refuses a file written
+inside the first epoch). Resumed through ``longseq-train-yolo --ckpt-path``,
+:func:`continue_interrupted_epoch` skips the batches the interrupted epoch had trained, and
+the time budget's clock goes on from where it stopped.
 
-What a resumed run does not repeat: ultralytics' data loader reshuffles from its seed when it
-starts, so the rest of the interrupted epoch is drawn from a fresh shuffle (the same number
-of batches, not the same images), and the warm-up ramp counts batches from the resume.
+What a resumed run does not repeat exactly: ultralytics' loader draws each epoch's order
+from a generator seeded when the process starts, so after a resume in a later epoch the
+rest of that epoch (and the epochs after it) come from another shuffle than the
+uninterrupted run's; inside the first epoch the learning-rate warm-up, which counts the
+epoch's batches, starts its ramp again.
 """
 
 from __future__ import annotations
@@ -73,28 +76,36 @@ def resume_record(checkpoint: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class _RestOfEpoch:
-    """The trainer's loader for one epoch, yielding only its last ``remaining`` batches' worth
-    (``len`` stays the full epoch, which ultralytics reads once before the loop)."""
+    """The trainer's loader for one epoch, skipping its first ``done`` batches (loaded, not
+    trained on) and yielding the rest; ``len`` stays the full epoch, which ultralytics reads
+    once before the loop."""
 
-    def __init__(self, loader: Any, remaining: int) -> None:
-        self.loader, self.remaining = loader, remaining
+    def __init__(self, loader: Any, done: int) -> None:
+        self.loader, self.done = loader, done
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
-        return islice(iter(self.loader), self.remaining)
+        batches = iter(self.loader)
+        for _ in islice(batches, self.done):
+            pass
+        return batches
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)
 
 
 def continue_interrupted_epoch(trainer: Any, batches_done: int) -> None:
-    """Make the trainer's next epoch run only the batches an interrupted epoch had left
-    (call at ``on_train_epoch_start``); the loader is put back at ``on_train_epoch_end``."""
-    remaining = max(len(trainer.train_loader) - batches_done, 0)
-    trainer.train_loader = _RestOfEpoch(trainer.train_loader, remaining)
-    log.info("resuming epoch %d after its batch %d: %d batches left", trainer.epoch + 1, batches_done, remaining)
+    """Make the trainer's next epoch skip the ``batches_done`` batches an interrupted epoch had
+    trained (call at ``on_train_epoch_start``); the loader is put back at ``on_train_epoch_end``.
+
+    The loader's order is seeded when it is built, so in the first epoch the skipped batches
+    are the very ones the interrupted run trained; in a later epoch the resumed process draws
+    that epoch's order afresh, and the skipped batches are a random share of it."""
+    trainer.train_loader = _RestOfEpoch(trainer.train_loader, batches_done)
+    log.info("resuming epoch %d after its batch %d: %d batches left", trainer.epoch + 1, batches_done,
+             max(len(trainer.train_loader) - batches_done, 0))
 
 
 def full_epochs_again(trainer: Any) -> None:
@@ -144,14 +155,15 @@ class YoloCheckpointCadence:
         self._t_saved = self.progress.train_seconds_now()
 
     def record(self, trainer: Any, epoch: int, batches_done: int) -> dict[str, Any]:
-        """The resume record of a save made after ``batches_done`` batches of ``epoch``."""
+        """The resume record of a save made after ``batches_done`` batches of ``epoch``:
+        ``clock_seconds`` is ultralytics' time-budget clock (training and validation)."""
         self.progress.take_validation(trainer)  # an epoch's validation runs before its save
-        return {"epoch": epoch, "batches_done": batches_done, "train_seconds": self.progress.train_seconds_now(),
-                "progress": self.progress.state_dict()}
+        return {"epoch": epoch, "batches_done": batches_done, "clock_seconds": time.time() - trainer.train_time_start,
+                "train_seconds": self.progress.train_seconds_now(), "progress": self.progress.state_dict()}
 
     # -- callbacks ---------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Any) -> None:
-        self._batch = getattr(trainer, "resumed_batches_done", 0) if trainer.epoch == trainer.start_epoch else 0
+        self._batch = getattr(trainer, "epoch_batches_skipped", 0)
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         self._since = 0
@@ -171,12 +183,13 @@ class YoloCheckpointCadence:
     def save(self, trainer: Any) -> None:
         """Write ``last.pt`` now: the state after ``self._batch`` batches of the current epoch."""
         record = self.record(trainer, trainer.epoch, self._batch)
-        epoch = trainer.epoch
+        epoch, period = trainer.epoch, trainer.save_period
         trainer.epoch = epoch - 1  # the file's "epoch" is the last completed one, as ultralytics reads it
+        trainer.save_period = -1  # no epoch{N}.pt in the middle of an epoch
         try:
             atomic_save_model(trainer, trainer.write_checkpoints, {RESUME_KEY: record}, keep_best=False)
         finally:
-            trainer.epoch = epoch
+            trainer.epoch, trainer.save_period = epoch, period
         self.saves.append((epoch, self._batch))
         self._since = 0
         self._t_saved = self.progress.train_seconds_now()
@@ -187,7 +200,7 @@ def default_cadence(time_minutes: float, every_steps: int | None,
     """(every_steps, every_minutes) with the toolkit's defaults filled in: 10 minutes, or 5% of
     a time budget when that is shorter; steps only when given (a run under a time budget
     does not know its number of batches ahead)."""
-    from longseq.training.checkpointing import DEFAULT_EVERY_MINUTES, DEFAULT_RUN_FRACTION
+    from longseq.training.cadence import DEFAULT_EVERY_MINUTES, DEFAULT_RUN_FRACTION
 
     if every_minutes is None:
         every_minutes = DEFAULT_EVERY_MINUTES

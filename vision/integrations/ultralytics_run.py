@@ -140,12 +140,14 @@ def detection_trainer(cadence: Any = None) -> type:
     class OneValidationTrainer(DetectionTrainer):
         """Validates each epoch as usual; the final weights are not validated again after training."""
 
-        resumed_batches_done = 0  # batches of the first epoch done before a resume
-
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.cadence = cadence
-            self.add_callback("on_train_epoch_start", self._continue_interrupted_epoch)
+            self.resumed: dict[str, Any] | None = None  # the resume record, until the first epoch starts
+            self.epoch_batches_skipped = 0  # batches of the current epoch trained before a resume
+            # first in line, so the other epoch-start callbacks see the resumed state
+            self.callbacks["on_train_start"].insert(0, self._continue_the_clock)
+            self.callbacks["on_train_epoch_start"].insert(0, self._continue_interrupted_epoch)
             self.add_callback("on_train_epoch_end", self._full_epochs_again)
 
         def write_checkpoints(self) -> Any:
@@ -160,19 +162,33 @@ def detection_trainer(cadence: Any = None) -> type:
             record = resume_record(ckpt) if self.resume else None
             if record is None:
                 return super().resume_training(ckpt)
+            # ultralytics resumes at the epoch after the file's and checks it against the epoch count
+            first = max(record["epoch"], 1)
             epochs = self.epochs
-            self.epochs = max(epochs, record["epoch"] + 2)  # passes ultralytics' check, which counts whole epochs
+            self.epochs = max(epochs, first + 1)
             try:
-                super().resume_training({**ckpt, "epoch": record["epoch"]})
+                super().resume_training({**ckpt, "epoch": first - 1})
             finally:
                 self.epochs = epochs
-            self.start_epoch, self.resumed_batches_done = record["epoch"], record["batches_done"]
+            self.start_epoch, self.resumed = record["epoch"], record
             if cadence is not None:
                 cadence.resume_from(record)
 
+        def _continue_the_clock(self, trainer: Any) -> None:
+            """The time budget counts the interrupted run's clock (training and validation)."""
+            if self.resumed is not None:
+                self.train_time_start -= self.resumed.get("clock_seconds", 0.0)
+
         def _continue_interrupted_epoch(self, trainer: Any) -> None:
-            if self.resumed_batches_done and self.epoch == self.start_epoch:
-                continue_interrupted_epoch(self, self.resumed_batches_done)
+            self.epoch_batches_skipped = 0
+            if self.resumed is None:
+                return
+            self.epoch_batches_skipped = self.resumed["batches_done"]
+            if self.epoch_batches_skipped:
+                continue_interrupted_epoch(self, self.epoch_batches_skipped)
+            # From here ultralytics' epoch estimate under a time budget divides the whole run's
+            # clock by the epochs since start_epoch: count them from the run's first epoch.
+            self.start_epoch, self.resumed = 0, None
 
         def _full_epochs_again(self, trainer: Any) -> None:
             full_epochs_again(self)
