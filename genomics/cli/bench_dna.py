@@ -4,7 +4,7 @@
     python scripts/bench_dna.py                                  # 16k .. 1,048,576 bases, fp32 + bf16-mixed
     python scripts/bench_dna.py --seq-lens 4096 16384 --steps 1  # quick check
     python scripts/bench_dna.py --reuse-freed-memory             # faster, more memory (see --help)
-    python scripts/bench_dna.py --seq-lens 1048576 2097152 --precisions fp32 --sequence-parallel 1 2 --steps 1
+    python scripts/bench_dna.py --seq-lens 2097152 --precisions fp32 --sequence-parallel 2 --steps 1
 
 Each (length, precision, processes) runs in its own subprocess so its peak RSS is its own.
 ``--sequence-parallel 2`` splits each window over 2 processes (gloo, the cores shared out),

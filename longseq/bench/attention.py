@@ -10,7 +10,8 @@ also keeps every timed run (``times``) and the share of their CPU time spent in 
 freed memory for reuse (``longseq.hardware.reuse_freed_memory``), which took most of those
 faults away; ``--no-reuse-freed-memory`` measures without it. ``--profile`` adds one more
 run per row under torch.profiler and writes its operator table (``profile_<row>_<L>.txt``).
-The CSV's ``cpu`` column names the machine. ``--dtype bf16`` rows run on the fused
+The CSV's ``cpu`` column names the machine (the GPU and its host with ``--device cuda``,
+where ``peak_rss_gb`` is the GPU's allocated peak). ``--dtype bf16`` rows run on the fused
 AVX512-BF16 kernel where it builds (``longseq.kernels.fused_bf16``); set
 ``LONGSEQ_FUSED_BF16=0`` in the environment to measure PyTorch's kernels instead.
 
@@ -19,6 +20,7 @@ AVX512-BF16 kernel where it builds (``longseq.kernels.fused_bf16``); set
     python scripts/bench_attention.py --lengths 65536 --rows window,dense,local-attention
     python scripts/bench_attention.py --rows lsh --lengths 65536 --profile   # where the time goes
     python scripts/bench_attention.py --rows topk,hierarchical,routing,segment,lowrank --lengths 16384
+    python scripts/bench_attention.py --device cuda --dtype bf16 --rows matmul,window,dense --lengths 16384,65536,1048576 --max-dense 65536
 
 Rows ``topk``, ``hierarchical``, ``routing``, ``segment`` run those patterns through
 ``longseq.attend``; ``lowrank`` is the Linformer layer (with its projections). Their
@@ -140,7 +142,8 @@ def allowed_pairs(name: str, pattern, L: int) -> int:
 
 
 def _time(fn, repeats: int, warmup: int = 1) -> tuple[list[float], float]:
-    """Wall times of ``repeats`` timed runs, and the share of their CPU time spent in the kernel.
+    """Wall times of ``repeats`` timed runs, and the share of their CPU time spent in the kernel
+    (``fn`` waits for its device: see :func:`_synced`).
 
     A large system share means page faults on freshly allocated memory, not arithmetic."""
     for _ in range(warmup):  # allocator and thread pools settle; 0 for one-shot memory checks
@@ -154,6 +157,21 @@ def _time(fn, repeats: int, warmup: int = 1) -> tuple[list[float], float]:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     return times, system / (user + system) if user + system > 0 else float("nan")
+
+
+def _synced(fn, device):
+    """``fn`` followed by a wait for the device's queue (CUDA launches return at once)."""
+    import torch
+
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return run
 
 
 def _profile(fn, rows: int = 15) -> str:
@@ -174,20 +192,27 @@ def worker(spec: dict) -> dict:
     # being faulted in anew on every pass (docs/benchmarks.md).
     reused = reuse_freed_memory() if spec.get("reuse_freed_memory", True) else False
     torch.set_num_threads(spec["threads"])
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["dtype"]]
     name, L, backward = spec["row"], spec["L"], spec["mode"] == "fwdbwd"
+    machine = f"{torch.cuda.get_device_name(device)} (CUDA); host {cpu_description()}" if cuda else cpu_description()
     res = {"row": name, "L": L, "dtype": spec["dtype"], "mode": spec["mode"], "reuse_freed_memory": reused,
-           "cpu": cpu_description()}
+           "cpu": machine, "device": str(device)}
+
+    def peak() -> int:  # the device's peak: allocated GPU memory on CUDA, the process's RSS on the CPU
+        return torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
+
     if name == "matmul":
         n = 4096
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        times, sys_share = _time(lambda: a @ b, spec["repeats"], max(1, spec["warmup"]))
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        times, sys_share = _time(_synced(lambda: a @ b, device), spec["repeats"], max(1, spec["warmup"]))
         res.update(times=times, sys_share=sys_share, flops=2 * n**3, pairs=0, tensor_bytes=0)
-        res["rss"] = peak_rss_bytes()
+        res["rss"] = peak()
         return res
 
     def tensors(shape=(B, H, L, D)):
-        return [torch.randn(*shape, dtype=dtype, requires_grad=backward) for _ in range(3)]
+        return [torch.randn(*shape, dtype=dtype, device=device, requires_grad=backward) for _ in range(3)]
 
     pairs = -1
     if name in _patterns():
@@ -200,8 +225,8 @@ def worker(spec: dict) -> dict:
     elif name == "lowrank":
         from longseq.layers import LowRank
 
-        layer = LowRank(H * D, H, LOWRANK_K, max_len=L).to(dtype)
-        x = torch.randn(B, L, H * D, dtype=dtype, requires_grad=backward)
+        layer = LowRank(H * D, H, LOWRANK_K, max_len=L).to(device, dtype)
+        x = torch.randn(B, L, H * D, dtype=dtype, device=device, requires_grad=backward)
         pairs = L * min(LOWRANK_K, L)  # each query attends k projected keys (projections not counted)
         fn = lambda: layer(x)  # noqa: E731
         q = x
@@ -215,7 +240,7 @@ def worker(spec: dict) -> dict:
     elif name == "local-attention":
         from local_attention import LocalAttention
 
-        attn = LocalAttention(window_size=WINDOW, causal=False, look_backward=1, look_forward=1, dim=D)
+        attn = LocalAttention(window_size=WINDOW, causal=False, look_backward=1, look_forward=1, dim=D).to(device)
         q, k, v = tensors()
         pairs = band_pairs(L, WINDOW)
         fn = lambda: attn(q, k, v)  # noqa: E731
@@ -225,9 +250,9 @@ def worker(spec: dict) -> dict:
 
         cfg = LongformerConfig(hidden_size=H * D, num_attention_heads=H, attention_window=[2 * WINDOW],
                                attention_probs_dropout_prob=0.0)
-        layer = LongformerSelfAttention(cfg, layer_id=0).to(dtype)
-        x = torch.randn(B, L, H * D, dtype=dtype, requires_grad=backward)
-        mask = torch.zeros(B, L, dtype=dtype)
+        layer = LongformerSelfAttention(cfg, layer_id=0).to(device, dtype)
+        x = torch.randn(B, L, H * D, dtype=dtype, device=device, requires_grad=backward)
+        mask = torch.zeros(B, L, dtype=dtype, device=device)
         pairs = band_pairs(L, WINDOW)
         fn = lambda: layer(x, attention_mask=mask, is_index_masked=mask < 0, is_index_global_attn=mask > 0,  # noqa: E731
                            is_global_attn=False)[0]
@@ -236,8 +261,8 @@ def worker(spec: dict) -> dict:
     elif name == "reformer":
         from reformer_pytorch import LSHSelfAttention
 
-        layer = LSHSelfAttention(dim=H * D, heads=H, bucket_size=64, n_hashes=4, causal=False).to(dtype)
-        x = torch.randn(B, L, H * D, dtype=dtype, requires_grad=backward)
+        layer = LSHSelfAttention(dim=H * D, heads=H, bucket_size=64, n_hashes=4, causal=False).to(device, dtype)
+        x = torch.randn(B, L, H * D, dtype=dtype, device=device, requires_grad=backward)
         fn = lambda: layer(x)  # noqa: E731
         q = x
         k = v = torch.empty(0)
@@ -251,8 +276,8 @@ def worker(spec: dict) -> dict:
             for t in (q, k, v):
                 t.grad = None
 
-    times, sys_share = _time(step, spec["repeats"], spec["warmup"])
-    res["rss"] = peak_rss_bytes()  # before profiling, which keeps its own records
+    times, sys_share = _time(_synced(step, device), spec["repeats"], spec["warmup"])
+    res["rss"] = peak()  # before profiling, which keeps its own records
     if spec.get("profile"):
         res["profile"] = _profile(step)
     res.update(times=times, sys_share=sys_share, pairs=pairs, flops=4 * B * H * D * pairs * (3.5 if backward else 1.0) if pairs > 0 else 0,
@@ -291,6 +316,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-peer", type=int, default=262144, help="largest L for peers")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, or cuda[:N]: tensors and layers on that GPU (attend routes them to FlexAttention; "
+                         "the dense row is SDPA, flash where it applies); peak memory is then the GPU's allocated "
+                         "peak, and every launch is waited for before the clock stops")
     ap.add_argument("--profile", action="store_true",
                     help="after timing, profile one more run per row; operator tables go to profile_<row>_<L>.txt")
     ap.add_argument("--out", default="bench_results", help="folder for attention.csv / attention.png")
@@ -312,6 +341,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
     if args.repeats < 1 or args.warmup < 0:
         ap.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: PyTorch sees no CUDA device on this machine")
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"warning: load average {load:.2f}: timings will include contention", file=sys.stderr)
@@ -336,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         bar = specs
     for s in bar:
         spec = {**s, "dtype": args.dtype, "mode": args.mode, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads,
-                "profile": args.profile, "reuse_freed_memory": args.reuse_freed_memory}
+                "profile": args.profile, "reuse_freed_memory": args.reuse_freed_memory, "device": args.device}
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{s['row']} L={s['L']}")
         results.append(run_row(spec, args.timeout))

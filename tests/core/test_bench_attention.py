@@ -70,3 +70,22 @@ def test_bench_attention_script_wrapper_runs() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "--rows" in proc.stdout and "--reuse-freed-memory" in proc.stdout
     assert "LONGSEQ_FUSED_BF16=0" in proc.stdout  # the description is the module's docstring
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_bench_attention_device_cuda_without_a_gpu_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _load().main(["--device", "cuda", "--rows", "matmul", "--out", str(tmp_path / "none")])
+    assert exc.value.code == 2 and "--device cuda: PyTorch sees no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_bench_attention_rows_on_cuda(tmp_path: Path) -> None:
+    """window and dense SDPA on the GPU: the machine column names it, peak memory is the GPU's."""
+    _load().main(["--device", "cuda", "--rows", "matmul,window,dense", "--lengths", "4096", "--repeats", "2",
+                  "--out", str(tmp_path)])
+    rows = {r["row"]: r for r in csv.DictReader(open(tmp_path / "attention.csv"))}
+    assert all(not r["error"] for r in rows.values()) and "(CUDA)" in rows["window"]["cpu"]
+    assert all(float(r["peak_rss_gb"]) > 0 and float(r["seconds"]) > 0 for r in rows.values())
