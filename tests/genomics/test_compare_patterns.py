@@ -17,7 +17,7 @@ def test_two_patterns_each_at_equal_steps_and_equal_time(tmp_path, monkeypatch):
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     cfg = yaml.safe_load(default_config_path("lm").read_text())
-    cfg["model"].update(dim=16, depth=2, heads=2, window=16, kmer_kernel=3)
+    cfg["model"].update(dim=16, depth=2, heads=2, head_chunks=2, window=16, kmer_kernel=3)
     cfg["data"]["val_seq_len"] = 4096
     cfg["trainer"]["precision"] = "32-true"
     config = tmp_path / "tiny.yaml"
