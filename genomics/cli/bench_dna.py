@@ -243,7 +243,7 @@ def run_sharded(config: Path, seq_len: int, precision: str, steps: int, processe
 
 
 def _run_child(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run one configuration's process in a session of its own; on timeout the whole session
+    """Run one configuration's process as the leader of a process group of its own; on timeout the whole group
     (its spawned ranks too) is killed, so nothing keeps running under the next timing."""
     import signal
 

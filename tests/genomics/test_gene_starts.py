@@ -107,3 +107,42 @@ def test_errors_are_one_line(argv, message, tmp_path, capsys):
     err = err.splitlines()[-1]  # after the progress bar
     assert err.startswith("longseq-make-gene-starts: error: ") and message.replace("{tmp}", str(tmp_path)) in err
     assert not Path(tmp_path / "o.csv").exists()
+
+
+def test_documented_commands_run(tmp_path, monkeypatch):
+    """The section's commands as written, in a folder holding a (tiny) default LM run at
+    runs/dna/lm/version_0, with a 2-step budget and a tiny config added to the training ones."""
+    import shlex
+
+    import yaml
+
+    from genomics.cli import train_dna
+
+    from .labelled_data import documented_commands
+    from .tiny_runs import train_tiny
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    train_tiny("lm", tmp_path)  # runs/dna/lm/version_0/checkpoints/last.ckpt
+    text = (Path(__file__).resolve().parents[2] / "docs" / "genomics.md").read_text()
+    section = text[text.index("## Fine-tuning on a task from the shipped genomes"):]
+    make = next(line for line in section.splitlines() if line.startswith("python scripts/make_gene_starts.py"))
+    make_gene_starts.main(shlex.split(make)[2:])
+    assert (tmp_path / "gene_starts.csv").stat().st_size > 1_000_000
+    runs = documented_commands("## Fine-tuning on a task from the shipped genomes")
+    assert len(runs) == 2 and "--init-from" in runs[1]
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({"model": {"dim": 16, "depth": 1, "heads": 2, "window": 16,
+                                                                   "pool": "mean"}}))
+    for argv in runs:
+        extra = ["--max-steps", "2"] + ([] if "--init-from" in argv else ["--config", "small.yaml"])
+        summary = train_dna.run([*argv, *extra])
+        assert summary["steps"] == 2 and "test_mcc" in json_keys(summary)
+
+
+def json_keys(summary: dict) -> set[str]:
+    """Every key of a summary, nested ones as ``parent_child``."""
+    keys = set()
+    for k, v in summary.items():
+        keys |= {f"{k}_{c}" for c in v} if isinstance(v, dict) else {k}
+        keys.add(k)
+    return keys
