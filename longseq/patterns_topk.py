@@ -56,20 +56,23 @@ class TopK(Pattern):
         admissible key (False where a query has fewer than ``k`` of them).
         Scores are computed in float32 at least, without gradient.
         """
-        L = k.shape[2]
+        L, kept = k.shape[2], self.kept(k.shape[2])
+        # causal: keys after the block's last query are never kept, so they are not scored
+        # (at least ``kept`` columns remain, so every index stays a key of the sequence)
+        n_keys = max(kept, min(L, start + q.shape[2])) if self.causal else L
         acc = torch.promote_types(q.dtype, torch.float32)
         with torch.no_grad():
-            s = q.detach().to(acc) @ k.detach().to(acc).transpose(-1, -2)  # (B, H, n, L)
+            s = q.detach().to(acc) @ k[:, :, :n_keys].detach().to(acc).transpose(-1, -2)  # (B, H, n, n_keys)
             bad = None
             if self.causal:
                 i = torch.arange(start, start + q.shape[2], device=q.device)[:, None]
-                bad = torch.arange(L, device=q.device)[None, :] > i
+                bad = torch.arange(n_keys, device=q.device)[None, :] > i
             if key_mask is not None:
-                km = ~key_mask[:, None, None, :]
+                km = ~key_mask[:, None, None, :n_keys]
                 bad = km if bad is None else bad | km
             if bad is not None:
                 s = s.masked_fill(bad, float("-inf"))
-            vals, idx = torch.topk(s, self.kept(L), dim=-1, sorted=True)
+            vals, idx = torch.topk(s, kept, dim=-1, sorted=True)
         return idx, torch.isfinite(vals)
 
     def dense_masks(self, q: Tensor, k: Tensor, key_mask: Tensor | None = None) -> Tensor:

@@ -1,21 +1,22 @@
 """Train the default DNA language model once per attention pattern and compare validation bits
 per base at equal steps and at equal wall time (console command: ``longseq-compare-dna-patterns``).
 
-    python scripts/compare_dna_patterns.py                                  # 65,536-base windows, 200 steps and 5 min each
+    python scripts/compare_dna_patterns.py                                  # 65,536-base windows, 25 steps and 5 min each
     python scripts/compare_dna_patterns.py --patterns window routing --minutes 2 --steps 50 --seq-len 16384
 
 Every layer of ``tiny.yaml``'s model takes the pattern (``model.layer_patterns``; the k-mer
 convolution, width and depth stay), trained on E. coli K-12 windows of ``--seq-len`` bases
 from the first step and validated on the same 65,536-base windows of the held-out last 10%.
 Each pattern trains twice, each run in its own process one after another: for ``--steps``
-optimizer steps, and for ``--minutes`` of the clock. The order-k Markov chain's bits per base
+optimizer steps (stopped by ``--cap-minutes`` of the clock if it takes longer; the row
+then says how many steps it reached), and for ``--minutes`` of the clock. The order-k Markov chain's bits per base
 on the same windows is measured once, as the reference row. Prints the table, and writes
 ``<out>/compare_patterns.csv`` and ``<out>/compare_patterns.png``; each run's folder holds
 its ``summary.json``. Time runs mean something only on an otherwise idle machine.
 
 Patterns (``--patterns``; a causal LM): ``window`` (the default model's sliding window),
-``routing`` (8 clusters plus a 64-base local window), ``topk`` (32 keys), ``hierarchical``
-(64-base segments), ``segment`` (256-base segments, one of memory), ``lsh``, and ``global``
+``routing`` (64 clusters plus a 64-base local window), ``topk`` (32 keys), ``hierarchical``
+(256-base segments: 256 tokens and 256 summaries per query at 65,536), ``segment`` (256-base segments, one of memory), ``lsh``, and ``global``
 (dense causal attention: quadratic, so not in the default list). ``lowrank`` has no causal
 form.
 """
@@ -38,9 +39,9 @@ PROG = "longseq-compare-dna-patterns"
 #: The layer spec each pattern name trains with (every layer the same).
 PATTERNS: dict[str, dict[str, Any]] = {
     "window": {"type": "window"},
-    "routing": {"type": "routing", "clusters": 8, "window": 64},
+    "routing": {"type": "routing", "clusters": 64, "window": 64},
     "topk": {"type": "topk", "k": 32},
-    "hierarchical": {"type": "hierarchical", "segment": 64},
+    "hierarchical": {"type": "hierarchical", "segment": 256},
     "segment": {"type": "segment", "segment": 256, "memory": 1},
     "lsh": {"type": "lsh"},
     "global": {"type": "global"},
@@ -56,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"patterns to train (default: {' '.join(DEFAULT_PATTERNS)})")
     p.add_argument("--seq-len", type=int, default=65536, help="training window in bases")
     p.add_argument("--minutes", type=float, default=5.0, help="the equal-time budget of each pattern")
-    p.add_argument("--steps", type=int, default=200, help="the equal-steps budget of each pattern")
+    p.add_argument("--steps", type=int, default=25, help="the equal-steps budget of each pattern")
+    p.add_argument("--cap-minutes", type=float, default=None,
+                   help="the clock that also stops an equal-steps run (default: 4 x --minutes)")
     p.add_argument("--config", help="the model's config (default: configs/genomics/tiny.yaml)")
     p.add_argument("--out", type=Path, default=Path("runs/dna_patterns"))
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
@@ -89,6 +92,9 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
     check_positive({"--seq-len": args.seq_len, "--steps": args.steps}, what="must be a positive whole number")
     if not args.minutes > 0:
         raise UserError(f"--minutes: must be > 0, got {args.minutes:g}")
+    cap = 4 * args.minutes if args.cap_minutes is None else args.cap_minutes
+    if not cap > 0:
+        raise UserError(f"--cap-minutes: must be > 0, got {cap:g}")
     from longseq.hardware import cpu_description
     from longseq.training.config import ConfigError
 
@@ -104,10 +110,12 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     markov_bpb = None
     for name in args.patterns:
-        for budget, flags in (("steps", ["--max-steps", str(args.steps), "--max-time", "07:00:00:00"]),
+        for budget, flags in (("steps", ["--max-steps", str(args.steps), "--max-time", _clock(cap)]),
                               ("time", ["--max-time", _clock(args.minutes)])):
             s = _train(name, flags, args, args.out / name / budget, markov=markov_bpb is None)
             markov_bpb = s.get("markov_val_bpb", markov_bpb)
+            if budget == "steps" and s["status"] == "ok" and s.get("steps", args.steps) < args.steps:
+                s["status"] = f"capped at {cap:g} min: {s['steps']} of {args.steps} steps"
             row = {"pattern": name, "budget": f"{args.steps} steps" if budget == "steps" else f"{args.minutes:g} min",
                    "steps": s.get("steps"), "wall_minutes": round(s["wall_s"] / 60, 2) if "wall_s" in s else None,
                    "tokens_per_s": round(s["tokens_per_s"]) if "tokens_per_s" in s else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch import Tensor
 
 from longseq.kernels.bias import TileBias
@@ -19,6 +20,9 @@ from longseq.patterns_routing import Routing
 __all__ = ["routing_attention"]
 
 _WINDOW_BLOCK = 64
+#: Query-key pairs of one cluster chunk (B x H x queries x keys): bounds the transient
+#: score, mask and probability tensors to tens of MB whatever a cluster's size.
+_PAIR_BUDGET = 1 << 22
 
 
 def _partial(q: Tensor, k: Tensor, v: Tensor, ok: Tensor, scale: float, dropout_p: float) -> tuple[Tensor, Tensor]:
@@ -41,6 +45,18 @@ def _partial(q: Tensor, k: Tensor, v: Tensor, ok: Tensor, scale: float, dropout_
 def _gather_rows(x: Tensor, idx: Tensor) -> Tensor:
     """x (B, H, L, D), idx (B, H, n) -> (B, H, n, D)."""
     return x.gather(2, idx[..., None].expand(*idx.shape, x.shape[-1]))
+
+
+def _cluster_chunk(qg: Tensor, kg: Tensor, vg: Tensor, qi: Tensor, kj: Tensor, q_ok: Tensor, k_ok: Tensor,
+                   window: int, causal: bool, scale: float, dropout_p: float) -> tuple[Tensor, Tensor]:
+    """One block of a cluster's queries against all of its keys: the pairs the window part
+    has not counted. qg ``(B, H, n, D)`` at positions qi ``(B, H, n)``; kg, vg ``(B, H, m, D)``
+    at kj ``(B, H, m)``; q_ok, k_ok mark real members (and admitted keys)."""
+    d = qi[..., :, None] - kj[..., None, :]
+    ok = q_ok[..., :, None] & k_ok[..., None, :] & (d.abs() > window)  # window pairs counted there
+    if causal:
+        ok = ok & (d >= 0)
+    return _partial(qg, kg, vg, ok, scale, dropout_p)
 
 
 def _window_part(pattern: Routing, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, scale: float,
@@ -87,15 +103,26 @@ def _cluster_part(pattern: Routing, q: Tensor, k: Tensor, v: Tensor, cq: Tensor,
 
         qi, q_ok = members(q_order, q_start, q_count, q_max[c])
         kj, k_ok = members(k_order, k_start, k_count, k_max[c])
-        d = qi[..., :, None] - kj[..., None, :]
-        ok = q_ok[..., :, None] & k_ok[..., None, :] & (d.abs() > pattern.window)  # window pairs counted there
-        if pattern.causal:
-            ok = ok & (d >= 0)
-        if key_mask is not None:
-            ok = ok & key_mask.gather(1, kj.flatten(1)).view_as(kj)[..., None, :]
-        o, lse = _partial(_gather_rows(q, qi), _gather_rows(k, kj), _gather_rows(v, kj), ok, scale, dropout_p)
-        outs.append(o)
-        lses.append(lse)
+        kg, vg = _gather_rows(k, kj), _gather_rows(v, kj)
+        km = k_ok if key_mask is None else k_ok & key_mask.gather(1, kj.flatten(1)).view_as(kj)
+        rows = max(1, _PAIR_BUDGET // (B * H * k_max[c]))
+        for r0 in range(0, q_max[c], rows):
+            r1 = min(q_max[c], r0 + rows)
+            n = k_max[c]
+            if pattern.causal:  # a cluster's keys are in position order: drop those after the chunk's last query
+                last = torch.where(q_ok[..., r0:r1], qi[..., r0:r1], -1).amax(-1, keepdim=True)
+                n = max(1, int(((kj <= last) & k_ok).sum(-1).max()))
+            args = (_gather_rows(q, qi[..., r0:r1]), kg[..., :n, :], vg[..., :n, :], qi[..., r0:r1], kj[..., :n],
+                    q_ok[..., r0:r1], km[..., :n])
+            if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+                # recomputed in backward: only the chunk's output and log-sum-exp are kept,
+                # so a large cluster costs time, not O(queries x keys) memory
+                o, lse = checkpoint(_cluster_chunk, *args, pattern.window, pattern.causal, scale, dropout_p,
+                                    use_reentrant=False)
+            else:
+                o, lse = _cluster_chunk(*args, pattern.window, pattern.causal, scale, dropout_p)
+            outs.append(o)
+            lses.append(lse)
         dests.append(torch.where(q_ok, qi, L))  # padding rows go to a spare row, dropped below
     if not outs:  # no cluster holds both a query and a key
         return torch.zeros_like(q), torch.full((B, H, L, 1), float("-inf"), dtype=q.dtype, device=q.device)

@@ -27,6 +27,22 @@ def test_routing_matches_cluster_window_mask(pattern, L, key_mask):
     _check_grads(out, ref, (q, k, v), 1e-10)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_routing_large_clusters_in_chunks(monkeypatch, causal):
+    """A pair budget far below one cluster's queries x keys: every cluster runs in query
+    chunks (recomputed in backward, causal chunks trimmed to their keys), same results."""
+    import longseq.kernels.routing as kernel
+
+    monkeypatch.setattr(kernel, "_PAIR_BUDGET", 2 * 2 * 7)
+    pattern = Routing(2, 3, causal=causal)
+    q, k, v = _inputs(2, 2, 61, 8)
+    km = torch.rand(2, 61) > 0.2
+    out = attend(q, k, v, pattern, key_mask=km)
+    ref = masked_reference(q, k, v, pattern.dense_masks(q, k, km))
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    _check_grads(out, ref, (q, k, v), 1e-10)
+
+
 def test_routing_given_centroids_and_hand_checked_mask():
     # two directions, two clusters: tokens 0, 2 on +x, tokens 1, 3 on +y; no window
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]]).view(1, 1, 4, 2)

@@ -43,8 +43,24 @@ def test_two_patterns_each_at_equal_steps_and_equal_time(tmp_path, monkeypatch):
     (["--steps", "0"], "--steps: must be a positive whole number"),
     (["--minutes", "0"], "--minutes: must be > 0"),
     (["--seq-len", "-1"], "--seq-len: must be a positive whole number"),
+    (["--cap-minutes", "0"], "--cap-minutes: must be > 0"),
 ])
 def test_flag_errors(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
         compare_patterns.run([*argv, "--out", str(tmp_path / "no")])
     assert not (tmp_path / "no").exists()
+
+
+def test_equal_steps_run_stopped_by_the_cap(tmp_path, monkeypatch):
+    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    cfg = yaml.safe_load(default_config_path("lm").read_text())
+    cfg["model"].update(dim=16, depth=1, heads=2, head_chunks=2, window=16, kmer_kernel=3)
+    cfg["data"]["val_seq_len"] = 4096
+    cfg["trainer"]["precision"] = "32-true"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    rows = compare_patterns.run(["--patterns", "window", "--seq-len", "256", "--steps", "1000000", "--minutes", "0.02",
+                                 "--cap-minutes", "0.03", "--config", str(config), "--out", str(tmp_path / "cmp")])
+    assert rows[0]["status"].startswith("capped at 0.03 min: ") and rows[0]["status"].endswith(" of 1000000 steps")
+    assert 1 <= rows[0]["steps"] < 1000000 and rows[0]["bits_per_base"] is not None
