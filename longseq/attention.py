@@ -267,7 +267,9 @@ def explain(
 
     Takes exactly :func:`attend`'s arguments (q ``(B, H, L, D)``, k/v ``(B, Hkv, L, D)``,
     key_mask ``(B, L)``) and raises the same ``ValueError`` for invalid ones; computes no
-    attention. ``print(explain(...))`` gives one readable line.
+    attention (on the CPU, the first call for a dtype and head size may time the tile
+    paths once, see :mod:`longseq.kernels.tile_choice`). ``print(explain(...))`` gives one
+    readable line.
     """
     return _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
 

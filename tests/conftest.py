@@ -1,13 +1,20 @@
 """Shared test setup: fresh random inputs each run, with the seed printed for replay."""
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 
 import pytest
 import torch
 
 # Keep test runs off the network and quiet.
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# Measured choices (tile backend, precision) go to a cache of this run, not the user's.
+if "LONGSEQ_CACHE_DIR" not in os.environ:
+    os.environ["LONGSEQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="longseq-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LONGSEQ_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +24,17 @@ def fresh_seed(request):
     torch.manual_seed(seed)
     print(f"[{request.node.name}] LONGSEQ_TEST_SEED={seed}")
     yield seed
+
+
+@pytest.fixture(autouse=True)
+def default_tile_paths(request, monkeypatch):
+    """``auto`` takes the tile path measured fastest on the CPU at hand
+    (``longseq.kernels.tile_choice``); in this process tests get its default path instead,
+    so what they assert about routes does not depend on timing. Tests marked
+    ``measured_tiles`` measure."""
+    if "measured_tiles" not in request.keywords:
+        from longseq.kernels import tile_choice
+
+        monkeypatch.setattr(tile_choice, "measured_backend",
+                            lambda dtype, head_dim, candidates, default, measure: (default, "the default path"))
+    yield

@@ -11,12 +11,15 @@ freed memory for reuse (``longseq.hardware.reuse_freed_memory``), which took mos
 faults away; ``--no-reuse-freed-memory`` measures without it. ``--profile`` adds one more
 run per row under torch.profiler and writes its operator table (``profile_<row>_<L>.txt``).
 The CSV's ``cpu`` column names the machine (the GPU and its host with ``--device cuda``,
-where ``peak_rss_gb`` is the GPU's allocated peak). ``--dtype bf16`` rows run on the fused
-AVX512-BF16 kernel where it builds (``longseq.kernels.fused_bf16``); set
-``LONGSEQ_FUSED_BF16=0`` in the environment to measure PyTorch's kernels instead.
+where ``peak_rss_gb`` is the GPU's allocated peak). The ``path`` column says which route
+and tile backend each pattern row ran (``longseq.explain``), and the lines under the table
+why: on the CPU ``auto`` takes the tile path measured fastest for the dtype and head size
+(``longseq.kernels.tile_choice``, cached per CPU). ``LONGSEQ_BACKEND=flash|math|fused`` in
+the environment forces one (``LONGSEQ_FUSED_BF16=0`` keeps the AVX512-BF16 kernel out).
 
     python scripts/bench_attention.py                        # all rows (long: ~1 h on 2 cores)
     LONGSEQ_FUSED_BF16=0 python scripts/bench_attention.py --rows matmul,window --lengths 65536 --dtype bf16
+    LONGSEQ_BACKEND=fused python scripts/bench_attention.py --rows matmul,window --lengths 65536 --dtype bf16
     python scripts/bench_attention.py --lengths 65536 --rows window,dense,local-attention
     python scripts/bench_attention.py --rows lsh --lengths 65536 --profile   # where the time goes
     python scripts/bench_attention.py --rows topk,hierarchical,routing,segment,lowrank --lengths 16384
@@ -189,7 +192,7 @@ def worker(spec: dict) -> dict:
     from longseq.hardware import cpu_description, peak_rss_bytes, reuse_freed_memory
 
     # Before the row's first tensor: freed tile buffers are handed out again instead of
-    # being faulted in anew on every pass (docs/benchmarks.md).
+    # being faulted in anew on every pass (docs/results.md).
     reused = reuse_freed_memory() if spec.get("reuse_freed_memory", True) else False
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec.get("device", "cpu"))
@@ -218,9 +221,13 @@ def worker(spec: dict) -> dict:
     if name in _patterns():
         from longseq import attend
 
+        from longseq import explain
+
         pattern = _patterns()[name](L)
         pairs = allowed_pairs(name, pattern, L)
         q, k, v = tensors()
+        route = explain(q, k, v, pattern)  # on the CPU this measures the tile paths first, if not cached
+        res.update(path=f"{route.route}/{route.backend}", path_reason=route.reason)
         fn = lambda: attend(q, k, v, pattern)  # noqa: E731
     elif name == "lowrank":
         from longseq.layers import LowRank
@@ -391,6 +398,7 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
         else:
             t = statistics.median(r["times"])
             gf = r["flops"] / t / 1e9 if r.get("flops") else float("nan")
+            row.update(path=r.get("path", ""), path_reason=r.get("path_reason", ""))
             row.update(seconds=t, times=";".join(f"{x:.4g}" for x in r["times"]), sys_share=r.get("sys_share"),
                        reuse_freed_memory=r.get("reuse_freed_memory"),
                        useful_gflops=gf, vs_matmul=gf / mm_gflops if r["row"] != "matmul" else 1.0,
@@ -401,8 +409,8 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
                 row["time_vs_window"] = t / statistics.median(ref["times"])
                 row["rss_vs_window"] = r["rss"] / ref["rss"]
         table.append(row)
-    cols = ["row", "L", "dtype", "mode", "seconds", "times", "sys_share", "useful_gflops", "vs_matmul", "peak_rss_gb",
-            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "reuse_freed_memory", "cpu", "error"]
+    cols = ["row", "L", "dtype", "mode", "path", "seconds", "times", "sys_share", "useful_gflops", "vs_matmul", "peak_rss_gb",
+            "rss_vs_tensors", "time_vs_window", "rss_vs_window", "reuse_freed_memory", "cpu", "path_reason", "error"]
     for r in results:
         if r.get("profile"):
             (out / f"profile_{r['row']}_{r['L']}.txt").write_text(r["profile"])
@@ -415,10 +423,13 @@ def report(results: list[dict], out: Path, args, quiet: bool = False) -> None:
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     print(f"\nmachine: {_machine(table)}")
     print(f"matmul floor: {mm_gflops:.0f} GFLOP/s ({args.dtype}); B={B} H={H} D={D} window={WINDOW}")
-    shown = [c for c in cols if c != "cpu"]  # on the machine line above
+    shown = [c for c in cols if c not in ("cpu", "path_reason")]  # the machine line above; the reasons below
     print(" | ".join(shown))
     for row in table:
         print(" | ".join(fmt(row.get(c, "")) for c in shown))
+    reasons = {(r["path"], r["path_reason"]) for r in table if r.get("path_reason")}
+    for path, why in sorted(reasons):
+        print(f"path {path}: {why}")
     for r in results:
         if r.get("profile"):
             print(f"\nprofile of one more {r['row']} run at L={r['L']} (self CPU time):\n{r['profile']}")

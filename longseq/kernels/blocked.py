@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
+import time
 from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longseq.kernels import fused_bf16, tiles
+from longseq.kernels import fused_bf16, tile_choice, tiles
 from longseq.kernels.bias import TileBias
-from longseq.kernels.plan import Plan, Tiling
+from longseq.kernels.plan import Plan, Tiling, sliding_window_tiling
+from longseq.patterns import SlidingWindow
 
 __all__ = [
-    "blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "backend_choice",
+    "blocked_attention", "blocked_attention_per_head", "use_backend", "current_backend", "env_backend",
+    "backend_choice",
     "BackendChoice", "bias_needs_grad", "merge_partial",
 ]
 
@@ -32,6 +36,10 @@ _BACKENDS = ("auto", "flash", "math", "fused", "flex")
 # A context variable, not a module global: each thread (and asyncio task) sees only the
 # backend forced by its own ``with use_backend(...)`` blocks.
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("longseq_tile_backend", default="auto")
+#: The environment variable that forces the tile backend of the blocked kernel for the
+#: whole process where it can run a call (a ``use_backend`` block takes precedence).
+BACKEND_ENV = "LONGSEQ_BACKEND"
+_ENV_BACKENDS = ("auto", "flash", "math", "fused")
 _CHUNK_BYTES = 32 * 2**20
 # Irregular tile masks (data-dependent patterns such as LSH) cost several elementwise
 # passes each; forward keeps them for backward when they are small next to q.
@@ -66,6 +74,14 @@ def current_backend() -> str:
     return _BACKEND.get()
 
 
+def env_backend() -> str:
+    """The tile backend ``$LONGSEQ_BACKEND`` asks for (``"auto"`` when unset)."""
+    env = os.environ.get(BACKEND_ENV, "").strip() or "auto"
+    if env not in _ENV_BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={env!r}: must be one of {', '.join(_ENV_BACKENDS)}")
+    return env
+
+
 class BackendChoice(NamedTuple):
     """Tile backends of one call, and why they were chosen."""
 
@@ -88,18 +104,28 @@ _WHY_FLASH_BF16 = ("bf16 without the fused C kernel (no AVX512-BF16 or C compile
 def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoice:
     """(forward, backward) tile backends for queries like ``q``, with the reason.
 
-    ``auto`` uses PyTorch's fused CPU flash-attention kernels where they apply (CPU, no
-    dropout, no learnable bias): on window tiles they measured faster than the matmul
-    path in both directions (docs/benchmarks.md). bf16 tiles go to the AVX512-BF16 C
-    kernel instead where it is available (a bf16 window pass at 65,536 tokens ran about
-    3.4x (2.7-3.6x) faster on it; same document).
-    Elsewhere the matmul path runs. Under ``use_backend("flex")`` (which selects a route,
+    ``auto`` on the CPU (no dropout, no learnable bias; fp32, bf16 or fp16) takes the path
+    measured fastest on this CPU for the dtype and head size (:mod:`longseq.kernels.tile_choice`:
+    timed once, cached on disk) among PyTorch's flash tiles, the matmul tiles and, for bf16
+    with AVX512-BF16, the fused C kernel; the default it keeps unless another path is 10%
+    faster is the fused kernel where available (a bf16 window pass at 65,536 tokens ran
+    about 3.4x faster on it on an AVX512-BF16 EPYC, docs/results.md) and else flash.
+    Elsewhere the matmul path runs. ``$LONGSEQ_BACKEND`` forces a path for the process
+    where it can serve the call (and is ignored with the reason where it cannot). Under ``use_backend("flex")`` (which selects a route,
     not tiles) the tiles are chosen as under ``auto`` and the reason says so.
     """
-    forced = _BACKEND.get()
+    forced = current_backend()
     if forced == "flex":
         choice = _choice("auto", q, dropout_p, bias_grad)
         return choice._replace(reason=f"{choice.reason}; {_WHY_FLEX_TILES}")
+    if forced == "auto" and env_backend() != "auto":  # a preference: where it cannot serve, auto chooses
+        wanted = env_backend()
+        try:
+            choice = _choice(wanted, q, dropout_p, bias_grad)
+            return choice._replace(reason=f"forced by {BACKEND_ENV}={wanted}")
+        except ValueError as exc:
+            choice = _choice("auto", q, dropout_p, bias_grad)
+            return choice._replace(reason=f"{choice.reason} ({BACKEND_ENV}={wanted} cannot serve this call: {exc})")
     return _choice(forced, q, dropout_p, bias_grad)
 
 
@@ -120,11 +146,37 @@ def _choice(forced: str, q: Tensor, dropout_p: float, bias_grad: bool) -> Backen
         else:
             why = _WHY_NOT_CPU if q.device.type != "cpu" else _WHY_DROPOUT if dropout_p != 0.0 else _WHY_BIAS_GRAD
         return BackendChoice("math", "math", why)
-    if fused_ok and forced != "flash":
-        return BackendChoice("fused", "fused", _FORCED["fused"] if forced == "fused" else _WHY_FUSED)
-    if forced == "flash":
-        return BackendChoice("flash", "flash", _FORCED["flash"])
-    return BackendChoice("flash", "flash", _WHY_FLASH_BF16 if q.dtype == torch.bfloat16 else _WHY_FLASH)
+    if forced in ("flash", "fused"):
+        return BackendChoice(forced, forced, _FORCED[forced])
+    default, why = ("fused", _WHY_FUSED) if fused_ok else \
+        ("flash", _WHY_FLASH_BF16 if q.dtype == torch.bfloat16 else _WHY_FLASH)
+    if q.dtype in tile_choice.MEASURED_DTYPES and not torch.compiler.is_compiling():
+        candidates = ("flash", "math", "fused") if fused_ok else ("flash", "math")
+        name, measured = tile_choice.measured_backend(q.dtype, q.shape[-1], candidates, default,
+                                                      lambda c: _time_tiles(c, q.dtype, q.shape[-1]))
+        return BackendChoice(name, name, f"{measured}; {why}" if name == default else measured)
+    return BackendChoice(default, default, why)
+
+
+def _time_tiles(backend: str, dtype: torch.dtype, head_dim: int, repeats: int = 2) -> float:
+    """Seconds of the fastest of ``repeats`` forward and backward passes (after one untimed
+    warm-up) of window(256) attention over 4,096 tokens and 2 heads on ``backend``'s tiles,
+    CPU tensors of ``dtype``; what :mod:`longseq.kernels.tile_choice` compares."""
+    L = 4096
+    pattern = SlidingWindow(256)
+    tiling = sliding_window_tiling(pattern, L, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)  # the caller's random stream is left alone
+    best = float("inf")
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False), \
+            use_backend(backend):
+        q, k, v = (torch.randn(1, 2, L, head_dim, generator=gen).to(dtype).requires_grad_() for _ in range(3))
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            out = blocked_attention(q, k, v, tiling, pattern=pattern, scale=head_dim**-0.5)
+            torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+            if i:
+                best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _pick_backend(q: Tensor, dropout_p: float, bias_grad: bool) -> tuple[str, str]:
@@ -360,8 +412,9 @@ class _Part:
         bq = self.plan.block
         return xs.view(self.plan.n_blocks, bq, *xs.shape[1:])[n0:n1].transpose(1, 2)
 
-    def overlap_add(self, acc: Tensor, d: Tensor, n0: int, n1: int) -> None:
-        """Add per-tile key gradients (n, G, span, D) into padded key slots (Lk, G, D)."""
+    def overlap_add(self, acc: Tensor, d: Tensor, n0: int, n1: int, origin: int = 0) -> None:
+        """Add per-tile key gradients (n, G, span, D) into padded key slots (Lk, G, D), or
+        into the rows from key slot ``origin`` on (band tiles only: see :meth:`_rolling_ok`)."""
         plan = self.plan
         n, G, span, D = d.shape
         bq, step = plan.block, plan.key_step
@@ -381,7 +434,7 @@ class _Part:
                 acc[start : start + span].add_(d[t])
         else:
             for s in range(span // bq):
-                start = (n0 + s) * bq
+                start = (n0 + s) * bq - origin
                 acc[start : start + n * bq].view(n, bq, G, D).add_(d[:, s * bq : (s + 1) * bq])
 
     def _key_block_runs(self, n0: int, n1: int, trash: int) -> list[tuple[int, int, int, int]]:
@@ -488,18 +541,23 @@ class _Part:
 
     def backward(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor, scale: float,
                  backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
-                 bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+                 bias_grads: list[Tensor], final: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """(dq, dk, dv) ``(B, H, L, D)`` of this part. ``final``: no other part is added to
+        them, so band tiles may round the key gradients to k's dtype as each row completes
+        (they are summed in fp32 first either way)."""
         dqs, dkp, dvp = self._backward_slots(q, k, v, out, lse_b, dout, scale, backend, dropout_p, seed,
-                                             bias_params, bias_grads)
+                                             bias_params, bias_grads, final)
         # The slot copies of q, k, v, out and dout died with _backward_slots: only the
         # gradients' slot buffers exist while they are put back in token order.
         return self.from_slots(dqs), self.from_key_slots(dkp), self.from_key_slots(dvp)
 
     def _backward_slots(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse_b: Tensor, dout: Tensor,
                         scale: float, backend: str, dropout_p: float, seed: int, bias_params: Sequence[Tensor],
-                        bias_grads: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+                        bias_grads: list[Tensor], final: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """Gradients in slot layout: dq (n_slots, G, D), dk and dv (Lk, G, D) padded key slots."""
         acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        rolling = self._rolling_ok()
+        carry_k = carry_v = None
         if self.gather_chunks:
             dqs = q.new_empty(self.plan.n_slots, self.G, q.shape[-1])
             dkp = torch.zeros(self.kidx.numel(), self.G, k.shape[-1], dtype=acc, device=q.device)
@@ -509,8 +567,12 @@ class _Part:
             dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
             lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
             dqs = torch.empty_like(qs)
-            dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
-            dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
+            if rolling:  # written once per row, never zeroed whole; in k's dtype when nothing is added later
+                dkp = torch.empty(kp.shape, dtype=k.dtype if final else acc, device=q.device)
+                dvp = torch.empty(vp.shape, dtype=v.dtype if final else acc, device=q.device)
+            else:
+                dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
+                dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
         for n0, n1 in self.chunks():
             if self.gather_chunks:
                 qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
@@ -528,18 +590,50 @@ class _Part:
             else:
                 dq, dk, dv, dmask = tiles.math_backward(dov, qv, kv, vv, ov, lv, mask, scale, dropout_p, seed + n0)
             self.block_rows(dqs, n0, n1).copy_(dq)
-            self.overlap_add(dkp, dk, n0, n1)
-            self.overlap_add(dvp, dv, n0, n1)
+            if rolling:
+                carry_k = self._roll(dkp, dk, carry_k, n0, n1, acc)
+                carry_v = self._roll(dvp, dv, carry_v, n0, n1, acc)
+            else:
+                self.overlap_add(dkp, dk, n0, n1)
+                self.overlap_add(dvp, dv, n0, n1)
             if bias_grads and dmask is not None:
                 self._bias_backward(n0, n1, dmask, bias_params, bias_grads)
+        if rolling:
+            for dst, carry in ((dkp, carry_k), (dvp, carry_v)):
+                end = self.plan.n_blocks * self.plan.block
+                dst[end : end + carry.shape[0]].copy_(carry)
+                dst[end + carry.shape[0]:].zero_()  # key slots no tile reads (none for band plans)
         return dqs, dkp, dvp
+
+    def _rolling_ok(self) -> bool:
+        """Whether key gradients can roll: band tiles in slot order whose key spans start one
+        block apart, so the key rows before a chunk's first block are complete once the
+        chunks before it are done, and only the overlap with the next chunk stays in fp32."""
+        plan = self.plan
+        return (plan.key_blocks is None and plan.key_step == plan.block and plan.contiguous_keys
+                and not self.gather_chunks)
+
+    def _roll(self, dst: Tensor, d: Tensor, carry: Tensor | None, n0: int, n1: int, acc: torch.dtype) -> Tensor:
+        """Sum the tile key gradients ``d`` (n, G, span, D) of blocks [n0, n1) in a fp32
+        buffer of just the rows they touch, with ``carry`` (the rows the chunk before left
+        open) added at its start; write the rows this chunk completes to ``dst`` (Lk, G, D)
+        once, and return the rest as the next chunk's carry."""
+        bq, span = self.plan.block, d.shape[2]
+        first = n0 * bq
+        buf = torch.zeros((n1 - 1 - n0) * bq + span, *d.shape[1:2], d.shape[3], dtype=acc, device=d.device)
+        if carry is not None:
+            buf[: carry.shape[0]].add_(carry)
+        self.overlap_add(buf, d, n0, n1, origin=first)
+        done = (n1 - n0) * bq
+        dst[first : first + done].copy_(buf[:done])
+        return buf[done:]
 
     @staticmethod
     def _flash_backward(dov: Tensor, qv: Tensor, kv: Tensor, vv: Tensor, ov: Tensor, lv: Tensor,
                         mask: Tensor | None, scale: float, acc: torch.dtype) -> tuple[Tensor, Tensor, Tensor, None]:
         if acc != qv.dtype:
             # PyTorch's CPU flash backward in bf16 measured slower than in fp32 on both
-            # machines here (AVX512-BF16 EPYC and AMX Xeon; docs/benchmarks.md: bf16
+            # machines here (AVX512-BF16 EPYC and AMX Xeon; docs/results.md: bf16
             # window fwd+bwd at 65,536 went from 1.44 to 1.18-1.29 s with this): the tiles
             # are converted once per chunk and differentiated in fp32, which also
             # accumulates the gradients in fp32.
@@ -583,7 +677,7 @@ def _parts_backward(parts: Sequence[_Part], q: Tensor, k: Tensor, v: Tensor, out
     dq = dk = dv = None
     for i, part in enumerate(parts):
         g = part.backward(q, k, v, out, lse_b, dout, scale, backend, dropout_p, seed + i * (1 << 40),
-                          bias_params, bias_grads)
+                          bias_params, bias_grads, final=len(parts) == 1)
         if dq is None:
             dq, dk, dv = g
         else:  # in place: each part's gradients are fresh buffers of this call

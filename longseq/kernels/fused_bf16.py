@@ -1,7 +1,7 @@
 """Fused bf16 attention tiles on CPUs with AVX512-BF16: a C kernel built on first use.
 
 PyTorch's CPU flash-attention kernels spend most of a bf16 window pass outside the
-matrix units: its bf16 backward measured slower than its fp32 one (docs/benchmarks.md),
+matrix units: its bf16 backward measured slower than its fp32 one (docs/results.md),
 so the blocked kernel used to differentiate upcast fp32 tiles. ``csrc/bf16_tiles.c``
 does one tile's forward or backward with every product on ``vdpbf16ps`` (bf16 pairs,
 fp32 accumulation) and the softmax in fp32 registers, for the same tile contract as

@@ -11,7 +11,7 @@ equals the window size (:class:`~longseq.kernels.bias.TileBias`, e.g. Swin's rel
 table) depends only on the offset inside a window, so one ``(H, n, n)`` table serves
 every window of ``n`` tokens.
 
-Measured against the blocked kernel on the same model in docs/benchmarks.md.
+Measured against the blocked kernel on the same model in docs/results.md.
 """
 
 from __future__ import annotations

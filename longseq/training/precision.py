@@ -16,15 +16,14 @@ CUDA is ``bf16-mixed`` where the device supports it; a CPU without bf16 units is
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from longseq.disk_cache import cache_dir, read_entries, write_entry
 from longseq.hardware import cpu_description, cpu_has_fast_bf16
 
 __all__ = ["AUTO", "cache_path", "measure_precisions", "resolve_precision"]
@@ -35,33 +34,12 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 #: bf16 must be at least this much faster to be chosen (timing noise on shared cores).
 MARGIN = 0.95
+_CACHE_FILE = "precision.json"
 
 
 def cache_path() -> Path:
     """The cache file: ``$LONGSEQ_CACHE_DIR/precision.json``, else ``~/.cache/longseq/precision.json``."""
-    root = os.environ.get("LONGSEQ_CACHE_DIR") or Path.home() / ".cache" / "longseq"
-    return Path(root) / "precision.json"
-
-
-def _read_cache() -> dict[str, dict]:
-    try:
-        data = json.loads(cache_path().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(key: str, entry: dict) -> None:
-    data = _read_cache()
-    data[key] = entry
-    path = cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(partial, path)
-    except OSError as exc:  # a read-only home: measure again next time
-        log.info("precision cache not written (%s): %s", path, exc)
+    return cache_dir() / _CACHE_FILE
 
 
 def measure_precisions(step: Callable[[], None], repeats: int = 2) -> dict[str, float]:
@@ -93,7 +71,7 @@ def resolve_precision(precision: str | int | None, step: Callable[[], None] | No
     if not cpu_has_fast_bf16() or step is None:
         return "32-true"
     full_key = f"{cpu_description()} | torch {torch.__version__} | {key}"
-    cached = _read_cache().get(full_key)
+    cached = read_entries(_CACHE_FILE).get(full_key)
     if cached and cached.get("choice") in ("32-true", "bf16-mixed"):
         log.info("precision auto: %s (measured before on this CPU: %s)", cached["choice"], cached.get("seconds"))
         return cached["choice"]
@@ -101,5 +79,5 @@ def resolve_precision(precision: str | int | None, step: Callable[[], None] | No
     choice = "bf16-mixed" if seconds["bf16-mixed"] < MARGIN * seconds["32-true"] else "32-true"
     log.info("precision auto: %s (one step: fp32 %.3f s, bf16-mixed %.3f s)", choice, seconds["32-true"],
              seconds["bf16-mixed"])
-    _write_cache(full_key, {"choice": choice, "seconds": seconds})
+    write_entry(_CACHE_FILE, full_key, {"choice": choice, "seconds": seconds})
     return choice

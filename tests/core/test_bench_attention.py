@@ -25,6 +25,7 @@ def _load():
 def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys, monkeypatch) -> None:
     for name in ("LONGSEQ_REUSE_FREED_MEMORY", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         monkeypatch.delenv(name, raising=False)  # the rows' processes inherit the environment
+    monkeypatch.setenv("LONGSEQ_BACKEND", "math")  # ...and a forced tile path with it
     bench = _load()
     out = tmp_path / "bench"
     bench.main(["--rows", "matmul,window,lsh", "--lengths", "300", "--repeats", "2", "--warmup", "0",
@@ -40,12 +41,15 @@ def test_bench_attention_tiny_rows_with_profile(tmp_path: Path, capsys, monkeypa
         assert float(r["peak_rss_gb"]) > 0.1
         assert r["reuse_freed_memory"] == str(platform.libc_ver()[0] == "glibc")  # on by default
         assert r["cpu"] == cpu_description()  # each figure names the machine it was measured on
+    assert (rows["window"]["path"], rows["lsh"]["path"], rows["matmul"]["path"]) == ("blocked/math", "pattern/math", "")
+    assert "forced by LONGSEQ_BACKEND=math" in rows["window"]["path_reason"]
     assert float(rows["window"]["useful_gflops"]) > 0  # window pairs are counted; LSH's are data-dependent
     profile = (out / "profile_lsh_300.txt").read_text()
     assert "Self CPU" in profile and "aten::" in profile
     assert (out / "attention.png").stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "matmul floor" in printed and "profile of one more lsh run" in printed
+    assert "path blocked/math: the blocked kernel over the pattern's tiling; forced by LONGSEQ_BACKEND=math" in printed
     assert f"machine: {cpu_description()}" in printed
 
 

@@ -8,7 +8,7 @@ token to every other. The default, ``"auto"``, is dense attention (exactly ViTDe
 ``AUTO_DENSE_MAX_TOKENS`` patches (a 1024 x 1024 image at patch 16) and BigBird above,
 which keeps the global blocks sub-quadratic at high resolution: at 2048 x 2048 dense
 global blocks alone would cost more than the 4x speed-up over a global ViT that this
-backbone is benchmarked for (docs/benchmarks.md). Positions enter through 2D rotary
+backbone is benchmarked for (docs/results.md). Positions enter through 2D rotary
 embeddings by default, so there is no position table to interpolate when the resolution
 changes. A model started from a timm ViT checkpoint (``pretrained=True``, see
 :mod:`vision.models.timm_keys`) keeps that checkpoint's learned absolute position table
