@@ -155,8 +155,13 @@ def _write(rows: list[dict[str, Any]], markov_bpb: float | None, out: Path) -> N
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 4))
     for offset, budget in ((-0.2, 0), (0.2, 1)):
         ok = [r for r in rows[budget::2] if r["bits_per_base"] is not None]
-        ax.bar([names.index(r["pattern"]) + offset for r in ok], [r["bits_per_base"] for r in ok], width=0.4,
-               label=f"equal {'steps' if budget == 0 else 'time'} ({rows[budget]['budget']})")
+        bars = ax.bar([names.index(r["pattern"]) + offset for r in ok], [r["bits_per_base"] for r in ok], width=0.4,
+                      label=f"equal {'steps' if budget == 0 else 'time'} ({rows[budget]['budget']})")
+        for bar, r in zip(bars, ok):  # the steps each bar trained, hatched where the clock stopped it first
+            if str(r.get("status", "")).startswith("capped"):
+                bar.set_hatch("//")
+            ax.annotate(f"{r['steps']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                        va="bottom", fontsize=7)
     if markov_bpb is not None:
         ax.axhline(markov_bpb, color="black", ls="--", lw=1, label=f"Markov ({markov_bpb:.4f})")
     values = [r["bits_per_base"] for r in rows if r["bits_per_base"] is not None] + ([markov_bpb] if markov_bpb else [])
@@ -164,6 +169,7 @@ def _write(rows: list[dict[str, Any]], markov_bpb: float | None, out: Path) -> N
         ax.set_ylim(min(values) - 0.02, max(values) + 0.02)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("validation bits per base (65,536-base windows)")
+    ax.set_xlabel("over each bar: optimizer steps; hatched: an equal-steps run stopped by --cap-minutes", fontsize=8)
     ax.set_title(f"DNA LM by attention pattern\n{rows[0]['cpu'] if rows else ''}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
