@@ -3,7 +3,8 @@
     python scripts/generate_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --prompt ACGTACGT --length 1000 --out generated.fa
 
 The prompt is ``--prompt`` (bases) or ``--prompt-fasta FILE[:RECORD[:START-END]]`` (the
-first record by default; START-END 1-based and inclusive, as samtools regions).
+first record by default; START-END 1-based and inclusive, as samtools regions); FILE may
+name a shipped genome: ``ecoli`` (record ``NC_007779.1``) or ``yeast:chrNN``.
 ``--prompt-strand -`` takes the reverse complement of the prompt region, so the output
 continues the minus strand: upstream of START on the plus strand, written 5' to 3' on the
 minus strand. Each base is sampled from the model's next-base distribution over A, C, G,
@@ -80,6 +81,20 @@ def parse_region(spec: str) -> tuple[str, str | None, tuple[int, int] | None]:
     return path, record, (s, e)
 
 
+def _shipped(path: str, record: str | None) -> tuple[str, str | None]:
+    """A shipped genome named in place of a file: ``ecoli[:RECORD...]`` (*E. coli* K-12, one
+    record) or ``yeast:chrNN[:START-END]`` (one *S. cerevisiae* chromosome)."""
+    from genomics.io.sources import shipped_genome
+
+    if Path(path).exists():
+        return path, record
+    if path == "ecoli":
+        return shipped_genome("ecoli") or path, record
+    if path == "yeast" and record is not None:
+        return shipped_genome(f"yeast:{record}") or path, None
+    return path, record
+
+
 def _prompt_ids(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, str]:
     """Prompt ids (numpy uint8, strand applied) and a description for the FASTA header."""
     import numpy as np
@@ -98,9 +113,10 @@ def _prompt_ids(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, str]:
 
         try:
             path, record, region = parse_region(args.prompt_fasta)
+            path, record = _shipped(path, record)
         except ValueError as exc:
             raise _fail(f"--prompt-fasta {args.prompt_fasta}: {exc}") from None
-        if not Path(path).exists():
+        if not Path(path.split("::")[0]).exists():  # FILE, or ZIP::MEMBER of a shipped zip
             raise _fail(f"--prompt-fasta {args.prompt_fasta}: no such file {path}")
         try:
             records = iter_records(path)

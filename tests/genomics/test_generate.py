@@ -108,6 +108,23 @@ def test_prompt_fasta_regions_and_minus_strand(lm, tmp_path):
     assert parse_region("x.fa:chr1:1,001-2,000") == ("x.fa", "chr1", (1001, 2000))
 
 
+def test_prompt_from_a_shipped_genome(lm, tmp_path):
+    _, ckpt = lm
+    from genomics.io.readers import iter_records
+    from genomics.io.sources import ecoli_k12_fasta, yeast_genbank
+
+    ecoli = generate_dna.run(["--ckpt", ckpt, "--prompt-fasta", "ecoli:NC_007779.1:101-180", "--length", "5",
+                              "--out", str(tmp_path / "e.fa"), "--include-prompt"])
+    first = next(iter(iter_records(str(ecoli_k12_fasta()))))
+    assert ecoli["prompt_length"] == 80 and _read_fasta(tmp_path / "e.fa")[1].startswith(str(first.seq[100:180]))
+    yeast = generate_dna.run(["--ckpt", ckpt, "--prompt-fasta", "yeast:chr04:1-60", "--length", "5",
+                              "--out", str(tmp_path / "y.fa"), "--include-prompt"])
+    chr04 = next(iter(iter_records(yeast_genbank("chr04"))))
+    assert yeast["prompt_length"] == 60 and _read_fasta(tmp_path / "y.fa")[1].startswith(str(chr04.seq[:60]))
+    with pytest.raises(SystemExit, match="--prompt-fasta yeast:chr99: chromosome must be one of"):
+        generate_dna.run(["--ckpt", ckpt, "--prompt-fasta", "yeast:chr99", "--out", str(tmp_path / "x.fa")])
+
+
 @pytest.mark.parametrize("extra, flag", [
     (["--length", "0"], "--length"),
     (["--temperature", "-1"], "--temperature"),
