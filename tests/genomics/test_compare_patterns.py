@@ -13,15 +13,21 @@ from genomics.cli.train_config import default_config_path
 from longseq.training.errors import UserError
 
 
-def test_two_patterns_each_at_equal_steps_and_equal_time(tmp_path, monkeypatch):
+def _tiny_config(tmp_path, monkeypatch, depth: int):
+    """The default LM config shrunk to a few thousand parameters, in fp32."""
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     cfg = yaml.safe_load(default_config_path("lm").read_text())
-    cfg["model"].update(dim=16, depth=2, heads=2, head_chunks=2, window=16, kmer_kernel=3)
+    cfg["model"].update(dim=16, depth=depth, heads=2, head_chunks=2, window=16, kmer_kernel=3)
     cfg["data"]["val_seq_len"] = 4096
     cfg["trainer"]["precision"] = "32-true"
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+def test_two_patterns_each_at_equal_steps_and_equal_time(tmp_path, monkeypatch):
+    config = _tiny_config(tmp_path, monkeypatch, depth=2)
     rows = compare_patterns.run(["--patterns", "window", "segment", "--seq-len", "256", "--steps", "3",
                                  "--minutes", "0.05", "--config", str(config), "--out", str(tmp_path / "cmp")])
     assert [(r["pattern"], r["budget"], r["status"]) for r in rows] == [
@@ -52,14 +58,7 @@ def test_flag_errors(argv, message, tmp_path):
 
 
 def test_equal_steps_run_stopped_by_the_cap(tmp_path, monkeypatch):
-    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
-    cfg = yaml.safe_load(default_config_path("lm").read_text())
-    cfg["model"].update(dim=16, depth=1, heads=2, head_chunks=2, window=16, kmer_kernel=3)
-    cfg["data"]["val_seq_len"] = 4096
-    cfg["trainer"]["precision"] = "32-true"
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = _tiny_config(tmp_path, monkeypatch, depth=1)
     rows = compare_patterns.run(["--patterns", "window", "--seq-len", "256", "--steps", "1000000", "--minutes", "0.02",
                                  "--cap-minutes", "0.03", "--config", str(config), "--out", str(tmp_path / "cmp")])
     assert rows[0]["status"].startswith("capped at 0.03 min: ") and rows[0]["status"].endswith(" of 1000000 steps")
