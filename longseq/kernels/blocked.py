@@ -111,8 +111,9 @@ def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoic
     faster is the fused kernel where available (a bf16 window pass at 65,536 tokens ran
     about 3.4x faster on it on an AVX512-BF16 EPYC, docs/results.md) and else flash.
     Elsewhere the matmul path runs. ``$LONGSEQ_BACKEND`` forces a path for the process
-    where it can serve the call (and is ignored with the reason where it cannot). Under ``use_backend("flex")`` (which selects a route,
-    not tiles) the tiles are chosen as under ``auto`` and the reason says so.
+    where it can serve the call (and is ignored, with the reason, where it cannot). Under
+    ``use_backend("flex")`` (which selects a route, not tiles) the tiles are chosen as
+    under ``auto`` and the reason says so.
     """
     forced = current_backend()
     if forced == "flex":
