@@ -158,7 +158,7 @@ def test_documented_generate_commands_run(lm):
     root, _ = lm
     text = (REPO / "docs" / "genomics.md").read_text() + "\n" + generate_dna.__doc__
     commands = re.findall(r"^\s*python scripts/generate_dna\.py .*$", text, re.M)
-    assert len(commands) == 3
+    assert len(commands) == 5
     for command in commands:
         argv = shlex.split(command.strip())[2:]
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / "generate_dna.py"), *argv], cwd=root,
