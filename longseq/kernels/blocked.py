@@ -53,9 +53,9 @@ def use_backend(name: str) -> Iterator[None]:
 
     ``"auto"`` (the default) picks per call, see :func:`backend_choice`; ``"flash"`` is
     PyTorch's fused CPU kernels; ``"math"`` plain matmuls (any device, dropout, bias
-    gradients); ``"fused"`` the AVX512-BF16 C kernel of :mod:`longseq.kernels.fused_bf16`
-    (bf16 CPU tensors; tiles whose block or head size is not a multiple of 16 still run
-    on ``"flash"``); ``"flex"`` PyTorch's FlexAttention (:mod:`longseq.kernels.flex`) for
+    gradients); ``"fused"`` the C kernel of :mod:`longseq.kernels.fused_bf16` on CPUs with
+    AVX512-BF16 (bf16 or fp32 CPU tensors; tiles whose block or head size is not a
+    multiple of 16 still run on ``"flash"``); ``"flex"`` PyTorch's FlexAttention (:mod:`longseq.kernels.flex`) for
     the patterns it covers, not a tile backend: tiles that still run inside such a ``with`` block
     (data-dependent patterns) choose as under ``"auto"``. The choice lives in a
     :class:`contextvars.ContextVar`, so threads running attention at the same time do not
@@ -107,9 +107,10 @@ def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoic
     ``auto`` on the CPU (no dropout, no learnable bias; fp32, bf16 or fp16) takes the path
     measured fastest on this CPU for the dtype and head size (:mod:`longseq.kernels.tile_choice`:
     timed once, cached on disk) among PyTorch's flash tiles, the matmul tiles and, for bf16
-    with AVX512-BF16, the fused C kernel; the default it keeps unless another path is 10%
-    faster is the fused kernel where available (a bf16 window pass at 65,536 tokens ran
-    about 3.4x faster on it on an AVX512-BF16 EPYC, docs/results.md) and else flash.
+    and fp32 on CPUs with AVX512-BF16, the fused C kernel; the default it keeps unless
+    another path is 10% faster is the fused kernel for bf16 where available (a bf16 window
+    pass at 65,536 tokens ran about 3.4x faster on it on an AVX512-BF16 EPYC,
+    docs/results.md) and else flash.
     Elsewhere the matmul path runs. ``$LONGSEQ_BACKEND`` forces a path for the process
     where it can serve the call (and is ignored, with the reason, where it cannot). Under
     ``use_backend("flex")`` (which selects a route, not tiles) the tiles are chosen as
@@ -136,10 +137,10 @@ def _choice(forced: str, q: Tensor, dropout_p: float, bias_grad: bool) -> Backen
     if forced in ("flash", "fused") and not flash_ok:
         raise ValueError(f"the {forced} backend needs a CPU tensor, dropout_p=0 and no learnable bias")
     # Only built when it would be used; torch.compile traces PyTorch's ops, not ctypes calls.
-    fused_ok = (flash_ok and forced in ("auto", "fused") and q.dtype == torch.bfloat16
+    fused_ok = (flash_ok and forced in ("auto", "fused") and q.dtype in fused_bf16.DTYPES
                 and not torch.compiler.is_compiling() and fused_bf16.available())
     if forced == "fused" and not fused_ok:
-        raise ValueError("the fused backend needs bf16 tensors and a CPU with AVX512-BF16 and a C compiler "
+        raise ValueError("the fused backend needs bf16 or fp32 tensors and a CPU with AVX512-BF16 and a C compiler "
                          f"(longseq.kernels.fused_bf16; disabled by {fused_bf16.DISABLE_ENV}=0)")
     if forced == "math" or not flash_ok:
         if forced == "math":
@@ -149,7 +150,7 @@ def _choice(forced: str, q: Tensor, dropout_p: float, bias_grad: bool) -> Backen
         return BackendChoice("math", "math", why)
     if forced in ("flash", "fused"):
         return BackendChoice(forced, forced, _FORCED[forced])
-    default, why = ("fused", _WHY_FUSED) if fused_ok else \
+    default, why = ("fused", _WHY_FUSED) if fused_ok and q.dtype == torch.bfloat16 else \
         ("flash", _WHY_FLASH_BF16 if q.dtype == torch.bfloat16 else _WHY_FLASH)
     if q.dtype in tile_choice.MEASURED_DTYPES and not torch.compiler.is_compiling():
         candidates = ("flash", "math", "fused") if fused_ok else ("flash", "math")
@@ -320,16 +321,9 @@ class _Part:
         return xs
 
     def to_key_slots(self, x: Tensor) -> Tensor:
-        """(B, H, L, D) -> (Lk, G, D) padded key slots."""
-        plan = self.plan
-        x = self._token_major(x)
-        if plan.contiguous_keys:
-            front, back = plan.key_pad(plan.n_slots)
-            pad = front + back + plan.n_slots - plan.L
-            if pad == 0 and x.stride(-1) == 1:
-                return x  # a view in the caller's layout
-            return torch.nn.functional.pad(x, (0, 0, 0, 0, front, back + plan.n_slots - plan.L))
-        return x.index_select(0, self.kidx.clamp(min=0))
+        """(B, H, L, D) -> (Lk, G, D) gathered key slots (plans other than bands: see
+        :meth:`band_keys`)."""
+        return self._token_major(x).index_select(0, self.kidx.clamp(min=0))
 
     def from_slots(self, xs: Tensor) -> Tensor:
         """(n_slots, G, ...) -> (B, H, L, ...); tokens without a slot get zeros."""
@@ -407,6 +401,58 @@ class _Part:
         st, sg = ks.stride(0), ks.stride(1)
         return ks.as_strided((n1 - n0, self.G, plan.span, ks.shape[-1]), (plan.key_step * st, sg, st, 1),
                              ks.storage_offset())
+
+    # Band plans (keys in token order, queries unpermuted) read their tiles straight from
+    # the caller's tensors: only a chunk that reaches past either end of the sequence gets
+    # a zero-padded copy of its own rows. Padding whole copies of k and v (and of q, out
+    # and dout where the length is not a multiple of the block) cost up to five tensors
+    # the size of q at the peak of backward.
+    @staticmethod
+    def _padded_rows(x: Tensor, first: int, last: int) -> Tensor:
+        """Rows [first, last) of x (L, G, ...) extended by zero rows on both sides: a view of
+        x where the range lies inside it, else a zero-padded copy of only these rows."""
+        L = x.shape[0]
+        if 0 <= first and last <= L:
+            return x[first:last]
+        lo, hi = max(first, 0), min(last, L)
+        if hi <= lo:
+            return x.new_zeros(last - first, *x.shape[1:])
+        return F.pad(x[lo:hi], (0, 0) * (x.dim() - 1) + (lo - first, last - hi))
+
+    def band_rows(self, x: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, bq, ...) query rows of blocks [n0, n1) of x (B, H, L, ...), band plans only."""
+        bq = self.plan.block
+        rows = self._padded_rows(self._token_major(x), n0 * bq, n1 * bq)
+        return rows.view(n1 - n0, bq, *rows.shape[1:]).transpose(1, 2)
+
+    def band_keys(self, x: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, span, D) key tiles of blocks [n0, n1) of x (B, H, L, D), band plans only:
+        overlapping strided views into x, or into a padded copy of the chunk's key rows."""
+        plan = self.plan
+        front = plan.key_pad(plan.n_slots)[0]
+        first = n0 * plan.key_step
+        last = first + (n1 - n0 - 1) * plan.key_step + plan.span
+        xt = self._token_major(x)
+        if xt.stride(-1) != 1:
+            xt = xt.contiguous()
+        ks = self._padded_rows(xt, first - front, last - front)
+        st, sg = ks.stride(0), ks.stride(1)
+        return ks.as_strided((n1 - n0, self.G, plan.span, ks.shape[-1]), (plan.key_step * st, sg, st, 1),
+                             ks.storage_offset())
+
+    def slot_buffer(self, like: Tensor) -> Tensor:
+        """An empty (n_slots, G, D) query-slot buffer; when the slots are exactly the tokens,
+        the token-major view of a tensor in ``like``'s (B, H, L, D) layout, so the output
+        and dq come back in the caller's layout (autograd copies a leaf's gradient whose
+        strides differ from the leaf's)."""
+        if self.plan.slots is None and self.plan.n_slots == self.plan.L:
+            return self._token_major(torch.empty_like(like))
+        return like.new_empty(self.plan.n_slots, self.G, like.shape[-1])
+
+    def key_slot_count(self) -> int:
+        """Padded key slots of a band plan (the rows of its key-gradient buffers)."""
+        front, back = self.plan.key_pad(self.plan.n_slots)
+        return front + self.plan.n_slots + back
 
     def block_rows(self, xs: Tensor, n0: int, n1: int) -> Tensor:
         """(n, G, bq, ...) view of query-slot rows of blocks [n0, n1) of xs (n_slots, G, ...)."""
@@ -513,8 +559,11 @@ class _Part:
     # Forward / backward of this part -------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, scale: float, backend: str, dropout_p: float,
                 seed: int) -> tuple[Tensor, Tensor]:
-        if self.gather_chunks:
-            out_s = q.new_empty(self.plan.n_slots, self.G, q.shape[-1])
+        band = self.plan.contiguous_keys
+        if band:
+            out_s = self.slot_buffer(q)
+        elif self.gather_chunks:
+            out_s = q.new_empty(self.plan.n_slots, self.G, v.shape[-1])
         else:
             qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
             out_s = torch.empty_like(qs)
@@ -522,6 +571,8 @@ class _Part:
         for n0, n1 in self.chunks():
             if self.gather_chunks:
                 qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
+            elif band:
+                qv, kv, vv = self.band_rows(q, n0, n1), self.band_keys(k, n0, n1), self.band_keys(v, n0, n1)
             else:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
             mask, rows = self.tile_mask(n0, n1)
@@ -559,26 +610,37 @@ class _Part:
         acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
         rolling = self._rolling_ok()
         carry_k = carry_v = None
+        band = self.plan.contiguous_keys
         if self.gather_chunks:
             dqs = q.new_empty(self.plan.n_slots, self.G, q.shape[-1])
             dkp = torch.zeros(self.kidx.numel(), self.G, k.shape[-1], dtype=acc, device=q.device)
             dvp = torch.zeros(self.kidx.numel(), self.G, v.shape[-1], dtype=acc, device=q.device)
+        elif band:
+            dqs = self.slot_buffer(q)
+            shape_k = (self.key_slot_count(), self.G, k.shape[-1])
+            shape_v = (self.key_slot_count(), self.G, v.shape[-1])
+            if rolling:  # written once per row, never zeroed whole; in k's dtype when nothing is added later
+                dkp = torch.empty(shape_k, dtype=k.dtype if final else acc, device=q.device)
+                dvp = torch.empty(shape_v, dtype=v.dtype if final else acc, device=q.device)
+            else:
+                dkp = torch.zeros(shape_k, dtype=acc, device=q.device)
+                dvp = torch.zeros(shape_v, dtype=acc, device=q.device)
         else:
             qs, kp, vp = self.to_slots(q), self.to_key_slots(k), self.to_key_slots(v)
             dos, os_ = self.to_slots(dout, zero_pad=True), self.to_slots(out)
             lses = self.to_slots(lse_b.unsqueeze(-1)).squeeze(-1)
             dqs = torch.empty_like(qs)
-            if rolling:  # written once per row, never zeroed whole; in k's dtype when nothing is added later
-                dkp = torch.empty(kp.shape, dtype=k.dtype if final else acc, device=q.device)
-                dvp = torch.empty(vp.shape, dtype=v.dtype if final else acc, device=q.device)
-            else:
-                dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
-                dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
+            dkp = torch.zeros(kp.shape, dtype=acc, device=q.device)
+            dvp = torch.zeros(vp.shape, dtype=acc, device=q.device)
         for n0, n1 in self.chunks():
             if self.gather_chunks:
                 qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
                 dov, ov = self.gathered_rows(dout, n0, n1, zero_pad=True), self.gathered_rows(out, n0, n1)
                 lv = self.gathered_rows(lse_b.unsqueeze(-1), n0, n1).squeeze(-1)
+            elif band:
+                qv, kv, vv = self.band_rows(q, n0, n1), self.band_keys(k, n0, n1), self.band_keys(v, n0, n1)
+                dov, ov = self.band_rows(dout, n0, n1), self.band_rows(out, n0, n1)
+                lv = self.band_rows(lse_b.unsqueeze(-1), n0, n1).squeeze(-1)
             else:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
                 dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)

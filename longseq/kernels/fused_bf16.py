@@ -1,4 +1,4 @@
-"""Fused bf16 attention tiles on CPUs with AVX512-BF16: a C kernel built on first use.
+"""Fused bf16 (and fp32) attention tiles on CPUs with AVX512-BF16: a C kernel built on first use.
 
 PyTorch's CPU flash-attention kernels spend most of a bf16 window pass outside the
 matrix units: its bf16 backward measured slower than its fp32 one (docs/results.md),
@@ -7,6 +7,10 @@ does one tile's forward or backward with every product on ``vdpbf16ps`` (bf16 pa
 fp32 accumulation) and the softmax in fp32 registers, for the same tile contract as
 :mod:`longseq.kernels.tiles`: q ``(n, G, bq, D)``, k/v ``(n, G, span, D)`` (strided,
 possibly overlapping views), an additive fp32 mask broadcastable to ``(n, G, bq, span)``.
+Its fp32 twin, ``csrc/fp32_tiles.c`` (AVX512 FMAs, built into the same library, so it
+needs the same CPU), takes fp32 tiles: it fuses what PyTorch's fp32 flash backward does
+in separate passes (zeroed key-gradient tiles, P, dP and dS), and ``auto`` takes it where
+it measures faster (:mod:`longseq.kernels.tile_choice`).
 
 On Linux, the source is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc``
 or ``clang``) into ``$LONGSEQ_KERNEL_DIR`` (default ``~/.cache/longseq/kernels``; a
@@ -46,6 +50,10 @@ log = logging.getLogger(__name__)
 DISABLE_ENV = "LONGSEQ_FUSED_BF16"
 KERNEL_DIR_ENV = "LONGSEQ_KERNEL_DIR"
 SOURCE = Path(__file__).with_name("csrc") / "bf16_tiles.c"
+#: Every source compiled into the library (the fp32 twin beside the bf16 kernel).
+SOURCES = (SOURCE, SOURCE.with_name("fp32_tiles.c"))
+#: The tile dtypes the kernel takes.
+DTYPES = (torch.bfloat16, torch.float32)
 CFLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
           "-mavx512bf16", "-mfma")
 
@@ -79,7 +87,7 @@ def library_path(cc: list[str] | None = None) -> Path:
 
     One file per source version (~100 KB); builds of other versions stay until removed."""
     cc = cc or _compiler() or ["cc"]
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((*cc, *CFLAGS)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join((*cc, *CFLAGS)).encode()).hexdigest()[:16]
     root = os.environ.get(KERNEL_DIR_ENV)
     folder = Path(root) if root else Path.home() / ".cache" / "longseq" / "kernels"
     return folder / f"bf16_tiles-{key}.so"
@@ -103,7 +111,7 @@ def _build(cc: list[str]) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+        proc = subprocess.run([*cc, *CFLAGS, "-o", tmp, *map(str, SOURCES), "-lm"], capture_output=True, text=True,
                               timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-600:]}")
@@ -138,9 +146,11 @@ def _load() -> ctypes.CDLL | None:
                         DISABLE_ENV)
         i64, ptr, i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)
         head = [ctypes.c_int] + [i64] * 5  # threads, items, G, bq, span, D
-        lib.longseq_bf16_forward.argtypes = head + [ptr, i64p] * 4 + [ctypes.c_float, ptr, ptr]
-        lib.longseq_bf16_backward.argtypes = head + [ptr, i64p] * 5 + [ptr, ptr, i64p, ctypes.c_float] + [ptr] * 3
-        lib.longseq_bf16_forward.restype = lib.longseq_bf16_backward.restype = ctypes.c_int
+        for name in ("bf16", "fp32"):
+            fwd, bwd = getattr(lib, f"longseq_{name}_forward"), getattr(lib, f"longseq_{name}_backward")
+            fwd.argtypes = head + [ptr, i64p] * 4 + [ctypes.c_float, ptr, ptr]
+            bwd.argtypes = head + [ptr, i64p] * 5 + [ptr, ptr, i64p, ctypes.c_float] + [ptr] * 3
+            fwd.restype = bwd.restype = ctypes.c_int
         _lib = lib
         return lib
 
@@ -167,15 +177,18 @@ def _word_aligned(t: Tensor) -> bool:
 
 
 def supports(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> bool:
-    """Whether these tiles fit the kernel: CPU bf16, 16 | bq, 16 | D, word-aligned rows."""
+    """Whether these tiles fit the kernel: CPU bf16 (word-aligned rows) or fp32, one dtype,
+    16 | bq, 16 | D, the last axis contiguous."""
     tensors = (q, k, v, *rest)
-    if any(t.device.type != "cpu" or t.dtype != torch.bfloat16 or t.dim() != 4 for t in tensors):
+    if q.dtype not in DTYPES or any(t.device.type != "cpu" or t.dtype != q.dtype or t.dim() != 4 for t in tensors):
         return False
     n, G, bq, D = q.shape
     if bq % 16 or D % 16 or k.shape != v.shape or k.shape[:2] != (n, G) or k.shape[-1] != D:
         return False
     if any(t.shape != q.shape for t in rest):  # out, dout: one row per query
         return False
+    if q.dtype == torch.float32:
+        return all(t.stride(-1) == 1 for t in tensors) and available()
     return all(_word_aligned(t) for t in tensors) and available()
 
 
@@ -206,22 +219,22 @@ def _mask_t(mask: Tensor | None, shape: tuple[int, int, int, int]) -> tuple[Tens
 
 def _call(fn, n_items: int, args: tuple) -> None:
     if fn(max(1, min(torch.get_num_threads(), n_items)), n_items, *args):
-        raise MemoryError("the fused bf16 attention kernel could not allocate its scratch memory")
+        raise MemoryError("the fused attention kernel could not allocate its scratch memory")
 
 
 def forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
-    """``(out, lse)`` of bf16 tiles, as :func:`longseq.kernels.tiles.flash_forward`.
+    """``(out, lse)`` of bf16 or fp32 tiles, as :func:`longseq.kernels.tiles.flash_forward`.
 
-    ``out`` is bf16 ``(n, G, bq, D)``; ``lse`` fp32 ``(n, G, bq)``, ``-inf`` (and ``out``
-    zero) for queries without an allowed key. Call :func:`supports` first."""
+    ``out`` is ``(n, G, bq, D)`` in q's dtype; ``lse`` fp32 ``(n, G, bq)``, ``-inf`` (and
+    ``out`` zero) for queries without an allowed key. Call :func:`supports` first."""
     lib = _load()
     n, G, bq, D = q.shape
     span = k.shape[2]
-    out = torch.empty(n, G, bq, D, dtype=torch.bfloat16)
+    out = torch.empty(n, G, bq, D, dtype=q.dtype)
     lse = torch.empty(n, G, bq, dtype=torch.float32)
     if out.numel():
         mt, ms = _mask_t(mask, (n, G, bq, span))
-        _call(lib.longseq_bf16_forward, n * G,
+        _call(lib.longseq_fp32_forward if q.dtype == torch.float32 else lib.longseq_bf16_forward, n * G,
                   (G, bq, span, D, _ptr(q), _strides(q), _ptr(k), _strides(k), _ptr(v), _strides(v), _ptr(mt), ms,
                    float(scale), _ptr(out), _ptr(lse)))
     return out, lse
@@ -229,7 +242,7 @@ def forward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) 
 
 def backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Tensor | None,
              scale: float) -> tuple[Tensor, Tensor, Tensor, None]:
-    """fp32 ``(dq, dk, dv, None)`` of bf16 tiles, as :func:`longseq.kernels.tiles.flash_backward`.
+    """fp32 ``(dq, dk, dv, None)`` of bf16 or fp32 tiles, as :func:`longseq.kernels.tiles.flash_backward`.
 
     ``out`` and ``lse`` may be those of a larger softmax this tile is part of."""
     lib = _load()
@@ -241,7 +254,7 @@ def backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Te
     if dq.numel():
         lse = lse.to(torch.float32).expand(n, G, bq).contiguous()
         mt, ms = _mask_t(mask, (n, G, bq, span))
-        _call(lib.longseq_bf16_backward, n * G,
+        _call(lib.longseq_fp32_backward if q.dtype == torch.float32 else lib.longseq_bf16_backward, n * G,
                   (G, bq, span, D, _ptr(dout), _strides(dout), _ptr(q), _strides(q), _ptr(k), _strides(k),
                    _ptr(v), _strides(v), _ptr(out), _strides(out), _ptr(lse), _ptr(mt), ms, float(scale),
                    _ptr(dq), _ptr(dk), _ptr(dv)))

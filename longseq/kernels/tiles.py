@@ -137,7 +137,13 @@ def math_backward(
     p = p.exp_()
     acc = acc_dtype(q.dtype)
     delta = (dout.to(acc) * out.to(acc)).sum(-1, keepdim=True)
-    dp = torch.matmul(dout, v.transpose(-1, -2)).to(acc)
+    if acc != dout.dtype:
+        # dp - delta cancels: dp rounded to half precision left bf16 key gradients up to
+        # a quarter off where the difference is small, so this one product is taken in
+        # float32 (the other three round only their own result).
+        dp = torch.matmul(dout.to(acc), upcast_tile(v, acc).transpose(-1, -2))
+    else:
+        dp = torch.matmul(dout, v.transpose(-1, -2))
     if dropout_p > 0.0:
         keep = dropout_keep(p.shape, dropout_p, seed, p.device, p.dtype)
         dv = torch.matmul((p * keep).to(dout.dtype).transpose(-1, -2), dout)

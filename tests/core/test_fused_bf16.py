@@ -1,5 +1,6 @@
-"""The AVX512-BF16 C kernel (longseq.kernels.fused_bf16): tiles against a float64
-reference, attend() through it for every pattern family, and its build and fallbacks."""
+"""The C kernel on AVX512-BF16 CPUs (longseq.kernels.fused_bf16), bf16 and its fp32 twin:
+tiles against a float64 reference, attend() through it for every pattern family, and its
+build and fallbacks."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from longseq.positions import ALiBi
 from .test_attend import _compare
 
 BF16_TOL = 3e-2  # as the other bf16 tests: bf16 rounding of inputs, P and dS
+FP32_TOL = 1e-5  # as the fp32 attend tests
 
 
 def _cpu_can_run_it() -> bool:
@@ -61,7 +63,7 @@ def _rel_err(got, ref) -> float:
     return float((got.double() - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
-def _tiles(n, G, bq, span, D, overlap: bool, shared_kv_heads: bool):
+def _tiles(n, G, bq, span, D, overlap: bool, shared_kv_heads: bool, dtype=torch.bfloat16):
     """Tiles in the blocked kernel's layouts: slot-major rows (L, G, D), key tiles sliding by bq."""
     if overlap:
         rows = (n - 1) * bq + span
@@ -69,11 +71,11 @@ def _tiles(n, G, bq, span, D, overlap: bool, shared_kv_heads: bool):
         def view(x, length):
             return x.as_strided((n, G, length, D), (bq * G * D, D, G * D, 1))
 
-        q = view(torch.randn(n * bq, G, D).bfloat16(), bq)
-        k, v = view(torch.randn(rows, G, D).bfloat16(), span), view(torch.randn(rows, G, D).bfloat16(), span)
+        q = view(torch.randn(n * bq, G, D).to(dtype), bq)
+        k, v = view(torch.randn(rows, G, D).to(dtype), span), view(torch.randn(rows, G, D).to(dtype), span)
     else:
-        q = torch.randn(n, G, bq, D).bfloat16()
-        k, v = (torch.randn(n, G, span, D).bfloat16() for _ in range(2))
+        q = torch.randn(n, G, bq, D).to(dtype)
+        k, v = (torch.randn(n, G, span, D).to(dtype) for _ in range(2))
     if shared_kv_heads:  # grouped-query attention: every head reads the same key rows
         k, v = k[:, :1].expand_as(k), v[:, :1].expand_as(v)
     return q, k, v
@@ -88,11 +90,12 @@ def _tiles(n, G, bq, span, D, overlap: bool, shared_kv_heads: bool):
     (2, 2, 128, 45, 16, True, False, "per-key"),      # span < bq; mask broadcast over queries
     (1, 1, 16, 24, 32, False, False, "scalar"),       # one item: fewer items than threads
 ])
-def test_tiles_match_float64(n, G, bq, span, D, overlap, shared, mask_kind):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_tiles_match_float64(n, G, bq, span, D, overlap, shared, mask_kind, dtype):
     if not _kernel_or_reason():
         return
     torch.manual_seed(n * 1000 + span)
-    q, k, v = _tiles(n, G, bq, span, D, overlap, shared)
+    q, k, v = _tiles(n, G, bq, span, D, overlap, shared, dtype)
     assert fused_bf16.supports(q, k, v)
     mask = None
     if mask_kind is not None:
@@ -105,23 +108,25 @@ def test_tiles_match_float64(n, G, bq, span, D, overlap, shared, mask_kind):
         if mask_kind == "scalar":
             mask = torch.full(shape, -0.7)
     scale = D**-0.5
-    dout = torch.randn(n, G, bq, D).bfloat16()
+    dout = torch.randn(n, G, bq, D).to(dtype)
     out, lse = fused_bf16.forward(q, k, v, mask, scale)
-    out_rows = torch.empty(n * bq, G, D).bfloat16().as_strided(out.shape, (bq * G * D, D, G * D, 1))
+    out_rows = torch.empty(n * bq, G, D).to(dtype).as_strided(out.shape, (bq * G * D, D, G * D, 1))
     out_rows.copy_(out)  # backward reads out (and dout) in the slot layout too
     dq, dk, dv, none = fused_bf16.backward(dout, q, k, v, out_rows, lse, mask, scale)
     r_out, r_lse, r_dq, r_dk, r_dv = _reference(q, k, v, mask, scale, dout)
-    assert out.dtype == torch.bfloat16 and lse.dtype == dq.dtype == dk.dtype == dv.dtype == torch.float32
+    assert out.dtype == dtype and lse.dtype == dq.dtype == dk.dtype == dv.dtype == torch.float32
     assert none is None and dk.shape == dv.shape == (n, G, span, D)
-    tol = dict(atol=BF16_TOL, rtol=BF16_TOL)
+    bf16 = dtype == torch.bfloat16
+    tol = dict(atol=BF16_TOL, rtol=BF16_TOL) if bf16 else dict(atol=FP32_TOL, rtol=FP32_TOL)
+    rel = 5e-3 if bf16 else 2e-6  # measured bf16 1.6-2.0e-3
     torch.testing.assert_close(out.double(), r_out, **tol)
     finite = torch.isfinite(r_lse)
-    torch.testing.assert_close(lse.double()[finite], r_lse[finite], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(lse.double()[finite], r_lse[finite], atol=1e-4 if bf16 else 1e-5, rtol=1e-5)
     assert torch.equal(torch.isfinite(lse), finite)  # no allowed key: lse -inf, as flash's callers expect
-    assert _rel_err(out, r_out) < 5e-3  # measured ~2e-3
+    assert _rel_err(out, r_out) < rel
     for name, got, ref in (("dq", dq, r_dq), ("dk", dk, r_dk), ("dv", dv, r_dv)):  # per tile and head
         torch.testing.assert_close(got.double(), ref, **tol, msg=lambda m: f"{name}: {m}")
-        assert _rel_err(got, ref) < 5e-3, name  # measured 1.6-2.0e-3
+        assert _rel_err(got, ref) < rel, name
     if mask_kind in ("per-tile", "template", "per-head"):
         assert out[0, 0, 5].abs().max() == 0 and dq[0, 0, 5].abs().max() == 0
 
@@ -191,7 +196,9 @@ def test_same_result_on_any_thread_count():
 def test_supports_only_what_the_kernel_takes():
     q, k, v = _tiles(2, 2, 32, 64, 32, overlap=False, shared_kv_heads=False)
     assert fused_bf16.supports(q, k, v) == fused_bf16.available()
-    assert not fused_bf16.supports(q.float(), k.float(), v.float())
+    assert fused_bf16.supports(q.float(), k.float(), v.float()) == fused_bf16.available()  # the fp32 twin
+    assert not fused_bf16.supports(q.half(), k.half(), v.half())
+    assert not fused_bf16.supports(q.float(), k, v)  # one dtype for all tiles
     assert not fused_bf16.supports(q[..., :8], k[..., :8], v[..., :8])  # head size not a multiple of 16
     assert not fused_bf16.supports(q[:, :, :24], k, v)  # block not a multiple of 16
     odd = torch.randn(2 * 2 * 32 * 32 + 1).bfloat16()[1:].view(2, 2, 32, 32)  # rows start mid-word
@@ -206,11 +213,12 @@ def test_supports_only_what_the_kernel_takes():
     (Window2D(4, (9, 11), shift=2), 99, 2, None),
     (BigBird(16, window_blocks=1, global_blocks=1, random_blocks=1, seed=0), 170, 2, None),
 ], ids=repr)
-def test_attend_through_the_kernel_matches_float64(pattern, L, Hkv, bias, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_attend_through_the_kernel_matches_float64(pattern, L, Hkv, bias, dtype, monkeypatch):
     """Lengths off the block, key padding, GQA, a causal ALiBi bias, merged global parts."""
     if not _kernel_or_reason():
         with pytest.raises(ValueError, match="fused backend needs"), use_backend("fused"):
-            attend(*(torch.randn(1, 2, L, 32).bfloat16() for _ in range(3)), pattern)
+            attend(*(torch.randn(1, 2, L, 32).to(dtype) for _ in range(3)), pattern)
         return
     calls = {"forward": 0, "backward": 0}
     for name in calls:
@@ -222,7 +230,7 @@ def test_attend_through_the_kernel_matches_float64(pattern, L, Hkv, bias, monkey
 
         monkeypatch.setattr(fused_bf16, name, spy)
     _compare(pattern, L, B=2, H=2, Hkv=Hkv, D=32, key_mask=True, bias=bias, backend="fused",
-             dtype=torch.bfloat16, tol=BF16_TOL)
+             dtype=dtype, tol=BF16_TOL if dtype == torch.bfloat16 else FP32_TOL)
     assert calls["forward"] > 0 and calls["backward"] > 0
 
 
@@ -235,7 +243,10 @@ def test_auto_picks_the_kernel_for_bf16_only():
     with use_backend("flash"):
         assert _pick_backend(x16, 0.0, False) == ("flash", "flash")
     with use_backend("fused"), pytest.raises(ValueError, match="fused backend needs"):
-        _pick_backend(x32, 0.0, False)
+        _pick_backend(x32.half(), 0.0, False)
+    if fused_bf16.available():  # fp32 runs on the kernel's twin when asked (or measured faster)
+        with use_backend("fused"):
+            assert _pick_backend(x32, 0.0, False) == ("fused", "fused")
     with use_backend("fused"), pytest.raises(ValueError, match="dropout_p=0"):
         _pick_backend(x16, 0.1, False)
 
@@ -308,8 +319,9 @@ for n, G, bq, span, D, mshape in [(2, 2, 32, 45, 32, (2, 1, 32, 45)), (1, 3, 128
     kv = lambda: torch.randn(rows, G, D).bfloat16().as_strided((n, G, span, D), (bq * G * D, D, G * D, 1))
     q, k, v = torch.randn(n, G, bq, D).bfloat16(), kv(), kv()
     mask = None if mshape is None else torch.where(torch.rand(mshape) > 0.3, 0.0, float("-inf"))
-    out, lse = F.forward(q, k, v, mask, 0.3)
-    F.backward(torch.randn_like(out), q, k, v, out, lse, mask, 0.3)
+    for q, k, v in ((q, k, v), (q.float(), kv().float(), kv().float())):
+        out, lse = F.forward(q, k, v, mask, 0.3)
+        F.backward(torch.randn_like(out), q, k, v, out, lse, mask, 0.3)
 print("clean")
 """
 

@@ -112,9 +112,9 @@ def test_longseq_backend_forces_where_it_can_serve(monkeypatch):
     assert route.backend == "math" and "forced by LONGSEQ_BACKEND=math" in route.reason
     with use_backend("flash"):  # a with block wins over the environment
         assert explain(q, q, q, pattern).backend == "flash"
-    monkeypatch.setenv("LONGSEQ_BACKEND", "fused")  # fp32 cannot run on the bf16 kernel: auto, and why
+    monkeypatch.setenv("LONGSEQ_BACKEND", "fused")  # fp16 cannot run on the C kernel: auto, and why
     monkeypatch.setattr(blocked, "_time_tiles", lambda backend, *a, **k: {"flash": 0.1, "math": 1.0}[backend])
-    route = explain(q, q, q, pattern)
+    route = explain(q.half(), q.half(), q.half(), pattern)
     assert route.backend == "flash" and "LONGSEQ_BACKEND=fused cannot serve this call" in route.reason
     monkeypatch.setenv("LONGSEQ_BACKEND", "fastest")
     with pytest.raises(ValueError, match="LONGSEQ_BACKEND='fastest': must be one of auto, flash, math, fused"):
