@@ -94,7 +94,7 @@ _FORCED = {name: f"forced by use_backend({name!r})" for name in _BACKENDS}
 _WHY_NOT_CPU = "not on the CPU: matmul tiles (any device)"
 _WHY_DROPOUT = "dropout: only the matmul tiles apply it"
 _WHY_BIAS_GRAD = "learnable bias under autograd: only the matmul tiles give score gradients"
-_WHY_FUSED = "bf16 on a CPU with AVX512-BF16: the fused C kernel"
+_WHY_FUSED = "bf16 or fp32 on a CPU with AVX512-BF16: the fused C kernel"
 _WHY_FLASH = "CPU, no dropout, no learnable bias: PyTorch's flash tiles"
 _WHY_FLEX_TILES = "use_backend('flex') covers only patterns with a flex mask_mod: tiles chosen as under 'auto'"
 _WHY_FLASH_BF16 = ("bf16 without the fused C kernel (no AVX512-BF16 or C compiler, disabled, or compiling): "
@@ -108,9 +108,9 @@ def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoic
     measured fastest on this CPU for the dtype and head size (:mod:`longseq.kernels.tile_choice`:
     timed once, cached on disk) among PyTorch's flash tiles, the matmul tiles and, for bf16
     and fp32 on CPUs with AVX512-BF16, the fused C kernel; the default it keeps unless
-    another path is 10% faster is the fused kernel for bf16 where available (a bf16 window
-    pass at 65,536 tokens ran about 3.4x faster on it on an AVX512-BF16 EPYC,
-    docs/results.md) and else flash.
+    another path is 10% faster is the fused kernel where available (a window pass at
+    65,536 tokens ran about 3.4x faster on it in bf16 and 1.6x in fp32 than on flash on an
+    AVX512-BF16 EPYC, docs/results.md) and else flash.
     Elsewhere the matmul path runs. ``$LONGSEQ_BACKEND`` forces a path for the process
     where it can serve the call (and is ignored, with the reason, where it cannot). Under
     ``use_backend("flex")`` (which selects a route, not tiles) the tiles are chosen as
@@ -150,7 +150,7 @@ def _choice(forced: str, q: Tensor, dropout_p: float, bias_grad: bool) -> Backen
         return BackendChoice("math", "math", why)
     if forced in ("flash", "fused"):
         return BackendChoice(forced, forced, _FORCED[forced])
-    default, why = ("fused", _WHY_FUSED) if fused_ok and q.dtype == torch.bfloat16 else \
+    default, why = ("fused", _WHY_FUSED) if fused_ok else \
         ("flash", _WHY_FLASH_BF16 if q.dtype == torch.bfloat16 else _WHY_FLASH)
     if q.dtype in tile_choice.MEASURED_DTYPES and not torch.compiler.is_compiling():
         candidates = ("flash", "math", "fused") if fused_ok else ("flash", "math")

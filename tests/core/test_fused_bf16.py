@@ -234,17 +234,18 @@ def test_attend_through_the_kernel_matches_float64(pattern, L, Hkv, bias, dtype,
     assert calls["forward"] > 0 and calls["backward"] > 0
 
 
-def test_auto_picks_the_kernel_for_bf16_only():
+def test_auto_defaults_to_the_kernel_for_bf16_and_fp32():
     x32, x16 = torch.randn(1, 1, 8, 16), torch.randn(1, 1, 8, 16).bfloat16()
     want = "fused" if fused_bf16.available() else "flash"
     assert _pick_backend(x16, 0.0, False) == (want, want)
-    assert _pick_backend(x32, 0.0, False) == ("flash", "flash")
+    assert _pick_backend(x32, 0.0, False) == (want, want)
+    assert _pick_backend(x32.half(), 0.0, False) == ("flash", "flash")
     assert _pick_backend(x16, 0.1, False) == ("math", "math")  # dropout: only the matmul path has it
     with use_backend("flash"):
         assert _pick_backend(x16, 0.0, False) == ("flash", "flash")
     with use_backend("fused"), pytest.raises(ValueError, match="fused backend needs"):
         _pick_backend(x32.half(), 0.0, False)
-    if fused_bf16.available():  # fp32 runs on the kernel's twin when asked (or measured faster)
+    if fused_bf16.available():  # fp32 runs on the kernel's twin
         with use_backend("fused"):
             assert _pick_backend(x32, 0.0, False) == ("fused", "fused")
     with use_backend("fused"), pytest.raises(ValueError, match="dropout_p=0"):
