@@ -22,7 +22,7 @@ from longseq.kernels.flex import flex_attention_forward
 from longseq.kernels.registry import attention_for, tiling_for
 from longseq.kernels.window2d import window2d_attention
 from longseq.kernels.window2d_traced import traced_window2d_attention
-from longseq.patterns import Pattern
+from longseq.patterns import Dense, Pattern, SlidingWindow
 from longseq.patterns_base import ArgumentTypeError
 from longseq.routes import Route, choose_route
 
@@ -240,16 +240,34 @@ def _attend_non_finite(runner: Callable[..., Tensor], q: Tensor, k: Tensor, v: T
     return out + poison
 
 
+def _as_dense(pattern: Pattern, L: int, bias: TileBias | None) -> Dense | None:
+    """``Dense`` when ``pattern`` allows every pair (every earlier pair when causal) at
+    length ``L``: a plain sliding window whose reach covers the sequence. Its band tiles
+    would span ``2 * window`` keys of which only ``L`` exist (over 3x the work for
+    200-base sequences under a 256-base window), and dropout would force the matmul tiles;
+    SDPA runs the same pairs directly. Not with a bias, whose tiles may read the pattern."""
+    if (type(pattern) is SlidingWindow and bias is None and pattern.dilation == 1 and not pattern.global_tokens
+            and pattern.window >= L - 1):
+        return Dense(causal=pattern.causal)
+    return None
+
+
 def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None, bias: TileBias | None,
-           dropout_p: float, scale: float | None) -> Route:
-    """Check the arguments of :func:`attend` and choose its route (what :func:`explain` reports)."""
+           dropout_p: float, scale: float | None) -> tuple[Route, Pattern]:
+    """Check the arguments of :func:`attend` and choose its route (what :func:`explain`
+    reports), with the pattern the route runs (``Dense`` for a window that covers ``L``)."""
     _check_inputs(q, k, v, pattern, key_mask, bias, dropout_p, scale)
     pattern.check_length(q.shape[2])
     if not getattr(pattern, "supports_gqa", True) and k.shape[1] != q.shape[1]:
         raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    return choose_route(q, pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p,
-                        needs_grad=needs_grad or bias_needs_grad(bias))
+    dense = _as_dense(pattern, q.shape[2], bias)
+    route = choose_route(q, dense or pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p,
+                         needs_grad=needs_grad or bias_needs_grad(bias))
+    if dense is None:
+        return route, pattern
+    why = f"the window covers all {q.shape[2]} tokens, so every pair is allowed: run as {dense}; {route.reason}"
+    return Route(route.route, route.backend, why), dense
 
 
 def explain(
@@ -271,7 +289,7 @@ def explain(
     paths once, see :mod:`longseq.kernels.tile_choice`). ``print(explain(...))`` gives one
     readable line.
     """
-    return _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    return _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)[0]
 
 
 def attend(
@@ -311,7 +329,7 @@ def attend(
     Which implementation runs is decided by :func:`longseq.routes.choose_route` (see
     :func:`explain`) and logged at DEBUG level on the ``longseq.attention`` logger.
     """
-    route = _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
+    route, pattern = _route(q, k, v, pattern, key_mask, bias, dropout_p, scale)
     # is_compiling first: under torch.compile the logger is never touched (no graph break)
     if not torch.compiler.is_compiling() and _log.isEnabledFor(logging.DEBUG):
         _log.debug("attend %s: %s", type(pattern).__name__, route)

@@ -419,22 +419,26 @@ class _Part:
             return x.new_zeros(last - first, *x.shape[1:])
         return F.pad(x[lo:hi], (0, 0) * (x.dim() - 1) + (lo - first, last - hi))
 
-    def band_rows(self, x: Tensor, n0: int, n1: int) -> Tensor:
-        """(n, G, bq, ...) query rows of blocks [n0, n1) of x (B, H, L, ...), band plans only."""
+    def band_source(self, x: Tensor) -> Tensor:
+        """(B, H, L, ...) -> (L, G, ...) token-major rows for :meth:`band_rows` and
+        :meth:`band_keys`: a view where the layout allows (B = 1, or head-major), made once
+        per call, never per chunk."""
+        xt = self._token_major(x)
+        return xt if xt.stride(-1) == 1 or xt.dim() == 2 else xt.contiguous()
+
+    def band_rows(self, xt: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, bq, ...) query rows of blocks [n0, n1) of xt (L, G, ...) (band plans)."""
         bq = self.plan.block
-        rows = self._padded_rows(self._token_major(x), n0 * bq, n1 * bq)
+        rows = self._padded_rows(xt, n0 * bq, n1 * bq)
         return rows.view(n1 - n0, bq, *rows.shape[1:]).transpose(1, 2)
 
-    def band_keys(self, x: Tensor, n0: int, n1: int) -> Tensor:
-        """(n, G, span, D) key tiles of blocks [n0, n1) of x (B, H, L, D), band plans only:
-        overlapping strided views into x, or into a padded copy of the chunk's key rows."""
+    def band_keys(self, xt: Tensor, n0: int, n1: int) -> Tensor:
+        """(n, G, span, D) key tiles of blocks [n0, n1) of xt (L, G, D) (band plans):
+        overlapping strided views into xt, or into a padded copy of the chunk's key rows."""
         plan = self.plan
         front = plan.key_pad(plan.n_slots)[0]
         first = n0 * plan.key_step
         last = first + (n1 - n0 - 1) * plan.key_step + plan.span
-        xt = self._token_major(x)
-        if xt.stride(-1) != 1:
-            xt = xt.contiguous()
         ks = self._padded_rows(xt, first - front, last - front)
         st, sg = ks.stride(0), ks.stride(1)
         return ks.as_strided((n1 - n0, self.G, plan.span, ks.shape[-1]), (plan.key_step * st, sg, st, 1),
@@ -562,6 +566,7 @@ class _Part:
         band = self.plan.contiguous_keys
         if band:
             out_s = self.slot_buffer(q)
+            qt, kt, vt = (self.band_source(x) for x in (q, k, v))
         elif self.gather_chunks:
             out_s = q.new_empty(self.plan.n_slots, self.G, v.shape[-1])
         else:
@@ -572,7 +577,7 @@ class _Part:
             if self.gather_chunks:
                 qv, kv, vv = self.gathered_rows(q, n0, n1), self.gathered_keys(k, n0, n1), self.gathered_keys(v, n0, n1)
             elif band:
-                qv, kv, vv = self.band_rows(q, n0, n1), self.band_keys(k, n0, n1), self.band_keys(v, n0, n1)
+                qv, kv, vv = self.band_rows(qt, n0, n1), self.band_keys(kt, n0, n1), self.band_keys(vt, n0, n1)
             else:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
             mask, rows = self.tile_mask(n0, n1)
@@ -617,6 +622,8 @@ class _Part:
             dvp = torch.zeros(self.kidx.numel(), self.G, v.shape[-1], dtype=acc, device=q.device)
         elif band:
             dqs = self.slot_buffer(q)
+            qt, kt, vt, dot, ot = (self.band_source(x) for x in (q, k, v, dout, out))
+            lt = self.band_source(lse_b)
             shape_k = (self.key_slot_count(), self.G, k.shape[-1])
             shape_v = (self.key_slot_count(), self.G, v.shape[-1])
             if rolling:  # written once per row, never zeroed whole; in k's dtype when nothing is added later
@@ -638,9 +645,8 @@ class _Part:
                 dov, ov = self.gathered_rows(dout, n0, n1, zero_pad=True), self.gathered_rows(out, n0, n1)
                 lv = self.gathered_rows(lse_b.unsqueeze(-1), n0, n1).squeeze(-1)
             elif band:
-                qv, kv, vv = self.band_rows(q, n0, n1), self.band_keys(k, n0, n1), self.band_keys(v, n0, n1)
-                dov, ov = self.band_rows(dout, n0, n1), self.band_rows(out, n0, n1)
-                lv = self.band_rows(lse_b.unsqueeze(-1), n0, n1).squeeze(-1)
+                qv, kv, vv = self.band_rows(qt, n0, n1), self.band_keys(kt, n0, n1), self.band_keys(vt, n0, n1)
+                dov, ov, lv = self.band_rows(dot, n0, n1), self.band_rows(ot, n0, n1), self.band_rows(lt, n0, n1)
             else:
                 qv, kv, vv = self.tile_views(qs, kp, vp, n0, n1)
                 dov, ov = self.block_rows(dos, n0, n1), self.block_rows(os_, n0, n1)

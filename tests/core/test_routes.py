@@ -18,6 +18,8 @@ from longseq.kernels import current_backend, fused_bf16, use_backend
 from longseq.patterns import LSH, Dense, Pattern, SlidingWindow, Window2D
 from longseq.positions import ALiBi, RelativeBias1D, RelativeBias2D
 
+from .test_new_patterns import masked_reference
+
 # what each route calls; a spy on each records which one ran
 ROUTE_CALLS = {
     "dense_sdpa": (attention_mod, "_dense_sdpa"),
@@ -215,3 +217,19 @@ def test_explain_names_implementations_that_do_not_run_on_tiles():
         route = explain(q, q, q, pattern)
         assert (route.route, route.backend) == ("pattern", "torch") and words in route.reason, route
     assert explain(q, q, q, LSH(bucket_size=16)).backend in ("flash", "math", "fused")
+
+
+def test_a_window_that_covers_the_sequence_runs_as_dense() -> None:
+    """Every pair allowed: SDPA runs it (a 200-token sequence under a 256-token window
+    would otherwise tile 640 key slots per block); the answer is the window's."""
+    q, k, v = (torch.randn(2, 2, 200, 16, requires_grad=True) for _ in range(3))
+    for causal in (False, True):
+        route = explain(q, k, v, SlidingWindow(256, causal=causal))
+        assert route.route == "dense_sdpa" and "the window covers all 200 tokens" in route.reason
+        out = attend(q, k, v, SlidingWindow(256, causal=causal))
+        ref = masked_reference(*(t.double() for t in (q, k, v)), SlidingWindow(256, causal=causal).dense_mask(200))
+        torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    assert explain(q, k, v, SlidingWindow(198)).route == "blocked"  # one pair out of reach
+    assert explain(q, k, v, SlidingWindow(256, dilation=2)).route == "blocked"
+    assert explain(q, k, v, SlidingWindow(256, global_tokens=(0,))).route == "blocked"
+    assert explain(q, k, v, SlidingWindow(256), bias=ALiBi(2)).route == "blocked"

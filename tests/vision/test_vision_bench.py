@@ -54,3 +54,22 @@ def test_run_one_measures_in_a_fresh_worker_process():
                                     flops=False), timeout=300)
     assert row["status"] == "ok", row
     assert row["seconds"] > 0 and row["peak_rss_gb"] > 0 and row["cpu"] == cpu_description()
+
+
+def test_bf16_mixed_runs_the_forward_under_autocast(monkeypatch):
+    import torch
+
+    seen = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(out, torch.Tensor) else None)
+    try:
+        spec = dict(model="longseq_vit_tiny", size=48, mode="train", batch=1, repeats=1, threads=1, flops=False)
+        row = bench_vision.worker({**spec, "precision": "bf16-mixed"})
+        assert row["status"] == "ok" and row["precision"] == "bf16-mixed" and torch.bfloat16 in seen
+        seen.clear()
+        assert bench_vision.worker(spec)["precision"] == "fp32" and torch.bfloat16 not in seen
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        bench_vision.worker({**spec, "precision": "fp16"})
+    assert bench_vision.parser().parse_args(["--precisions", "fp32", "bf16-mixed"]).precisions == ["fp32", "bf16-mixed"]

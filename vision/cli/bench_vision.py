@@ -1,13 +1,17 @@
 """Benchmark longseq vision backbones beside timm ViT-S/16 and Swin-T at high resolution.
 
-For each model, image side and mode (``train``: one fp32 SGD step on a cross-entropy
-loss; ``infer``: a no-grad forward) at batch 1, a fresh subprocess measures the median
+For each model, image side, mode (``train``: one SGD step on a cross-entropy loss;
+``infer``: a no-grad forward) and precision (``fp32``, or ``bf16-mixed``: the forward
+under CPU bf16 autocast, as Lightning's ``precision: bf16-mixed``, fp32 weights and
+optimizer) at batch 1, a fresh subprocess measures the median
 step time, images/s, peak RSS (so each row's memory is its own), the model FLOPs of the
 step (``torch.utils.flop_counter``, forward x 3 for a training step) and the achieved
 GFLOP/s. Writes ``bench_vision.csv`` and ``bench_vision.png`` to ``--out-dir``.
 
     python scripts/bench_vision.py                                  # full run (long: hours on CPU)
     python scripts/bench_vision.py --sizes 64 96 --repeats 1 --models longseq_vit_tiny vit_small_patch16_224
+    python scripts/bench_vision.py --models longseq_vit_small vit_small_patch16_224 --sizes 2048 --modes train \
+        --repeats 1 --no-flops --precisions fp32 bf16-mixed
 
 A model name may end in ``:`` and a JSON object of ``timm.create_model`` keyword arguments,
 e.g. the ``train_vit.py`` default model at batch 16:
@@ -39,7 +43,8 @@ __all__ = ["DEFAULT_MODELS", "FIELDS", "build", "main", "parser", "plot", "run_b
 WORKER_MODULE = "vision.cli.bench_vision"
 DEFAULT_MODELS = ["longseq_vit_small", "longseq_vit_small+dense", "vit_small_patch16_224",
                   "longseq_swin_tiny", "swin_tiny_patch4_window7_224"]
-FIELDS = ["model", "size", "mode", "batch", "seconds", "images_per_s", "peak_rss_gb", "gflops", "gflops_per_s",
+PRECISIONS = ("fp32", "bf16-mixed")
+FIELDS = ["model", "size", "mode", "precision", "batch", "seconds", "images_per_s", "peak_rss_gb", "gflops", "gflops_per_s",
           "params_m", "cpu", "status"]
 
 
@@ -112,15 +117,20 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     y = torch.zeros(batch, dtype=torch.long)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3) if train else None
     flops = step_flops(model, x, train) if spec["flops"] else float("nan")
+    precision = spec.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
     def step() -> None:
         if train:
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         else:
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(x)
 
     step()  # warm-up: allocations, plans, caches
@@ -131,7 +141,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
     return {
-        "model": spec["model"], "size": size, "mode": spec["mode"], "batch": batch,
+        "model": spec["model"], "size": size, "mode": spec["mode"], "precision": precision, "batch": batch,
         "seconds": seconds, "images_per_s": batch / seconds,
         "peak_rss_gb": peak_rss_bytes() / 2**30,
         "gflops": flops / 1e9, "gflops_per_s": flops / 1e9 / seconds,
@@ -142,7 +152,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def run_one(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Measure in a fresh subprocess so peak RSS belongs to this row alone."""
     cmd = [sys.executable, "-m", WORKER_MODULE, "--worker", json.dumps(spec)]
-    base = {k: spec.get(k) for k in ("model", "size", "mode", "batch")}
+    base = {k: spec.get(k) for k in ("model", "size", "mode", "precision", "batch")}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -165,10 +175,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for col, mode in enumerate(modes):
         for row_i, (key, label) in enumerate([("seconds", "seconds / step"), ("peak_rss_gb", "peak RSS (GB)")]):
             ax = axes[row_i][col]
-            for model in sorted({r["model"] for r in ok}):
-                pts = sorted((r["size"], r[key]) for r in ok if r["model"] == model and r["mode"] == mode)
+            for model, precision in sorted({(r["model"], r.get("precision", "fp32")) for r in ok}):
+                pts = sorted((r["size"], r[key]) for r in ok if r["model"] == model and r["mode"] == mode
+                             and r.get("precision", "fp32") == precision)
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", label=model)
+                    ax.plot(*zip(*pts), marker="o", label=model if precision == "fp32" else f"{model} ({precision})")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("image side (px), batch 1")
@@ -189,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     p.add_argument("--sizes", nargs="+", type=int, default=[512, 1024, 2048])
     p.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS,
+                   help="fp32, and/or bf16-mixed (forward under CPU bf16 autocast)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up (median reported)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -206,17 +219,19 @@ def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for size in args.sizes:
         for mode in args.modes:
-            for model in args.models:
-                spec = dict(model=model, size=size, mode=mode, batch=args.batch, repeats=args.repeats,
-                            threads=args.threads, flops=not args.no_flops)
-                row = run_one(spec, args.timeout)
-                rows.append(row)
-                if row.get("status") == "ok":
-                    print(f"{model:32s} {size:5d} {mode:5s} {row['seconds']:8.3f} s  {row['images_per_s']:7.2f} img/s "
-                          f"{row['peak_rss_gb']:6.2f} GB  {row['gflops']:9.1f} GFLOP  {row['gflops_per_s']:7.1f} GFLOP/s",
-                          flush=True)
-                else:
-                    print(f"{model:32s} {size:5d} {mode:5s} {row['status']}", flush=True)
+            for precision in args.precisions:
+                for model in args.models:
+                    spec = dict(model=model, size=size, mode=mode, precision=precision, batch=args.batch,
+                                repeats=args.repeats, threads=args.threads, flops=not args.no_flops)
+                    row = run_one(spec, args.timeout)
+                    rows.append(row)
+                    head = f"{model:32s} {size:5d} {mode:5s} {precision:10s}"
+                    if row.get("status") == "ok":
+                        print(f"{head} {row['seconds']:8.3f} s  {row['images_per_s']:7.2f} img/s "
+                              f"{row['peak_rss_gb']:6.2f} GB  {row['gflops']:9.1f} GFLOP  "
+                              f"{row['gflops_per_s']:7.1f} GFLOP/s", flush=True)
+                    else:
+                        print(f"{head} {row['status']}", flush=True)
     with open(out / "bench_vision.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
