@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from longseq.kernels.bias import TileBias
-from longseq.kernels.blocked import bias_needs_grad, blocked_attention, use_backend
+from longseq.kernels.blocked import bias_needs_grad, blocked_attention, current_backend, use_backend
 from longseq.kernels.flex import flex_attention_forward
 from longseq.kernels.registry import attention_for, tiling_for
 from longseq.kernels.window2d import window2d_attention
@@ -240,16 +240,26 @@ def _attend_non_finite(runner: Callable[..., Tensor], q: Tensor, k: Tensor, v: T
     return out + poison
 
 
-def _as_dense(pattern: Pattern, L: int, bias: TileBias | None) -> Dense | None:
-    """``Dense`` when ``pattern`` allows every pair (every earlier pair when causal) at
+#: Longest sequence a covering window with dropout runs as Dense on the CPU: PyTorch's
+#: CPU SDPA has no fused kernel with dropout, and its fallback forms (B, H, L, L) scores.
+_DENSE_DROPOUT_MAX_L = 512
+
+
+def _as_dense(pattern: Pattern, q: Tensor, bias: TileBias | None, dropout_p: float) -> Dense | None:
+    """``Dense`` when ``pattern`` allows every pair (every earlier pair when causal) at q's
     length ``L``: a plain sliding window whose reach covers the sequence. Its band tiles
     would span ``2 * window`` keys of which only ``L`` exist (over 3x the work for
     200-base sequences under a 256-base window), and dropout would force the matmul tiles;
-    SDPA runs the same pairs directly. Not with a bias, whose tiles may read the pattern."""
-    if (type(pattern) is SlidingWindow and bias is None and pattern.dilation == 1 and not pattern.global_tokens
-            and pattern.window >= L - 1):
-        return Dense(causal=pattern.causal)
-    return None
+    SDPA runs the same pairs directly. Not with a bias (whose tiles may read the pattern),
+    not under a backend forced by ``use_backend``, and with dropout on the CPU only up to
+    ``_DENSE_DROPOUT_MAX_L`` tokens."""
+    L = q.shape[2]
+    if (type(pattern) is not SlidingWindow or bias is not None or pattern.dilation != 1 or pattern.global_tokens
+            or pattern.window < L - 1 or current_backend() != "auto"):
+        return None
+    if dropout_p > 0 and q.device.type == "cpu" and L > _DENSE_DROPOUT_MAX_L:
+        return None
+    return Dense(causal=pattern.causal)
 
 
 def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor | None, bias: TileBias | None,
@@ -261,7 +271,7 @@ def _route(q: Tensor, k: Tensor, v: Tensor, pattern: Pattern, key_mask: Tensor |
     if not getattr(pattern, "supports_gqa", True) and k.shape[1] != q.shape[1]:
         raise ValueError(f"{type(pattern).__name__} needs as many k heads as q heads")
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    dense = _as_dense(pattern, q.shape[2], bias)
+    dense = _as_dense(pattern, q, bias, dropout_p)
     route = choose_route(q, dense or pattern, key_mask=key_mask, bias=bias, dropout_p=dropout_p,
                          needs_grad=needs_grad or bias_needs_grad(bias))
     if dense is None:

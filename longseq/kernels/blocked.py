@@ -420,11 +420,22 @@ class _Part:
         return F.pad(x[lo:hi], (0, 0) * (x.dim() - 1) + (lo - first, last - hi))
 
     def band_source(self, x: Tensor) -> Tensor:
-        """(B, H, L, ...) -> (L, G, ...) token-major rows for :meth:`band_rows` and
-        :meth:`band_keys`: a view where the layout allows (B = 1, or head-major), made once
-        per call, never per chunk."""
+        """(B, H, L, ...) -> (L, G, ...) token-major rows for :meth:`band_rows`: a view where
+        the layout allows (B = 1, or head-major), made once per call, never per chunk."""
         xt = self._token_major(x)
         return xt if xt.stride(-1) == 1 or xt.dim() == 2 else xt.contiguous()
+
+    def band_key_source(self, x: Tensor) -> tuple[Tensor, int]:
+        """(rows, key slot of row 0) for :meth:`band_keys`: the token-major rows of x
+        (B, H, L, D), whose token 0 sits at key slot ``front``; when every block reads the
+        same keys (``key_step`` 0, dense tiles), the padded key slots are built once here
+        rather than once per chunk."""
+        plan = self.plan
+        xt = self.band_source(x)
+        front = plan.key_pad(plan.n_slots)[0]
+        if plan.key_step == 0 and (front > 0 or plan.span - front > plan.L):
+            return self._padded_rows(xt, -front, plan.span - front), 0
+        return xt, front
 
     def band_rows(self, xt: Tensor, n0: int, n1: int) -> Tensor:
         """(n, G, bq, ...) query rows of blocks [n0, n1) of xt (L, G, ...) (band plans)."""
@@ -432,14 +443,15 @@ class _Part:
         rows = self._padded_rows(xt, n0 * bq, n1 * bq)
         return rows.view(n1 - n0, bq, *rows.shape[1:]).transpose(1, 2)
 
-    def band_keys(self, xt: Tensor, n0: int, n1: int) -> Tensor:
-        """(n, G, span, D) key tiles of blocks [n0, n1) of xt (L, G, D) (band plans):
-        overlapping strided views into xt, or into a padded copy of the chunk's key rows."""
+    def band_keys(self, source: tuple[Tensor, int], n0: int, n1: int) -> Tensor:
+        """(n, G, span, D) key tiles of blocks [n0, n1) from :meth:`band_key_source`'s
+        ``(rows, key slot of row 0)`` (band plans): overlapping strided views into the rows,
+        or into a padded copy of the chunk's key rows."""
         plan = self.plan
-        front = plan.key_pad(plan.n_slots)[0]
+        xt, origin = source
         first = n0 * plan.key_step
         last = first + (n1 - n0 - 1) * plan.key_step + plan.span
-        ks = self._padded_rows(xt, first - front, last - front)
+        ks = self._padded_rows(xt, first - origin, last - origin)
         st, sg = ks.stride(0), ks.stride(1)
         return ks.as_strided((n1 - n0, self.G, plan.span, ks.shape[-1]), (plan.key_step * st, sg, st, 1),
                              ks.storage_offset())
@@ -450,7 +462,11 @@ class _Part:
         and dq come back in the caller's layout (autograd copies a leaf's gradient whose
         strides differ from the leaf's)."""
         if self.plan.slots is None and self.plan.n_slots == self.plan.L:
-            return self._token_major(torch.empty_like(like))
+            full = torch.empty_like(like)
+            try:  # a view unless the layout interleaves batch and tokens (token-major, B > 1)
+                return full.movedim(2, 0).view(self.plan.L, self.G, like.shape[-1])
+            except RuntimeError:
+                pass
         return like.new_empty(self.plan.n_slots, self.G, like.shape[-1])
 
     def key_slot_count(self) -> int:
@@ -566,7 +582,7 @@ class _Part:
         band = self.plan.contiguous_keys
         if band:
             out_s = self.slot_buffer(q)
-            qt, kt, vt = (self.band_source(x) for x in (q, k, v))
+            qt, kt, vt = self.band_source(q), self.band_key_source(k), self.band_key_source(v)
         elif self.gather_chunks:
             out_s = q.new_empty(self.plan.n_slots, self.G, v.shape[-1])
         else:
@@ -622,7 +638,8 @@ class _Part:
             dvp = torch.zeros(self.kidx.numel(), self.G, v.shape[-1], dtype=acc, device=q.device)
         elif band:
             dqs = self.slot_buffer(q)
-            qt, kt, vt, dot, ot = (self.band_source(x) for x in (q, k, v, dout, out))
+            qt, dot, ot = (self.band_source(x) for x in (q, dout, out))
+            kt, vt = self.band_key_source(k), self.band_key_source(v)
             lt = self.band_source(lse_b)
             shape_k = (self.key_slot_count(), self.G, k.shape[-1])
             shape_v = (self.key_slot_count(), self.G, v.shape[-1])

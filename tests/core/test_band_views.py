@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_leaves
 import longseq.kernels.blocked as blocked
 from longseq import attend
 from longseq.kernels.blocked import use_backend
-from longseq.patterns import SlidingWindow
+from longseq.patterns import Dense, SlidingWindow
 
 from .test_new_patterns import masked_reference
 
@@ -79,3 +79,31 @@ def test_token_major_inputs_stay_views():
     (gref,) = torch.autograd.grad(ref, xd, torch.ones_like(ref))
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gx.double(), gref, atol=1e-4, rtol=1e-4)
+
+
+def test_dense_tiles_pad_their_keys_once_per_call(monkeypatch):
+    """Every block of a dense plan reads all keys: where the length is off the block, the
+    padded keys are copied once per call, not once per chunk."""
+    L = 1000
+    monkeypatch.setattr(blocked, "_CHUNK_BYTES", 1)  # one block per chunk: 8 chunks
+    copies = []
+    real = blocked._Part._padded_rows
+
+    def spy(x, first, last):
+        out = real(x, first, last)
+        if out.shape[0] >= L and out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
+            copies.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(blocked._Part, "_padded_rows", staticmethod(spy))
+    q, k, v = (torch.randn(2, 2, L, 16, requires_grad=True) for _ in range(3))
+    km = torch.rand(2, L) > 0.2
+    pattern = Dense(causal=True)  # causal with a key mask: the blocked route's dense tiles
+    out = attend(q, k, v, pattern, key_mask=km)
+    grads = torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+    assert len(copies) == 4, copies  # k and v, in forward and in backward
+    qd, kd, vd = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref = masked_reference(qd, kd, vd, pattern.dense_mask(L)[None, None] & km[:, None, None, :])
+    dref = torch.autograd.grad(ref, (qd, kd, vd), torch.ones_like(ref))
+    for got, want in zip((out, *grads), (ref, *dref)):
+        assert float((got.double() - want).norm() / want.norm()) < 1e-5

@@ -233,3 +233,9 @@ def test_a_window_that_covers_the_sequence_runs_as_dense() -> None:
     assert explain(q, k, v, SlidingWindow(256, dilation=2)).route == "blocked"
     assert explain(q, k, v, SlidingWindow(256, global_tokens=(0,))).route == "blocked"
     assert explain(q, k, v, SlidingWindow(256), bias=ALiBi(2)).route == "blocked"
+    with use_backend("math"):  # a forced tile backend keeps the tiles
+        assert explain(q, k, v, SlidingWindow(256)).route == "blocked"
+    assert explain(q, k, v, SlidingWindow(256), dropout_p=0.1).route == "dense_sdpa"
+    long = torch.randn(1, 2, 600, 16)  # CPU SDPA with dropout forms (B, H, L, L) scores: tiles above 512
+    assert explain(long, long, long, SlidingWindow(600), dropout_p=0.1).route == "blocked"
+    assert explain(long, long, long, SlidingWindow(600)).route == "dense_sdpa"
