@@ -52,6 +52,8 @@ KERNEL_DIR_ENV = "LONGSEQ_KERNEL_DIR"
 SOURCE = Path(__file__).with_name("csrc") / "bf16_tiles.c"
 #: Every source compiled into the library (the fp32 twin beside the bf16 kernel).
 SOURCES = (SOURCE, SOURCE.with_name("fp32_tiles.c"))
+#: The header both include (what they share); part of the library's version too.
+HEADERS = (SOURCE.with_name("tiles_common.h"),)
 #: The tile dtypes the kernel takes.
 DTYPES = (torch.bfloat16, torch.float32)
 CFLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
@@ -87,7 +89,8 @@ def library_path(cc: list[str] | None = None) -> Path:
 
     One file per source version (~100 KB); builds of other versions stay until removed."""
     cc = cc or _compiler() or ["cc"]
-    key = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join((*cc, *CFLAGS)).encode()).hexdigest()[:16]
+    code = b"".join(path.read_bytes() for path in (*SOURCES, *HEADERS))
+    key = hashlib.sha256(code + " ".join((*cc, *CFLAGS)).encode()).hexdigest()[:16]
     root = os.environ.get(KERNEL_DIR_ENV)
     folder = Path(root) if root else Path.home() / ".cache" / "longseq" / "kernels"
     return folder / f"bf16_tiles-{key}.so"

@@ -15,20 +15,13 @@
  * bq % 16 == 0, D % 16 == 0, the last axis contiguous, even row strides and 4-byte
  * aligned rows for q, k, v, out, dout; lse/out/grad outputs contiguous.
  */
-#include <immintrin.h>
 #include <math.h>
-#include <omp.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+
+#include "tiles_common.h"
 
 typedef uint16_t bf16;
 /* two bf16 values: one multiply-add pair of vdpbf16ps; read from bf16 arrays, hence may_alias */
 typedef uint32_t __attribute__((may_alias)) word;
-
-#define ALIGN 64
-#define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
 
 /* ---------------------------------------------------------------- products */
 
@@ -71,25 +64,6 @@ static void gemm(int64_t M, int64_t N, int64_t Kw, const word *A, int64_t lda, c
 }
 
 /* ---------------------------------------------------------------- elementwise */
-
-/* exp(x) for x <= 0; exactly 0 below -87 (masked scores are -inf); NaN stays NaN. */
-static inline __m512 exp_neg(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.0f);
-    const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    x = _mm512_max_ps(lo, x); /* max_ps returns its second operand when either is NaN */
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r); /* |r| <= ln2/2 */
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps((__mmask16)~tiny, _mm512_scalef_ps(p, n));
-}
 
 static inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 
@@ -167,17 +141,6 @@ typedef struct {
     void *block; /* owned by the thread's cache */
 } scratch_t;
 
-/* Each thread keeps its scratch between calls: fresh pages cost more than the work here
- * (a first touch faults every 4 KiB page), and the OpenMP threads are torch's own. The
- * block is freed when its thread exits (libgomp ends surplus threads when a team shrinks). */
-static __thread char *cached_block = NULL;
-static __thread int64_t cached_bytes = 0;
-static pthread_key_t cache_key;
-static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
-
-static void free_cached_block(void *block) { free(block); }
-static void make_cache_key(void) { pthread_key_create(&cache_key, free_cached_block); }
-
 static int scratch_alloc(scratch_t *s, int64_t bq, int64_t span, int64_t D) {
     const int64_t spw = (span + 1) / 2, sp2 = 2 * spw;
     const int64_t words[] = {D / 2 * bq, bq / 2 * D, D / 2 * bq, bq / 2 * D, D * spw, spw * bq, spw * bq};
@@ -188,16 +151,8 @@ static int scratch_alloc(scratch_t *s, int64_t bq, int64_t span, int64_t D) {
     for (int i = 0; i < 7; i++, n++) off[n] = bytes, bytes += RUP(words[i] * 4, ALIGN);
     for (int i = 0; i < 5; i++, n++) off[n] = bytes, bytes += RUP(floats[i] * 4, ALIGN);
     for (int i = 0; i < 2; i++, n++) off[n] = bytes, bytes += RUP(halves[i] * 2, ALIGN);
-    if (cached_bytes < bytes) {
-        pthread_once(&cache_key_once, make_cache_key);
-        free(cached_block);
-        cached_block = aligned_alloc(ALIGN, RUP(bytes, ALIGN));
-        cached_bytes = cached_block ? bytes : 0;
-        pthread_setspecific(cache_key, cached_block);
-        if (!cached_block) return 1;
-        memset(cached_block, 0, bytes);
-    }
-    char *b = cached_block;
+    char *b = thread_scratch(bytes);
+    if (!b) return 1;
     s->block = b;
     word **w[] = {&s->Qt, &s->Qp, &s->dOt, &s->dOp, &s->Kq, &s->Pq, &s->dSq};
     float **f[] = {&s->ST, &s->dPT, &s->QT, &s->lse, &s->delta};
@@ -322,25 +277,6 @@ static void backward_items(scratch_t s, int64_t item0, int64_t item1, int64_t G,
             for (int64_t d = 0; d < D; d++) dqi[i * D + d] = s.QT[d * bq + i];
     }
 }
-
-/* The items are split evenly over `threads` OpenMP threads: torch's own pool when this
- * library shares torch's libgomp, so no second set of threads competes for the cores.
- * Both entry points return 0, or 1 when a thread could not allocate its scratch. */
-#define OVER_THREADS(CALL)                                                  \
-    int failed = 0;                                                         \
-    _Pragma("omp parallel num_threads(threads) reduction(|| : failed)")     \
-    {                                                                       \
-        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num(); \
-        const int64_t i0 = n_items * id / nt, i1 = n_items * (id + 1) / nt; \
-        scratch_t s;                                                        \
-        if (i0 < i1) {                                                      \
-            if (scratch_alloc(&s, bq, span, D))                             \
-                failed = 1;                                                 \
-            else                                                            \
-                CALL;                                                       \
-        }                                                                   \
-    }                                                                       \
-    return failed;
 
 int longseq_bf16_forward(int threads, int64_t n_items, int64_t G, int64_t bq, int64_t span, int64_t D,
                          const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
