@@ -109,7 +109,7 @@ def backend_choice(q: Tensor, dropout_p: float, bias_grad: bool) -> BackendChoic
     timed once, cached on disk) among PyTorch's flash tiles, the matmul tiles and, for bf16
     and fp32 on CPUs with AVX512-BF16, the fused C kernel; the default it keeps unless
     another path is 10% faster is the fused kernel where available (a window pass at
-    65,536 tokens ran about 3.4x faster on it in bf16 and 1.6x in fp32 than on flash on an
+    65,536 tokens ran about 3.4x faster on it in bf16 and 1.2-1.5x in fp32 than on flash on an
     AVX512-BF16 EPYC, docs/results.md) and else flash.
     Elsewhere the matmul path runs. ``$LONGSEQ_BACKEND`` forces a path for the process
     where it can serve the call (and is ignored, with the reason, where it cannot). Under
