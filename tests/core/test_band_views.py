@@ -67,8 +67,9 @@ def test_no_whole_copies_and_the_callers_layout(backend, L, causal, monkeypatch)
         assert float((got.double() - want).norm() / want.norm()) < tol
 
 
-def test_token_major_inputs_stay_views():
-    """Projections give (B, L, H, D) tensors viewed as (B, H, L, D): tiles read them in place."""
+def test_token_major_inputs_match_the_reference():
+    """Projections give (B, L, H, D) tensors viewed as (B, H, L, D) (with B > 1, put in
+    token order once per call): outputs and the shared input's gradient as the dense reference."""
     L, pattern = 700, SlidingWindow(50)
     x = torch.randn(2, L, 3, 16, requires_grad=True)
     q = k = v = x.transpose(1, 2)

@@ -109,6 +109,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from longseq.hardware import cpu_description, peak_rss_bytes
 
+    precision = spec.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     size, batch, train = spec["size"], spec["batch"], spec["mode"] == "train"
@@ -117,9 +120,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     y = torch.zeros(batch, dtype=torch.long)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3) if train else None
     flops = step_flops(model, x, train) if spec["flops"] else float("nan")
-    precision = spec.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
     def step() -> None:
