@@ -18,8 +18,9 @@ setup: $(STAMP)
 demo: setup
 	$(PY) scripts/train_dna.py
 
+# Two pytest-xdist workers, each with its share of the cores (tests/conftest.py).
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 bench: setup
 	$(PY) scripts/bench_attention.py

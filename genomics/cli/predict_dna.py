@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stride", type=int, help="bases between window starts for longer sequences "
                                               "(default: the window; 3/4 of it for per-base outputs)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences (or windows) per forward pass")
-    p.add_argument("--sequence-column", help="the table's sequence column, when not 'sequence' or 'seq'")
+    p.add_argument("--sequence-column", help="the table's sequence column, when not one of the common names "
+                   "(sequence, seq, dna, ...; any case)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle a checkpoint holding more than tensors and plain values (trusted files only)")

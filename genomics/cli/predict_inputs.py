@@ -1,27 +1,29 @@
 """The sequences ``longseq-predict-dna`` reads: FASTA/FASTQ/GenBank (plain or gzip, through
-:func:`genomics.io.iter_records`) or a CSV/TSV table (plain or gzip) with a sequence column.
+:func:`genomics.io.iter_records`) or a CSV/TSV/TXT table (plain or gzip) read as training
+reads one (delimiter sniffed, BOM dropped).
 
-A table's sequence column is ``sequence`` or ``seq`` (any case) unless named; ids come from
-an ``id`` or ``name`` column, else the data row number (1 for the first sequence). Every
-error names the file (and the row or record).
+A table's sequence column is one of :data:`genomics.io.labelled.SEQUENCE_COLUMNS` (any case)
+unless named; other columns (a label, say) are ignored; ids come from an ``id`` or ``name``
+column, else the data row number (1 for the first sequence). A table without a header, one
+sequence per line (and perhaps other fields), is read too. Every error names the file (and
+the row or record).
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer
-from genomics.io.readers import GenomeFormatError, detect_format, iter_records, open_binary
+from genomics.io.labelled import SEQUENCE_COLUMNS, TABLE_SUFFIXES, find_column, is_dna, open_table
+from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, iter_records
 
 __all__ = ["InputError", "NamedSequence", "read_sequences"]
 
-_TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
-_SEQUENCE_COLUMNS = ("sequence", "seq")
 _ID_COLUMNS = ("id", "name")
 
 
@@ -37,38 +39,53 @@ class NamedSequence:
     ids: np.ndarray
 
 
-def _table_delimiter(path: Path) -> str | None:
-    name = path.name.lower().removesuffix(".gz")
-    return _TABLE_SUFFIXES.get(Path(name).suffix)
+def _is_table(path: Path) -> bool:
+    return Path(path.name.lower().removesuffix(".gz")).suffix in TABLE_SUFFIXES
 
 
-def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
-    lower = {c.strip().lower(): c for c in columns}
-    return next((lower[w] for w in wanted if w in lower), None)
-
-
-def _read_table(path: Path, delimiter: str, tokenizer: NucleotideTokenizer,
-                sequence_column: str | None) -> list[NamedSequence]:
-    with open_binary(path) as binary:
+def _read_table(path: Path, tokenizer: NucleotideTokenizer, sequence_column: str | None) -> list[NamedSequence]:
+    """The rows of a table read as training reads one (delimiter sniffed, BOM dropped,
+    header names in any case), with or without a label column."""
+    try:
+        fh, delimiter = open_table(path)
+    except DataInputError as exc:
+        raise InputError(str(exc)) from None
+    with fh:
+        reader = csv.reader(fh, delimiter=delimiter, skipinitialspace=delimiter == " ")
         try:
-            text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-            reader = csv.DictReader(text, delimiter=delimiter)
-            columns = list(reader.fieldnames or [])
-            seq_col = sequence_column if sequence_column in columns else _pick(columns, _SEQUENCE_COLUMNS)
+            header = next(reader)
+            seq_col = find_column(header, sequence_column, SEQUENCE_COLUMNS, "--sequence-column", path)
+            pending: list[list[str]] = []
+            if seq_col is None and sequence_column is None:
+                # No header: the one field that is DNA is the sequence
+                dna = [i for i, v in enumerate(header) if is_dna(v.strip())]
+                if len(dna) == 1:
+                    seq_col, pending = dna[0], [header]
             if seq_col is None:
-                wanted = repr(sequence_column) if sequence_column else "'sequence' or 'seq'"
-                raise InputError(f"{path}: no {wanted} column in the header {columns}")
-            id_col = _pick(columns, _ID_COLUMNS)
+                raise InputError(f"{path}: no sequence column in the header {header} (delimiter {delimiter!r}); "
+                                 f"looked for {', '.join(SEQUENCE_COLUMNS)} in any case; name it with "
+                                 f"--sequence-column")
+            id_col = None if pending else find_column(header, None, _ID_COLUMNS, "", path)
             out = []
-            for row_number, row in enumerate(reader, 1):
-                seq = (row.get(seq_col) or "").strip()
-                name = (row.get(id_col) or "").strip() if id_col else ""
-                where = f"{path.name} line {reader.line_num}"
+            for fields in itertools.chain(pending, reader):
+                if not fields or not any(f.strip() for f in fields):
+                    continue
+                line = reader.line_num
+                if len(fields) <= max(seq_col, id_col or 0):
+                    raise InputError(f"{path}:{line}: {len(fields)} field(s), the header has {len(header)} "
+                                     f"(delimiter {delimiter!r})")
+                seq = fields[seq_col].strip()
                 if not seq:
-                    raise InputError(f"{path}: empty sequence at line {reader.line_num}")
-                out.append(NamedSequence(name or str(row_number), tokenizer.encode(seq, record=where)))
+                    raise InputError(f"{path}:{line}: empty sequence")
+                name = fields[id_col].strip() if id_col is not None else ""
+                where = f"{path.name}:{line}"
+                out.append(NamedSequence(name or str(len(out) + 1), tokenizer.encode(seq, record=where)))
+        except DataInputError as exc:
+            raise InputError(str(exc)) from None
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not a UTF-8 text table ({exc.reason})") from None
+        except csv.Error as exc:
+            raise InputError(f"{path}:{reader.line_num}: {exc}") from None
     return out
 
 
@@ -92,10 +109,9 @@ def read_sequences(path: str | Path, tokenizer: NucleotideTokenizer, *,
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    delimiter = _table_delimiter(path)
     try:
-        if delimiter is not None:
-            seqs = _read_table(path, delimiter, tokenizer, sequence_column)
+        if _is_table(path):
+            seqs = _read_table(path, tokenizer, sequence_column)
         else:
             _check_suffix(path)
             seqs = [NamedSequence(rec.id, tokenizer.encode(bytes(rec.seq), record=f"{path.name}:{rec.id}"))

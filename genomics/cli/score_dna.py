@@ -101,8 +101,16 @@ def _markov(args: argparse.Namespace, info: Any, dm: Any) -> Any:
     return fit_training_genome_markov(info.data_config, order=args.markov_order, datamodule=dm)
 
 
-def _record_file(out: Path, name: str) -> Path:
-    return out / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.npy"
+def _record_file(out: Path, name: str, taken: set[Path]) -> Path:
+    """``<out>/<name>.npy`` with unsafe characters replaced, numbered when two names end up
+    the same (``chr1|a`` and ``chr1_a``); the path is added to ``taken``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    path, n = out / f"{stem}.npy", 1
+    while path in taken:
+        n += 1
+        path = out / f"{stem}_{n}.npy"
+    taken.add(path)
+    return path
 
 
 def run(argv: list[str] | None = None) -> dict[str, float]:
@@ -119,7 +127,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(os.cpu_count() or 1)
     from genomics.baselines.compare import ScoredRegion, class_margins, repeat_masks
     from genomics.io import build_genome_cache, ecoli_k12_fasta
-    from genomics.io.readers import detect_format
+    from genomics.io.readers import DataInputError, GenomeFormatError, detect_format
     from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
@@ -132,7 +140,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
         raise _fail("--region val scores the checkpoint's own validation region; drop --fasta "
                     "(or score the whole file with --region all)")
     try:
-        model, _, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
+        model, tokenizer, info = load_model(args.ckpt, args.device, trusted=args.trust_checkpoint)
     except CheckpointError as exc:
         raise _fail(f"--ckpt {exc}") from None
     if info.task != "lm" or model.objective != "causal":
@@ -144,10 +152,16 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     else:
         fasta = args.fasta or str(ecoli_k12_fasta())
         try:
-            fasta = shipped_genome(fasta) or fasta
+            shipped = shipped_genome(fasta)
         except ValueError as exc:
             raise _fail(f"--fasta {args.fasta}: {exc}") from None
-        genome = build_genome_cache(fasta, labels=detect_format(fasta) == "genbank")
+        if shipped is None and not Path(fasta).is_file():
+            raise _fail(f"--fasta {fasta}: no such file")
+        fasta = shipped or fasta
+        try:  # read as the model's training genome was: soft-masked bases kept or folded alike
+            genome = build_genome_cache(fasta, soft_mask=tokenizer.soft_mask, labels=detect_format(fasta) == "genbank")
+        except (GenomeFormatError, DataInputError) as exc:
+            raise _fail(f"--fasta {exc}") from None
         genomes = [genome]
         spans = [(0, rec.name, 0, rec.length) for rec in _chosen_records(genome, args.records, fasta)]
     markov = _markov(args, info, dm)
@@ -159,11 +173,12 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     compared: list[ScoredRegion] = []
+    taken: set[Path] = set()
     for g, record, start, end in tqdm(spans, desc="records"):
         ids = genomes[g].window(record, start, end)
         name = record if (start, end) == (0, genomes[g].record(record).length) else f"{record}:{start + 1}-{end}"
         ll = score_sequence(model, ids, args.window, stride, args.device)
-        np.save(_record_file(args.out, name), ll)
+        np.save(_record_file(args.out, name, taken), ll)
         scored = np.isfinite(ll)
         row = {"record": name, "length": end - start, "bases_scored": int(scored.sum()),
                "bits": float(-ll[scored].sum())}
@@ -308,7 +323,8 @@ def _write_and_print(rows: list[dict[str, Any]], summary: dict[str, Any], args: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``longseq-score-dna``)."""
+    """Console entry point (``longseq-score-dna``): unusable flags, files and checkpoints end
+    the process with one ``longseq-score-dna: error: ...`` line on stderr."""
     run(argv)
 
 

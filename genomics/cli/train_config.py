@@ -145,7 +145,12 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("--sequence-parallel", args.sequence_parallel, args.task == "lm"),
     ) if given and not ok]
     if misplaced:
-        raise ConfigError(f"{', '.join(misplaced)}: not used by --task {args.task}")
+        hint = ""
+        if "--data" in misplaced and not args.fasta:
+            hint = f"; --task {args.task} reads its genome from --fasta"
+        elif "--fasta" in misplaced and not args.data:
+            hint = "; --task classification reads its labelled sequences from --data"
+        raise ConfigError(f"{', '.join(misplaced)}: not used by --task {args.task}{hint}")
     if args.sequence_parallel is not None and args.sequence_parallel < 1:
         raise ConfigError(f"--sequence-parallel: processes per window, >= 1; got {args.sequence_parallel}")
     trainer = {"max_time": args.max_time, "precision": args.precision, "accelerator": args.accelerator,

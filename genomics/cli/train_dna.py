@@ -193,6 +193,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
             raise ConfigError("--data: --task classification needs it (a CSV/TSV table with sequence and label "
                               "columns, a folder of train/dev/test tables, or a folder of one FASTA per class)")
         dm = spec.data(**data_kw)
+        _check_vocab(model_kw, dm.tokenizer)
         dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
         return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, None
     assert stages is not None
@@ -208,10 +209,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
     data_kw["val_seq_len"] = max(int(data_kw.get("val_seq_len") or 0), stages[-1].seq_len)
     dm = spec.data(seq_len=stages[0].seq_len, batch_size=stages[0].batch_size, **data_kw)
     task_kw.setdefault("max_steps", sum(s.steps for s in stages))
-    vocab = model_kw.setdefault("vocab_size", dm.tokenizer.vocab_size)
-    if vocab != dm.tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={vocab} but data.soft_mask={dm.tokenizer.soft_mask!r} "
-                          f"gives {dm.tokenizer.vocab_size} token ids")
+    _check_vocab(model_kw, dm.tokenizer)
     dm.prepare_data()
     dm.setup("fit")  # bad input (unreadable or truncated files, GFF ids matching no record) fails before the model
     check_window(dm, stages, seq_len_name)
@@ -219,6 +217,15 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
         model_kw.setdefault("pool", "none")
         return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, stages
     return _model_and_task(spec, model_kw, task_kw), dm, stages
+
+
+def _check_vocab(model_kw: dict[str, Any], tokenizer: Any) -> None:
+    """``model.vocab_size`` (set from the tokenizer when absent) must be the tokenizer's:
+    ``data.soft_mask: keep`` adds token ids an embedding sized for ``upper`` would not hold."""
+    vocab = model_kw.setdefault("vocab_size", tokenizer.vocab_size)
+    if vocab != tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={vocab} but data.soft_mask={tokenizer.soft_mask!r} "
+                          f"gives {tokenizer.vocab_size} token ids; set model.vocab_size: {tokenizer.vocab_size}")
 
 
 def _model_and_task(spec: Any, model_kw: dict[str, Any], task_kw: dict[str, Any], *args: Any) -> Any:

@@ -15,6 +15,7 @@ its own); a label of the validation or test rows occurs in training.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -53,6 +54,19 @@ def stratified_holdout(labels: list[str], fraction: float, seed: int) -> np.ndar
         chosen += [rows[j] for j in rng.permutation(len(rows))[:t]]
     return np.sort(np.array(chosen, dtype=np.int64))
 
+
+
+#: Up to this many files a split's files are listed by name; beyond, by folder with counts
+#: (a one-sequence-per-file benchmark holds tens of thousands).
+_FILES_LISTED = 20
+
+
+def _file_list(files: list[str]) -> list[str]:
+    """``files`` as given, or ``"<folder>/ (<n> files)"`` per folder when there are many."""
+    if len(files) <= _FILES_LISTED:
+        return files
+    folders = Counter(str(Path(f).parent) for f in files)
+    return [f"{folder}/ ({n:,} files)" for folder, n in folders.items()]
 
 class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule):
     """Labelled sequences for one label per sequence.
@@ -191,11 +205,11 @@ class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule
                 [ids[i] for i in chosen], [index[rows.labels[i]] for i in chosen],
                 rc_prob=h.rc_prob if split == "train" else 0.0,
             )
-        sources: dict[str, list[str]] = {}
+        sources: dict[str, dict[int, None]] = {}  # split -> file indices in first-seen order
         for f, s in zip(rows.file_index, splits):
-            if rows.files[f] not in sources.setdefault(s, []):
-                sources[s].append(rows.files[f])
-        self.description.update(validation=how, files={s: sources[s] for s in SPLITS if s in sources})
+            sources.setdefault(s, {})[f] = None
+        self.description.update(validation=how, files={s: _file_list([rows.files[f] for f in sources[s]])
+                                                       for s in SPLITS if s in sources})
 
     def majority_class(self) -> str:
         """The most frequent class of the training rows (first in class order on a tie)."""

@@ -37,7 +37,8 @@ from genomics.io.readers import DataInputError, GenomeFormatError, iter_records,
 
 __all__ = [
     "DataInputError", "FASTA_SUFFIXES", "LABEL_COLUMNS", "LabelledRows", "SEQUENCE_COLUMNS", "SPLIT_NAMES",
-    "TABLE_SUFFIXES", "read_class_folder", "read_labelled", "read_table", "split_of_name",
+    "TABLE_SUFFIXES", "find_column", "is_dna", "open_table", "read_class_folder", "read_labelled", "read_table",
+    "split_of_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ class LabelledRows:
         self.line.append(line)
 
 
+def is_dna(value: str) -> bool:
+    """Whether ``value`` reads as a DNA sequence (IUPAC letters, any case, at least 4)."""
+    return len(value) >= 4 and _DNA.match(value) is not None
+
+
 def _strip_gz(name: str) -> str:
     return name[:-3] if name.lower().endswith(".gz") else name
 
@@ -126,6 +132,26 @@ def _text_lines(path: Path) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
 
 
+def open_table(path: str | Path) -> tuple[io.TextIOWrapper, str]:
+    """``(text, delimiter)``: the table at ``path`` (plain or gzip) opened as UTF-8 text with
+    any BOM dropped, positioned at its start, and the delimiter sniffed from its first lines.
+    Raises :class:`DataInputError` naming the file when it is missing, empty or not UTF-8."""
+    path = Path(path)
+    # Whole chromosomes fit in one field; csv's default cap is 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    fh = _text_lines(path)
+    try:
+        sample = "".join(line for _, line in zip(range(_SNIFF_LINES), fh))[:_SNIFF_CHARS]
+        fh.seek(0)
+    except UnicodeDecodeError as exc:
+        fh.close()
+        raise DataInputError(f"{path}: not a UTF-8 text table ({exc.reason} at byte {exc.start})") from None
+    if not sample.strip():
+        fh.close()
+        raise DataInputError(f"{path}: empty file (a table with a sequence column expected)")
+    return fh, _delimiter(path, sample)
+
+
 def _delimiter(path: Path, sample: str) -> str:
     lines = sample.splitlines()
     first = lines[0] if lines else ""
@@ -143,7 +169,9 @@ def _delimiter(path: Path, sample: str) -> str:
     return "\t" if _suffix(path) == ".tsv" else (" " if " " in first.strip() else ",")
 
 
-def _find_column(header: list[str], wanted: str | None, names: tuple[str, ...], flag: str, path: Path) -> int | None:
+def find_column(header: list[str], wanted: str | None, names: tuple[str, ...], flag: str, path: Path) -> int | None:
+    """Index of the column named ``wanted`` (an error naming ``flag`` when absent), else of
+    the first of ``names`` in ``header``, else None; names match in any case, BOM dropped."""
     lowered = [h.strip().lstrip("\ufeff").lower() for h in header]
     if wanted is not None:
         if wanted.strip().lower() not in lowered:
@@ -161,28 +189,21 @@ def read_table(path: str | Path, tokenizer: NucleotideTokenizer, *, sequence_col
     row of a split file (``train.csv``...); a ``split`` column then must agree with it."""
     path = Path(path)
     rows = LabelledRows(files=[str(path)], layout="table")
-    with _text_lines(path) as fh:
-        try:
-            sample = "".join(line for _, line in zip(range(_SNIFF_LINES), fh))[:_SNIFF_CHARS]
-            fh.seek(0)
-        except UnicodeDecodeError as exc:
-            raise DataInputError(f"{path}: not a UTF-8 text table ({exc.reason} at byte {exc.start})") from None
-        if not sample.strip():
-            raise DataInputError(f"{path}: empty file (a table with a sequence and a label column expected)")
-        delimiter = _delimiter(path, sample)
+    fh, delimiter = open_table(path)
+    with fh:
         reader = csv.reader(fh, delimiter=delimiter, skipinitialspace=delimiter == " ")
         try:
             header = next(reader)
         except UnicodeDecodeError as exc:
             raise DataInputError(f"{path}: not a UTF-8 text table ({exc.reason})") from None
-        seq_col = _find_column(header, sequence_column, SEQUENCE_COLUMNS, "--sequence-column", path)
-        label_col = _find_column(header, label_column, LABEL_COLUMNS, "--label-column", path)
-        split_col = _find_column(header, None, (SPLIT_COLUMN,), "", path)
+        seq_col = find_column(header, sequence_column, SEQUENCE_COLUMNS, "--sequence-column", path)
+        label_col = find_column(header, label_column, LABEL_COLUMNS, "--label-column", path)
+        split_col = find_column(header, None, (SPLIT_COLUMN,), "", path)
         pending: list[tuple[int, list[str]]] = []
         if seq_col is None and label_col is None and sequence_column is None and label_column is None:
             # No header: two fields per row, one of them DNA
-            dna = [i for i, v in enumerate(header) if _DNA.match(v.strip())]
-            if len(header) == 2 and len(dna) == 1 and len(header[dna[0]].strip()) >= 4:
+            dna = [i for i, v in enumerate(header) if is_dna(v.strip())]
+            if len(header) == 2 and len(dna) == 1:
                 seq_col, label_col = dna[0], 1 - dna[0]
                 pending = [(reader.line_num, header)]
         if seq_col is None or label_col is None:

@@ -13,14 +13,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from genomics.data.tokenizers import NUM_BASES, is_unknown
+from genomics.data.tokenizers import NUM_BASES
 
 __all__ = ["base_bits", "base_labels", "class_probabilities", "mean_embedding"]
 
 _LN2 = math.log(2.0)
 #: Label of padding, as ``genomics.data.datasets.IGNORE_INDEX`` (not imported: it pulls in genome I/O).
 IGNORE_INDEX = -100
-_FIRST_LOWER = 9  # ids 4..8 are N and the specials, 9.. lowercase bases
 
 
 @torch.no_grad()
@@ -41,7 +40,8 @@ def base_labels(model: nn.Module, input_ids: Tensor, mask: Tensor | None = None)
 @torch.no_grad()
 def base_bits(model: nn.Module, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
     """``-log2 p(x_i | x_<i)`` per base from a causal :class:`~genomics.models.DNALanguageModel`:
-    (B, L) float32, NaN where not scored (position 0, N and special targets, padding). The
+    (B, L) float32, NaN where not scored (position 0, N, special and kept soft-masked targets,
+    padding). The
     same numbers as :func:`~genomics.models.score_sequence` over one window, negated."""
     if getattr(model, "objective", "causal") != "causal":
         raise ValueError("per-base bits need a causal language model (objective='causal')")
@@ -50,7 +50,7 @@ def base_bits(model: nn.Module, input_ids: Tensor, mask: Tensor | None = None) -
     bits = -logp.gather(-1, targets.clamp_max(logp.shape[-1] - 1).unsqueeze(-1)).squeeze(-1) / _LN2
     out = torch.full(input_ids.shape, float("nan"), dtype=torch.float32, device=input_ids.device)
     out[:, 1:] = bits
-    bad = is_unknown(input_ids) | ((input_ids >= NUM_BASES) & (input_ids < _FIRST_LOWER))
+    bad = input_ids >= NUM_BASES  # as in training: N, specials and kept lowercase bases are no targets
     if mask is not None:
         bad |= ~mask
     return out.masked_fill(bad, float("nan"))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genomics.data.tokenizers import NUM_BASES, is_unknown
+from genomics.data.tokenizers import NUM_BASES
 
 __all__ = ["window_starts", "score_sequence"]
 
@@ -38,7 +38,8 @@ def score_sequence(
     model: nn.Module, ids: np.ndarray, window: int, stride: int, device: torch.device | str = "cpu"
 ) -> np.ndarray:
     """log2 p(x_i | x_<i within its window) for every position (L,) float32; NaN where not
-    scored (position 0, and N targets). ``model(ids (1, L)) -> logits (1, L, V)`` is causal."""
+    scored (position 0, and N, special or kept soft-masked targets).
+    ``model(ids (1, L)) -> logits (1, L, V)`` is causal."""
     out = np.full(ids.shape[0], np.nan, dtype=np.float32)
     for start, end, first in window_starts(ids.shape[0], window, stride):
         if end - start < 2:
@@ -50,6 +51,6 @@ def score_sequence(
         ll = ll.cpu().numpy()
         keep = slice(first - start - 1, None)
         out[first:end] = ll[keep]
-    bad = is_unknown(ids) | (ids >= NUM_BASES) & (ids < 9)
+    bad = ids >= NUM_BASES  # as in training: N, specials and kept lowercase bases are no targets
     out[bad] = np.nan
     return out

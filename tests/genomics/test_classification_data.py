@@ -197,7 +197,7 @@ def test_test_data_table_and_conflicts(tmp_path, no_model):
 
 def test_genomic_benchmarks_folders(tmp_path):
     root = tmp_path / "human_nontata_promoters"
-    for split, n in (("train", 8), ("test", 4)):
+    for split, n in (("train", 15), ("test", 4)):
         for label in ("positive", "negative"):
             folder = root / split / label
             folder.mkdir(parents=True)
@@ -206,6 +206,12 @@ def test_genomic_benchmarks_folders(tmp_path):
     dm = SequenceClassificationDataModule(str(root))
     dm.setup("fit")
     assert dm.class_names == ["negative", "positive"] and dm.class_counts["test"] == {"negative": 4, "positive": 4}
+    # one file a sequence: the summary names the folders with their counts once there are many
+    files = dm.description["files"]
+    assert sorted(files["train"]) == [f"{root / 'train' / label}/ ({dm.class_counts['train'][label]} files)"
+                                      for label in ("negative", "positive")]
+    assert sorted(files["test"]) == sorted(str(root / "test" / label / f"{i}.txt")
+                                           for label in ("negative", "positive") for i in range(4))
 
 
 def test_split_words_in_file_names():

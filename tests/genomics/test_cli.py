@@ -66,8 +66,12 @@ def test_keys_the_script_sets_are_refused(tmp_path):
 def test_flag_for_another_task_is_an_error():
     with pytest.raises(ConfigError, match=r"--join-records: not used by --task needle"):
         train_dna.run(["--task", "needle", "--join-records", "--print-config"])
-    with pytest.raises(ConfigError, match=r"--fasta: not used by --task classification"):
+    with pytest.raises(ConfigError, match=r"--fasta: not used by --task classification; --task classification "
+                                          r"reads its labelled sequences from --data$"):
         train_dna.run(["--task", "classification", "--fasta", "g.fa", "--print-config"])
+    with pytest.raises(ConfigError, match=r"--data: not used by --task annotation; --task annotation reads its "
+                                          r"genome from --fasta$"):
+        train_dna.run(["--task", "annotation", "--data", "g.fna.gz", "--gff", "g.gff.gz", "--print-config"])
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

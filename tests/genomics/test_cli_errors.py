@@ -92,6 +92,19 @@ def test_config_value_errors_name_file_and_key(section, key, value, message, wor
     assert err == f"{work / 'bad.yaml'}: {message}"
 
 
+def test_classification_vocabulary_must_fit_the_tokenizer(work, capsys, no_model):
+    """Kept soft-masking adds token ids: the default classification config's embedding
+    (vocab_size 9) cannot hold them, which must fail before any model is built."""
+    (work / "seqs.csv").write_text("sequence,label\n" + "".join(f"{random_dna(40, i)},{i % 2}\n" for i in range(8)))
+    cfg = yaml.safe_load((Path(train_dna.__file__).parents[2] / "configs/genomics/classification.yaml").read_text())
+    cfg["data"]["soft_mask"] = "keep"
+    (work / "keep.yaml").write_text(yaml.safe_dump(cfg))
+    err = _error(["--task", "classification", "--data", str(work / "seqs.csv"), "--config", str(work / "keep.yaml")],
+                 capsys, work / "out")
+    assert re.fullmatch(r"model\.vocab_size=9 but data\.soft_mask='keep' gives 14 token ids; set "
+                        r"model\.vocab_size: 14", err), err
+
+
 def test_a_flag_value_is_named_by_the_flag_never_replaced(work, capsys, no_model):
     err = _error(["--task", "needle", "--fasta", str(work / "genome.fa"), "--max-steps", "0"], capsys, work / "out")
     assert err.startswith("--max-steps: must be a positive whole number, got 0")

@@ -335,27 +335,39 @@ def test_command_line_errors_name_the_flag(runs, tmp_path):
         (["--ckpt", cls, "--data", fa, "--out", str(tmp_path / "p.npy")], r"--out .*p\.npy: a \.npy file is written"),
         (["--ckpt", cls, "--data", str(tmp_path / "none.fa"), "--out", str(tmp_path / "p.csv")],
          r"--data .*none\.fa: no such file"),
-        (["--ckpt", cls, "--data", str(tmp_path / "s.txt"), "--out", str(tmp_path / "p.csv")],
-         r"--data .*s\.txt: unknown format"),
+        (["--ckpt", cls, "--data", str(tmp_path / "s.xyz"), "--out", str(tmp_path / "p.csv")],
+         r"--data .*s\.xyz: unknown format"),
         (["--ckpt", cls, "--data", fa, "--out", str(tmp_path / "p.csv"), "--window", "10", "--stride", "20"],
          r"--stride must be in \[1, --window=10\]"),
     ]
-    (tmp_path / "s.txt").write_text("ACGT\n")
+    (tmp_path / "s.xyz").write_text("ACGT\n")
     for argv, message in cases:
         with pytest.raises(SystemExit, match=rf"^longseq-predict-dna: error: {message}"):
             predict_dna.run(argv)
-    (tmp_path / "noseq.csv").write_text("id,dna\na,ACGT\n")
-    with pytest.raises(SystemExit, match=r"--data .*noseq\.csv: no 'sequence' or 'seq' column in the header"):
+    (tmp_path / "noseq.csv").write_text("id,bases\na,ACGT\n")
+    with pytest.raises(SystemExit, match=r"--data .*noseq\.csv: no sequence column in the header \['id', 'bases'\]"):
         predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "noseq.csv"), "--out", str(tmp_path / "p.csv")])
-    # ... unless named, and a TSV reads the same
-    (tmp_path / "dna.tsv").write_text("id\tdna\na\tACGTACGT\nb\tGGCCA\n")
-    predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "dna.tsv"), "--sequence-column", "dna",
+    # ... unless named (in any case), and a TSV reads the same
+    (tmp_path / "dna.tsv").write_text("id\tbases\na\tACGTACGT\nb\tGGCCA\n")
+    predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "dna.tsv"), "--sequence-column", "BASES",
                      "--out", str(tmp_path / "p.csv")])
     assert [r["id"] for r in _rows(tmp_path / "p.csv")] == ["a", "b"]
     (tmp_path / "bad.fa").write_text(">r1\nACGTXACGT\n")
     with pytest.raises(SystemExit, match=r"--data .*bad\.fa: record 'bad\.fa:r1': invalid nucleotide 'X' at "
                                          r"position 4"):
         predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "bad.fa"), "--out", str(tmp_path / "p.csv")])
+
+
+def test_tables_read_as_training_reads_them(runs, tmp_path):
+    """A spreadsheet export (BOM, semicolons, a label column) and a plain list of sequences
+    without a header: every row is predicted, ids are row numbers."""
+    cls = _ckpt(runs, "classification")
+    (tmp_path / "excel.csv").write_bytes("\ufeffSequence;Label\r\nACGTACGTAA;1\r\nGGGCCCATAT;0\r\n".encode())
+    (tmp_path / "list.txt").write_text("ACGTACGTAA\nGGGCCCATAT\nTTTTAAAACC\n")
+    for name, n in (("excel.csv", 2), ("list.txt", 3)):
+        predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / name), "--out", str(tmp_path / "p.csv")])
+        rows = _rows(tmp_path / "p.csv")
+        assert [r["id"] for r in rows] == [str(i + 1) for i in range(n)], name
 
 
 def test_table_without_ids_uses_row_numbers(runs, tmp_path):

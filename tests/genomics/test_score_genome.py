@@ -103,6 +103,29 @@ def test_records_that_match_nothing_list_the_names_found(lm_run, tmp_path):
         _score(lm_run, tmp_path, "--records", "chr1", "chrX")
 
 
+def test_unreadable_genomes_are_one_line_errors(lm_run, tmp_path, capsys):
+    """A missing file, an unknown suffix and duplicate record names: one error line naming
+    --fasta and the file, no traceback."""
+    root, ckpt = lm_run
+    (tmp_path / "genome.xyz").write_text(">a\nACGT\n")
+    write_fasta(tmp_path / "twice.fa", {"a": random_dna(300, 1)})
+    (tmp_path / "twice.fa").write_text((tmp_path / "twice.fa").read_text() * 2)
+    for name, message in (("gone.fa", r"gone\.fa: no such file"), ("genome.xyz", r"genome\.xyz"),
+                          ("twice.fa", r"twice\.fa.*'a'")):
+        with pytest.raises(SystemExit, match=rf"^longseq-score-dna: error: --fasta .*{message}") as exit_info:
+            score_dna.main(["--ckpt", ckpt, "--fasta", str(tmp_path / name), "--no-markov",
+                            "--out", str(tmp_path / "scores")])
+        assert "\n" not in str(exit_info.value)
+
+
+def test_records_whose_file_names_collide_each_keep_their_scores(lm_run, tmp_path):
+    write_fasta(tmp_path / "pipes.fa", {"chr1|a": random_dna(600, 5), "chr1_a": random_dna(700, 6)})
+    score_dna.run(["--ckpt", lm_run[1], "--fasta", str(tmp_path / "pipes.fa"), "--no-markov", "--window", "1024",
+                   "--out", str(tmp_path / "scores")])
+    sizes = sorted(np.load(f).size for f in (tmp_path / "scores").glob("*.npy"))
+    assert sizes == [600, 700]
+
+
 def test_records_subset_and_shortened_per_record_lines(lm_run, tmp_path, capsys):
     result, summary = _score(lm_run, tmp_path, "--records", "plasmid", "chr1", "--per-record", "1",
                                 "--markov-order", "2")

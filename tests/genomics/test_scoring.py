@@ -33,3 +33,23 @@ def test_stitched_scores_equal_one_pass():
     np.testing.assert_allclose(full[1:50], direct[:49].numpy() / np.log(2), rtol=1e-4, atol=1e-5)
     short_overlap = score_sequence(model, ids, window=64, stride=60)  # overlap 4 < 16: differs
     assert not np.allclose(short_overlap[150:], full[150:], equal_nan=True)
+
+
+def test_kept_soft_masked_targets_are_not_scored_as_in_training():
+    """With ``soft_mask="keep"`` training leaves lowercase targets out of the loss, so their
+    logits are never trained: scoring and per-base bits leave them out too (NaN)."""
+    from genomics.data.tokenizers import NucleotideTokenizer
+    from genomics.models.inference import base_bits
+
+    tokenizer = NucleotideTokenizer("keep")
+    model = DNALanguageModel(vocab_size=tokenizer.vocab_size, dim=16, depth=1, heads=2, window=8).eval()
+    ids = tokenizer.encode("ACGTacgtNACGTnACGT")
+    lower = (ids >= 9) & (ids != N + 9)
+    assert lower.sum() == 4
+    ll = score_sequence(model, ids, window=16, stride=12)
+    bits = base_bits(model, torch.from_numpy(ids.astype(np.int64))[None])[0].numpy()
+    for scores in (ll, bits):
+        assert np.isnan(scores[lower]).all() and np.isnan(scores[ids == N]).all() and np.isnan(scores[0])
+        upper = ids < 4
+        upper[0] = False
+        assert np.isfinite(scores[upper]).all()
