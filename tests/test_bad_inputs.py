@@ -254,6 +254,24 @@ def _class_without_images(tmp: Path) -> Path:
     return tmp / "photos"
 
 
+def _one_class(tmp: Path) -> Path:
+    _png(tmp / "photos" / "cat" / "0.png")
+    return tmp / "photos"
+
+
+def _splits_without_train(tmp: Path) -> Path:
+    for split in ("valid", "test"):
+        _png(tmp / "photos" / split / "cat" / "0.png")
+    return tmp / "photos"
+
+
+def _val_class_not_in_train(tmp: Path) -> Path:
+    for split, names in (("train", ("cat", "dog")), ("valid", ("cat", "bird"))):
+        for name in names:
+            _png(tmp / "photos" / split / name / "0.png")
+    return tmp / "photos"
+
+
 def _corrupt_class(tmp: Path) -> Path:
     _folder(tmp)
     _write(tmp / "photos" / "bird" / "0.jpg", b"\xff\xd8\xff\xe0 truncated download")
@@ -294,6 +312,11 @@ IMAGES = [
     Case("images-no-class-folders", _train_vit(data=_flat_folder), CLI, _named("--data: {tmp}/flat")),
     Case("images-class-without-images", _train_vit(data=_class_without_images), CLI,
          _named("--data: {tmp}/photos/bird")),
+    Case("images-one-class", _train_vit(data=_one_class), CLI, _named("--data: {tmp}/photos: one class folder (cat)")),
+    Case("images-splits-without-train", _train_vit(data=_splits_without_train), CLI,
+         _named("--data: {tmp}/photos: split folders (test, valid) but no train/")),
+    Case("images-val-class-not-in-train", _train_vit(data=_val_class_not_in_train), CLI,
+         _named("--data: {tmp}/photos/valid: class folders ['bird'] are not under {tmp}/photos/train")),
     Case("images-class-of-corrupt-files", _train_vit(data=_corrupt_class), CLI, _named("--data: {tmp}/photos/bird")),
     Case("images-reader-not-a-folder", lambda tmp: __import__("vision.data.image_folder", fromlist=["x"])
          .scan_image_folder(tmp / "none"), ValueError, _named("{tmp}/none")),

@@ -50,6 +50,29 @@ def test_import_converts_once(tmp_path: Path) -> None:
     assert len(list((out / "images/val").iterdir())) == 1
 
 
+def test_import_never_clears_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    voc = write_voc_folder(tmp_path / "voc", n=3)
+    out = tmp_path / "project" / "data"
+    (out / "mine").mkdir(parents=True)
+    (out / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"holds files that no VOC import wrote"):
+        import_voc_folder(voc, out)
+    assert (out / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_detection_dataset_skips_an_image_broken_after_the_scan(tmp_path: Path, caplog) -> None:
+    from vision.detection.dataset import YoloDetectionDataset
+
+    data_yaml = import_voc_folder(write_voc_folder(tmp_path / "voc", n=4), tmp_path / "data", val_fraction=0.25)
+    ds = YoloDetectionDataset(data_yaml.parent, "train", 2)
+    first = ds.samples[0].image
+    first.write_bytes(first.read_bytes()[:150])  # truncated on disk
+    with caplog.at_level("WARNING", logger="vision.detection.dataset"):
+        image, target = ds[0]
+    assert "using the next image instead" in caplog.text and image.shape == (3, 48, 64)
+    assert target["labels"].tolist() == ds.samples[1].labels.tolist()
+
+
 def test_resolve_data(tmp_path: Path) -> None:
     voc = write_voc_folder(tmp_path / "voc", n=3)
     assert is_voc_folder(voc) and not is_voc_folder(tmp_path)

@@ -112,6 +112,34 @@ def test_voc_import(tmp_path: Path) -> None:
     assert rep.count == 0 and len(samples[0].labels) == 2
 
 
+def test_voc_import_of_difficult_edge_and_broken_images(tmp_path: Path) -> None:
+    """Difficult objects are left out; a 0-based exporter's box at the edge (xmin 0, xmax one
+    past the width) is clamped, not dropped; a truncated JPEG is reported, not copied."""
+    voc = tmp_path / "voc"
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "Annotations").mkdir()
+    Image.new("RGB", (64, 48)).save(voc / "JPEGImages/a.jpg")
+    Image.new("RGB", (64, 48)).save(voc / "JPEGImages/broken.jpg")
+    (voc / "JPEGImages/broken.jpg").write_bytes((voc / "JPEGImages/broken.jpg").read_bytes()[:200])
+    box = "<object><name>{n}</name>{d}<bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>" \
+          "<ymax>{b[3]}</ymax></bndbox></object>"
+    objects = [box.format(n="cat", d="<difficult>1</difficult>", b=(5, 5, 20, 20)),
+               box.format(n="dog", d="<difficult>0</difficult><truncated>1</truncated>", b=(0, 0, 65, 48)),
+               box.format(n="cat", d="", b=(10.5, 8.25, 30.5, 20.75))]
+    for name in ("a", "broken"):
+        (voc / f"Annotations/{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename>{''.join(objects)}</annotation>")
+    out = tmp_path / "yolo"
+    report = voc_to_yolo(sorted((voc / "Annotations").glob("*.xml")), out, ["cat", "dog"], split="train",
+                         image_dirs=[voc / "JPEGImages"])
+    assert report.count == 1 and "unreadable image broken.jpg" in report.problems[str(voc / "Annotations/broken.xml")][0]
+    assert not (out / "images/train/broken.jpg").exists()
+    rows = np.loadtxt(out / "labels/train/a.txt").reshape(-1, 5)
+    assert rows[:, 0].tolist() == [1, 0]  # the difficult cat is gone
+    np.testing.assert_allclose(rows[0, 1:], [0.5, 0.5, 1.0, 1.0], atol=1e-6)  # the whole image
+    np.testing.assert_allclose(rows[1, 1:], [20 / 64, 14 / 48, 21 / 64, 13.5 / 48], atol=1e-6)  # float pixels
+
+
 def test_scattered_digits_yolo(tmp_path: Path) -> None:
     data_yaml = make_scattered_digits_yolo(tmp_path / "d", img_size=(96, 128), n_train=3, n_val=2, digit_size=(14, 28))
     data = load_data_yaml(data_yaml)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from vision.data.datamodules import ImageFolderDataModule
-from vision.data.image_folder import SafeImageFolder, read_rgb, scan_image_folder
+from vision.data.image_folder import SafeImageFolder, read_rgb, scan_image_folder, split_folders
 
 
 def _make_folder(root):
@@ -87,3 +87,55 @@ def test_bad_roots(tmp_path):
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="no readable images"):
         scan_image_folder(tmp_path / "empty")
+
+
+def test_read_rgb_scales_16_bit_and_turns_photos_upright(tmp_path):
+    """A 16-bit grayscale PNG keeps its tones (``convert`` alone clips all but the darkest to
+    white); a JPEG stored sideways with EXIF orientation 6 comes back upright."""
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "scan16.png")
+    assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
+    gray = np.asarray(read_rgb(tmp_path / "scan16.png"))[..., 0].astype(int)
+    np.testing.assert_allclose(gray, ramp // 256, atol=1)
+    sideways = np.zeros((20, 40, 3), np.uint8)
+    sideways[:, :20] = 255  # stored 20 x 40, white on the left
+    image = Image.fromarray(sideways)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(read_rgb(tmp_path / "phone.jpg"))
+    assert upright.shape == (40, 20, 3)
+    assert upright[5, 10].mean() > 200 and upright[35, 10].mean() < 50  # the white half is now on top
+
+
+@pytest.mark.parametrize("held_out", ["val", "valid", "validation", "dev"])
+def test_split_folders_validate_on_the_held_out_folder(tmp_path, held_out):
+    """``train/`` beside any held-out name: those images validate, a class missing from the
+    held-out folder keeps its index, and ``test/`` is never read."""
+    rng = np.random.default_rng(0)
+    for split, names, n in (("train", ("ant", "bee", "cat"), 3), (held_out, ("ant", "cat"), 2), ("test", ("ant",), 4)):
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / split / name / f"{i}.png")
+    assert split_folders(tmp_path) == (tmp_path / "train", tmp_path / held_out)
+    dm = ImageFolderDataModule(str(tmp_path), img_size=16, batch_size=2, num_workers=0)
+    dm.setup("fit")
+    assert dm.classes == ["ant", "bee", "cat"] and len(dm.train_set) == 9
+    assert sorted((p.parent.name, label) for p, label in dm.val_set.samples) == [("ant", 0)] * 2 + [("cat", 2)] * 2
+    assert all(p.parts[-3] == held_out for p, _ in dm.val_set.samples)
+
+
+def test_train_folder_alone_holds_out_a_share_of_each_class(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 5), ("test", 2)):
+        for name in ("ant", "bee"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / split / name / f"{i}.png")
+    dm = ImageFolderDataModule(str(tmp_path), img_size=16, batch_size=2, num_workers=0, val_fraction=0.2)
+    with caplog.at_level(logging.INFO, logger="vision.data.datamodules"):
+        dm.setup("fit")
+    assert dm.classes == ["ant", "bee"] and len(dm.train_set) == 8 and len(dm.val_set) == 2
+    assert all(p.parts[-3] == "train" for p, _ in [*dm.train_set.samples, *dm.val_set.samples])
+    assert "test/ is left aside" in caplog.text

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from longseq.training.sampling import SeededDataset, items_done
 
 from vision.data.datasets import ScatteredDigitsClassification
-from vision.data.image_folder import SafeImageFolder, scan_image_folder
+from vision.data.image_folder import VAL_FOLDERS, SafeImageFolder, scan_image_folder, split_folders
 from vision.data.scattered_digits import CanvasSettings, scattered_digits_split
 from vision.data.transforms import photo_transform
 
@@ -178,11 +178,26 @@ class ScatteredDigitsDataModule(_ClassificationLoaders):
 
 
 
-class ImageFolderDataModule(_ClassificationLoaders):
-    """Classification on ``root/<class>/<image>`` or ``root/{train,val}/<class>/<image>``.
+def _hold_out(samples: list[tuple[Path, int]], num_classes: int, fraction: float,
+              seed: int) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """``(train, val)``: a seeded ``fraction`` of each class's samples (at least one of a
+    class with two or more) validates."""
+    rng = random.Random(seed)
+    train, val = [], []
+    for c in range(num_classes):
+        items = [s for s in samples if s[1] == c]
+        rng.shuffle(items)
+        n_val = max(1, round(len(items) * fraction)) if len(items) > 1 else 0
+        val += items[:n_val]
+        train += items[n_val:]
+    return train, val
 
-    Without ``train``/``val`` sub-folders, ``val_fraction`` of each class (shuffled with
-    ``seed``) validates. Corrupt files are skipped and non-RGB images converted, with a
+
+class ImageFolderDataModule(_ClassificationLoaders):
+    """Classification on ``root/<class>/<image>``, or ``root/train/<class>/<image>`` beside a
+    held-out ``val/`` (or ``valid/``, ``validation/``, ``dev/``) with the same class folders
+    (a class may be missing from it). Without a held-out folder, ``val_fraction`` of each
+    class (shuffled with ``seed``) validates; a ``test/`` folder is never read. Corrupt files are skipped and non-RGB images converted, with a
     logged warning (see :mod:`vision.data.image_folder`).
 
     Transforms (timm's ``create_transform``, :mod:`vision.data.transforms`): training takes
@@ -234,23 +249,24 @@ class ImageFolderDataModule(_ClassificationLoaders):
         if self.classes:
             return
         root = Path(self.hparams.root)
-        if (root / "train").is_dir() and (root / "val").is_dir():
-            train, classes = scan_image_folder(root / "train")
-            val, val_classes = scan_image_folder(root / "val")
-            if val_classes != classes:
-                raise ValueError(f"train and val class folders differ under {root}: {classes} vs {val_classes}")
+        split = split_folders(root)
+        if split is not None and split[1] is not None:
+            train, classes = scan_image_folder(split[0])
+            val, val_classes = scan_image_folder(split[1])
+            unknown = sorted(set(val_classes) - set(classes))
+            if unknown:
+                raise ValueError(f"{split[1]}: class folders {unknown} are not under {split[0]}")
+            index = [classes.index(name) for name in val_classes]  # a class may be missing from val
+            val = [(path, index[label]) for path, label in val]
         else:
-            samples, classes = scan_image_folder(root)
-            rng = random.Random(self.hparams.seed)
-            train, val = [], []
-            for c in range(len(classes)):
-                items = [s for s in samples if s[1] == c]
-                rng.shuffle(items)
-                n_val = max(1, round(len(items) * self.hparams.val_fraction)) if len(items) > 1 else 0
-                val += items[:n_val]
-                train += items[n_val:]
+            samples, classes = scan_image_folder(root if split is None else split[0])
+            train, val = _hold_out(samples, len(classes), self.hparams.val_fraction, self.hparams.seed)
             if not val:
                 raise ValueError(f"too few images under {root} to hold out a validation set")
+            if split is not None:
+                log.info("%s: no %s folder beside train/: validating on %.0f%% of each class of train/%s",
+                         root, "/".join(VAL_FOLDERS), 100 * self.hparams.val_fraction,
+                         "; test/ is left aside" if (root / "test").is_dir() else "")
         self.classes = classes
         self.train_set = SafeImageFolder(train, classes, self.transforms(train=True))
         self.val_set = SafeImageFolder(val, classes, self.transforms(train=False))

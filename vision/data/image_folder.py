@@ -1,8 +1,10 @@
-"""A forgiving image-folder reader: ``root/<class>/<image>``.
+"""A forgiving image-folder reader: ``root/<class>/<image>``, or split into ``root/train/``
+beside a held-out ``val/`` (``valid/``, ``validation/``, ``dev/``) and perhaps ``test/``.
 
-Real folders hold grayscale scans, RGBA screenshots, palette PNGs and the odd truncated
-download. Unreadable files are skipped and non-RGB images converted, each with a logged
-warning; neither stops training. A folder with no readable image at all, or a class
+Real folders hold grayscale scans, 16-bit PNGs, RGBA screenshots, palette PNGs, phone
+photos stored sideways with an EXIF orientation, and the odd truncated download.
+Unreadable files are skipped and other images converted to upright 8-bit RGB, each with a
+logged warning; neither stops training. A folder with no readable image at all, or a class
 folder without one, is an error naming it.
 """
 
@@ -13,24 +15,55 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "scan_image_folder", "read_rgb", "SafeImageFolder"]
+__all__ = ["IMAGE_EXTENSIONS", "SPLIT_FOLDERS", "UNREADABLE", "VAL_FOLDERS", "SafeImageFolder", "read_rgb",
+           "scan_image_folder", "split_folders"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # What PIL raises on broken files; ImportError too, because ultralytics (when imported in
 # the same process) patches Image.open to retry unreadable files with an optional HEIF plugin.
-_BAD = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
+UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
+
+
+#: Held-out folder names beside ``train/``, in the order they are looked for.
+VAL_FOLDERS = ("val", "valid", "validation", "dev")
+#: Every split folder name: a root holding only these is split, never a set of classes.
+SPLIT_FOLDERS = ("train", *VAL_FOLDERS, "test")
+
+
+def split_folders(root: str | Path) -> tuple[Path, Path | None] | None:
+    """``(train, held-out folder or None)`` when ``root`` holds ``train/`` (the held-out one
+    is the first of :data:`VAL_FOLDERS` present); None when ``root`` holds class folders.
+    Raises ``ValueError`` when ``root`` holds split folders but no ``train/``."""
+    root = Path(root)
+    if (root / "train").is_dir():
+        return root / "train", next((root / v for v in VAL_FOLDERS if (root / v).is_dir()), None)
+    subfolders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    if subfolders and all(name.lower() in SPLIT_FOLDERS for name in subfolders):
+        raise ValueError(f"{root}: split folders ({', '.join(sorted(subfolders))}) but no train/ folder to train on")
+    return None
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16/32-bit integer and float grayscale in 0-255 (``convert`` would clip, not scale)."""
+    if im.mode == "F":
+        return im.point(lambda v: v * 255.0).convert("L")  # float images hold 0-1
+    if im.mode.startswith("I"):  # "I;16", "I;16B", "I": 16-bit data
+        return im.convert("I").point(lambda v: v / 256.0).convert("L")
+    return im
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Decode an image fully and return it in RGB; raises on unreadable files."""
+    """Decode an image fully and return it upright (EXIF orientation applied) in 8-bit RGB;
+    raises on unreadable files."""
     with Image.open(path) as im:
         im.load()
+        im = _to_8bit(ImageOps.exif_transpose(im))
         if im.mode == "RGB":
             return im.copy()
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
@@ -67,7 +100,7 @@ def scan_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[st
                 with Image.open(path) as im:
                     mode = im.mode
                     im.load()
-            except _BAD as err:
+            except UNREADABLE as err:
                 skipped.append(f"{path} ({type(err).__name__}: {err})")
                 continue
             if mode != "RGB":
@@ -109,7 +142,7 @@ class SafeImageFolder(Dataset):
             path, label = self.samples[(i + k) % len(self.samples)]
             try:
                 image = read_rgb(path)
-            except _BAD as err:
+            except UNREADABLE as err:
                 log.warning("could not read %s (%s); using the next image instead", path, err)
                 continue
             x = self.transform(image) if self.transform is not None else image

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vision.data.image_folder import UNREADABLE, read_rgb
 from vision.detection.yolo_format import LabelReport, scan_split, yolo_to_xyxy
+
+log = logging.getLogger(__name__)
 
 
 class YoloDetectionDataset(Dataset):
     """Images and boxes of ``root/images/<split>`` with their YOLO labels.
 
     Bad label rows and orphan label files are dropped and reported (``self.report``);
-    everything else loads. Images are converted to RGB (grayscale and RGBA included).
+    everything else loads. Images are read as :func:`vision.data.image_folder.read_rgb` reads
+    them (upright by EXIF, as ultralytics reads them, in 8-bit RGB); an image that cannot be
+    decoded is replaced by the next one, with a warning.
 
     Item ``i``: ``(image, target)`` with image float32 (3, H, W) in [0, 1] and target
     ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}``.
@@ -30,11 +36,15 @@ class YoloDetectionDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from PIL import Image
-
-        s = self.samples[i]
-        with Image.open(s.image) as im:
-            arr = np.array(im.convert("RGB"))  # writable copy for torch
+        for k in range(len(self.samples)):
+            s = self.samples[(i + k) % len(self.samples)]
+            try:
+                arr = np.array(read_rgb(s.image))  # writable copy for torch
+                break
+            except UNREADABLE as err:  # a truncated download must not kill a DataLoader worker hours in
+                log.warning("could not read %s (%s); using the next image instead", s.image, err)
+        else:
+            raise RuntimeError(f"no readable image left in {self.root / 'images' / self.split}")
         h, w = arr.shape[:2]
         image = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255)  # (3, H, W)
         boxes = torch.as_tensor(yolo_to_xyxy(s.boxes, w, h), dtype=torch.float32).reshape(-1, 4)

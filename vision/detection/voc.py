@@ -2,8 +2,10 @@
 
 A VOC annotation names its image (``<filename>``), its size and one ``<object>`` per box
 (``<name>``, ``<bndbox>`` with 1-based inclusive ``xmin ymin xmax ymax`` pixels).
-Boxes outside the image, unknown class names and missing images are reported per XML file
-through a :class:`LabelReport`; the other files still convert.
+Objects marked difficult are left out (as VOC's evaluation and ultralytics' VOC conversion
+leave them). Boxes outside the image (beyond one pixel of overshoot, which is clamped),
+unknown class names and missing or undecodable images are reported per XML file through a
+:class:`LabelReport`; the other files still convert.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vision.data.image_folder import UNREADABLE
 from vision.detection.yolo_format import LabelReport, format_label_rows, write_data_yaml, xyxy_to_yolo
 
 log = logging.getLogger(__name__)
@@ -36,14 +39,26 @@ def _image_size(path: Path) -> tuple[int, int]:
         return im.size  # (W, H)
 
 
+def _decoded_size(path: Path) -> tuple[int, int]:
+    """(W, H) of an image decoded in full: a truncated download fails here, not in training."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.size
+
+
 def convert_voc_file(
     xml_path: Path,
     class_names: Sequence[str],
     image_dirs: Sequence[Path],
     report: LabelReport,
+    keep_difficult: bool = False,
 ) -> tuple[Path, np.ndarray, np.ndarray] | None:
     """Parse one VOC XML. Returns (image path, labels (N,), pixel xyxy boxes (N, 4)) or None
-    when the file is unusable (unparsable XML or missing image), which is reported."""
+    when the file is unusable (unparsable XML, a missing or undecodable image), which is
+    reported. Objects marked ``<difficult>1</difficult>`` are left out unless
+    ``keep_difficult``."""
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
@@ -54,13 +69,19 @@ def convert_voc_file(
     if image is None:
         report.add(xml_path, f"missing image {filename}")
         return None
-    width, height = _image_size(image)
+    try:
+        width, height = _decoded_size(image)
+    except UNREADABLE as err:
+        report.add(xml_path, f"unreadable image {image.name} ({type(err).__name__}: {err})")
+        return None
     labels, boxes = [], []
     for k, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
         if name not in class_names:
             report.add(xml_path, f"object {k}: unknown class {name!r}")
             continue
+        if not keep_difficult and (obj.findtext("difficult") or "0").strip() == "1":
+            continue  # left out, as VOC's evaluation and ultralytics' VOC conversion leave them
         bb = obj.find("bndbox")
         try:
             # VOC pixels are 1-based and inclusive: xmin=1 is the first pixel column.
@@ -69,6 +90,10 @@ def convert_voc_file(
             report.add(xml_path, f"object {k}: missing or non-numeric bndbox")
             continue
         x0, y0 = x0 - 1, y0 - 1
+        # Exporters that write 0-based pixels put a box touching the left or top edge at -1,
+        # and some write xmax = width + 1: a pixel of overshoot is clamped, more is an error.
+        x0, y0 = (0.0 if -1 <= x0 < 0 else x0), (0.0 if -1 <= y0 < 0 else y0)
+        x1, y1 = (width if width < x1 <= width + 1 else x1), (height if height < y1 <= height + 1 else y1)
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height or x1 <= x0 or y1 <= y0:
             report.add(xml_path, f"object {k}: box {x0 + 1:g},{y0 + 1:g},{x1:g},{y1:g} outside {width}x{height} image")
             continue

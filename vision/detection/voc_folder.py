@@ -96,11 +96,15 @@ def import_voc_folder(root: str | Path, out_root: str | Path, *, val_fraction: f
     (:func:`vision.detection.voc.voc_to_yolo`).
     """
     root, out_root = Path(root).resolve(), Path(out_root)
-    settings = {"source": str(root), "val_fraction": val_fraction, "seed": seed}
+    settings = {"source": str(root), "val_fraction": val_fraction, "seed": seed, "difficult": "left out"}
     stamp, data_yaml = out_root / STAMP, out_root / "data.yaml"
     if stamp.is_file() and data_yaml.is_file() and json.loads(stamp.read_text()) == settings:
         log.info("reusing the YOLO conversion of %s in %s", root, out_root)
         return data_yaml
+    if out_root.exists() and not stamp.is_file() and any(out_root.iterdir()):
+        # only ever clear a folder an earlier import wrote
+        raise ValueError(f"{out_root} holds files that no VOC import wrote (no {STAMP}); choose another output "
+                         f"folder or empty this one")
     if out_root.exists():
         shutil.rmtree(out_root)
     splits = voc_split(root, val_fraction, seed)

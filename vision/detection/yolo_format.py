@@ -200,7 +200,8 @@ def scan_split(
     img_dir, lbl_dir = root / "images" / split, root / "labels" / split
     if not img_dir.is_dir():
         raise ValueError(f"split {split!r}: no image folder {img_dir}")
-    images = {p.stem: p for p in sorted(img_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = {p.stem: p for p in sorted(img_dir.iterdir())
+              if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}  # not macOS's ._x.jpg
     if lbl_dir.is_dir():
         for lbl in sorted(lbl_dir.glob("*.txt")):
             if lbl.stem not in images:
