@@ -196,3 +196,15 @@ def test_detector_command_two_steps(tmp_path: Path, tiny_digits_yaml: Path, caps
     assert "1 validation(s)" in out  # the epoch's end validated the final weights: not again
     assert "best  epoch 1.00: val mAP50" in out and "last  epoch 1.00: val mAP50" in out
     assert (tmp_path / "run" / "last.ckpt").is_file() and (tmp_path / "run" / "best.ckpt").is_file()
+
+
+def test_compare_detection_names_an_unusable_data_folder(tmp_path: Path, capsys) -> None:
+    from vision.cli import compare_detection
+
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        compare_detection.main(["--data", str(tmp_path / "photos"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: --data " in err, err
+    assert str(tmp_path / "photos") in err

@@ -140,6 +140,33 @@ def test_voc_import_of_difficult_edge_and_broken_images(tmp_path: Path) -> None:
     np.testing.assert_allclose(rows[1, 1:], [20 / 64, 14 / 48, 21 / 64, 13.5 / 48], atol=1e-6)  # float pixels
 
 
+def test_data_yaml_shapes_found_as_ultralytics_finds_them(tmp_path: Path) -> None:
+    """Roboflow's export (``train: ../train/images`` beside ``data.yaml`` in the root), an
+    absolute split folder, and a list of folders (refused by name, not a traceback)."""
+    from vision.detection.dataset import YoloDetectionDataset
+    from vision.detection.yolo_format import split_dirs
+
+    root = tmp_path / "roboflow"
+    for split, n in (("train", 3), ("valid", 2)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir()
+        for i in range(n):
+            Image.new("RGB", (32, 24)).save(root / split / "images" / f"{i}.jpg")
+            (root / split / "labels" / f"{i}.txt").write_text("1 0.5 0.5 0.25 0.25\n")
+    (root / "data.yaml").write_text("train: ../train/images\nval: " + str(root / "valid" / "images") +
+                                    "\nnc: 2\nnames: ['a', 'b']\n")
+    data = load_data_yaml(root / "data.yaml")
+    assert split_dirs(data, "train") == (root / "train" / "images", root / "train" / "labels")
+    assert split_dirs(data, "val") == (root / "valid" / "images", root / "valid" / "labels")
+    assert check_dataset(root / "data.yaml").count == 0
+    train = YoloDetectionDataset.from_data(data, "train")
+    assert len(train) == 3 and train[0][1]["labels"].tolist() == [1]
+    with pytest.raises(ValueError, match=r"'train': expected one image folder, got a list of folders"):
+        split_dirs({**data, "train": ["a/images", "b/images"]}, "train")
+    with pytest.raises(ValueError, match=r"'val': .*no 'images' folder in its path"):
+        split_dirs({**data, "val": str(tmp_path / "pictures")}, "val")
+
+
 def test_scattered_digits_yolo(tmp_path: Path) -> None:
     data_yaml = make_scattered_digits_yolo(tmp_path / "d", img_size=(96, 128), n_train=3, n_val=2, digit_size=(14, 28))
     data = load_data_yaml(data_yaml)

@@ -96,13 +96,13 @@ def plot_predictions(rows: list[dict[str, Any]], data_yaml: Path, path: Path) ->
     from matplotlib.patches import Rectangle
     from PIL import Image
 
-    from vision.detection.yolo_format import load_data_yaml, scan_split, yolo_to_xyxy
+    from vision.detection.yolo_format import load_data_yaml, scan_data_split, yolo_to_xyxy
 
     info = load_data_yaml(data_yaml)
     image_path = Path(rows[0]["prediction"]["image"])
     image = Image.open(image_path).convert("RGB")
     w, h = image.size
-    samples, _ = scan_split(info["path"], Path(info["val"]).name, len(info["names"]))
+    samples, _ = scan_data_split(info, "val")
     gt = next(s for s in samples if s.image == image_path)
     panels = [("ground truth", yolo_to_xyxy(gt.boxes, w, h).tolist(), gt.labels.tolist(), [None] * len(gt.labels))]
     for r in rows:
@@ -171,7 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # Generated (or converted) once here, so the runs share it instead of racing to write it.
     if args.data:
-        data_yaml = resolve_data(args.data, out, val_fraction=args.val_fraction, seed=args.seed)
+        from vision.detection.yolo_format import check_dataset
+
+        try:  # an unusable folder fails here, in one line, before any model trains
+            data_yaml = resolve_data(args.data, out, val_fraction=args.val_fraction, seed=args.seed)
+            check_dataset(data_yaml)
+        except (ValueError, OSError) as exc:
+            p.error(f"--data {args.data}: {exc}")
     else:
         data_yaml = make_scattered_digits_yolo(img_size=args.img_size, n_train=args.n_train, n_val=args.n_val,
                                                seed=args.seed)

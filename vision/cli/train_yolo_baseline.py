@@ -266,7 +266,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     from longseq.hardware import peak_memory_gb
     from vision.detection.generate import make_scattered_digits_yolo
     from vision.detection.voc_folder import resolve_data
-    from vision.detection.yolo_format import IMAGE_SUFFIXES, check_dataset, load_data_yaml
+    from vision.detection.yolo_format import IMAGE_SUFFIXES, check_dataset, load_data_yaml, split_dirs
     from vision.integrations.ultralytics import YOLO
     from vision.integrations.ultralytics_resume import YoloCheckpointCadence, default_cadence
     from vision.integrations.ultralytics_run import YoloRunProgress, detection_trainer
@@ -326,7 +326,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
 
     best_model = YOLO(str(weights))
     params = sum(p.numel() for p in best_model.model.parameters())  # the trained model: its classes, its head
-    val_images = sorted(p for p in (Path(info["path"]) / info["val"]).iterdir()
+    val_images = sorted(p for p in split_dirs(info, "val")[0].iterdir()
                         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     speed = inference_speed(best_model, val_images, img_size, device)
     pred = best_model.predict(str(val_images[0]), imgsz=img_size, device=device, conf=0.25, verbose=False)[0]

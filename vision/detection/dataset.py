@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vision.data.image_folder import UNREADABLE, read_rgb
-from vision.detection.yolo_format import LabelReport, scan_split, yolo_to_xyxy
+from vision.detection.yolo_format import LabelReport, scan_data_split, scan_split, split_dirs, yolo_to_xyxy
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,23 @@ class YoloDetectionDataset(Dataset):
     ``{"boxes": float32 (N, 4) xyxy pixels, "labels": int64 (N,)}``.
     """
 
-    def __init__(self, root: str | Path, split: str, num_classes: int | None = None):
-        self.root = Path(root)
-        self.split = split
-        self.samples, self.report = scan_split(self.root, split, num_classes)
+    def __init__(self, root: str | Path, split: str, num_classes: int | None = None, *, data: dict | None = None):
+        """``root/images/<split>`` with labels in ``root/labels/<split>``; or, given ``data`` (a
+        :func:`~vision.detection.yolo_format.load_data_yaml` dict, whose ``path`` and class
+        count then apply), the split's folders wherever its ``data.yaml`` puts them
+        (:func:`~vision.detection.yolo_format.split_dirs`)."""
+        self.root, self.split = Path(data["path"] if data is not None else root), split
+        if data is None:
+            self.images = self.root / "images" / split
+            self.samples, self.report = scan_split(self.root, split, num_classes)
+        else:
+            self.images = split_dirs(data, split)[0]
+            self.samples, self.report = scan_data_split(data, split)
+
+    @classmethod
+    def from_data(cls, data: dict, split: str) -> "YoloDetectionDataset":
+        """The ``split`` of a :func:`~vision.detection.yolo_format.load_data_yaml` dict."""
+        return cls(data["path"], split, len(data["names"]), data=data)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -44,7 +57,7 @@ class YoloDetectionDataset(Dataset):
             except UNREADABLE as err:  # a truncated download must not kill a DataLoader worker hours in
                 log.warning("could not read %s (%s); using the next image instead", s.image, err)
         else:
-            raise RuntimeError(f"no readable image left in {self.root / 'images' / self.split}")
+            raise RuntimeError(f"no readable image left in {self.images}")
         h, w = arr.shape[:2]
         image = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255)  # (3, H, W)
         boxes = torch.as_tensor(yolo_to_xyxy(s.boxes, w, h), dtype=torch.float32).reshape(-1, 4)

@@ -126,8 +126,8 @@ class YoloDataModule(L.LightningDataModule):
         data = load_data_yaml(self.data_yaml)
         nc = len(data["names"])
         self.num_classes = nc
-        self.train_set = YoloDetectionDataset(data["path"], Path(data["train"]).name, nc)
-        self.val_set = YoloDetectionDataset(data["path"], Path(data["val"]).name, nc)
+        self.train_set = YoloDetectionDataset.from_data(data, "train")
+        self.val_set = YoloDetectionDataset.from_data(data, "val")
 
     def _loader(self, ds: YoloDetectionDataset, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -110,7 +110,7 @@ def load_data_yaml(path: str | Path) -> dict:
         raise ValueError(f"data yaml {path} has no 'names' entry")
     names = data["names"]
     data["names"] = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    root = Path(data.get("path") or path.parent)
+    root = Path(data.get("path") or path.parent).expanduser()
     data["path"] = str(root if root.is_absolute() else (path.parent / root).resolve())
     return data
 
@@ -185,19 +185,60 @@ def parse_label_file(path: Path, num_classes: int | None, report: LabelReport) -
     return np.asarray(labels, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+def split_dirs(data: dict, split: str) -> tuple[Path, Path]:
+    """``(image folder, label folder)`` of ``split`` in a :func:`load_data_yaml` dict, found
+    as ultralytics finds them: the split's folder is absolute or relative to ``path`` (a
+    leading ``../`` that leads nowhere is dropped, as for Roboflow's ``../valid/images``
+    beside a ``data.yaml`` inside the root), and its labels sit where the last
+    ``images`` part of that path reads ``labels``. Raises ``ValueError`` naming the entry."""
+    value = data.get(split)
+    if not isinstance(value, str) or not value.strip():
+        what = "a list of folders" if isinstance(value, list) else repr(value)
+        raise ValueError(f"data.yaml {split!r}: expected one image folder, got {what}")
+    images = Path(value).expanduser()
+    if not images.is_absolute():
+        root = Path(data["path"])
+        images = (root / images).resolve()
+        if not images.exists() and value.startswith("../"):  # Roboflow's data.yaml sits inside the root
+            images = (root / value[3:]).resolve()
+    if images.suffix == ".txt":
+        raise ValueError(f"data.yaml {split!r}: {value} is a list of images; give the folder holding them")
+    parts = list(images.parts)
+    if "images" not in parts:
+        raise ValueError(f"data.yaml {split!r}: {images} has no 'images' folder in its path, so its labels "
+                         f"cannot be found (YOLO layout: .../images/... beside .../labels/...)")
+    at = len(parts) - 1 - parts[::-1].index("images")
+    return images, Path(*parts[:at], "labels", *parts[at + 1:])
+
+
 def scan_split(
     root: str | Path, split: str, num_classes: int | None = None, report: LabelReport | None = None
 ) -> tuple[list[YoloSample], LabelReport]:
-    """List the loadable samples of ``root/images/<split>`` with their valid boxes.
+    """List the loadable samples of ``root/images/<split>`` with their valid boxes (see
+    :func:`scan_folders`)."""
+    root = Path(root)
+    return scan_folders(root / "images" / split, root / "labels" / split, num_classes, report, split=split)
+
+
+def scan_data_split(data: dict, split: str, report: LabelReport | None = None) -> tuple[list[YoloSample], LabelReport]:
+    """The samples of ``split`` of a :func:`load_data_yaml` dict, its folders found by
+    :func:`split_dirs` (see :func:`scan_folders`)."""
+    images, labels = split_dirs(data, split)
+    return scan_folders(images, labels, len(data["names"]), report, split=split)
+
+
+def scan_folders(
+    img_dir: Path, lbl_dir: Path, num_classes: int | None = None, report: LabelReport | None = None,
+    *, split: str = "",
+) -> tuple[list[YoloSample], LabelReport]:
+    """List the loadable samples of ``img_dir`` with their valid boxes from ``lbl_dir``.
 
     Bad rows are dropped, label files without an image are skipped, and every problem is
     recorded in the returned :class:`LabelReport` (and logged); the rest still loads.
     An image without a label file is a valid background image (no boxes).
     """
-    root = Path(root)
     owns_report = report is None  # a caller that passes its own report logs it once, at the end
     report = LabelReport() if report is None else report
-    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
     if not img_dir.is_dir():
         raise ValueError(f"split {split!r}: no image folder {img_dir}")
     images = {p.stem: p for p in sorted(img_dir.iterdir())
@@ -225,9 +266,6 @@ def check_dataset(data_yaml: str | Path, splits: Sequence[str] = ("train", "val"
     report = LabelReport()
     for split in splits:
         if split in data:
-            split_dir = Path(data[split])
-            if split_dir.parts[:1] != ("images",):
-                raise ValueError(f"split {split!r}: expected images/<split>, got {data[split]!r}")
-            scan_split(data["path"], split_dir.name, len(data["names"]), report)
+            scan_data_split(data, split, report)
     report.log()
     return report
