@@ -139,3 +139,18 @@ def test_train_folder_alone_holds_out_a_share_of_each_class(tmp_path, caplog):
     assert dm.classes == ["ant", "bee"] and len(dm.train_set) == 8 and len(dm.val_set) == 2
     assert all(p.parts[-3] == "train" for p, _ in [*dm.train_set.samples, *dm.val_set.samples])
     assert "test/ is left aside" in caplog.text
+
+
+def test_operating_system_metadata_is_never_a_class_or_an_image(tmp_path, caplog):
+    """A zip unpacked from a Mac: ``__MACOSX/`` beside the classes, ``._x.jpg`` twins and a
+    ``.thumbnails/`` folder inside them. None is a class, an image or a warning."""
+    root = _make_folder(tmp_path / "imgs")
+    for folder in (root / "__MACOSX" / "cat", root / "cat" / ".thumbnails"):
+        folder.mkdir(parents=True)
+        (folder / "._rgb0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        Image.new("RGB", (8, 8)).save(folder / "small.png")
+    (root / "dog" / "._gray0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    with caplog.at_level(logging.WARNING, logger="vision.data.image_folder"):
+        samples, classes = scan_image_folder(root)
+    assert classes == ["cat", "dog"] and len(samples) == 8
+    assert "._" not in caplog.text and ".thumbnails" not in caplog.text

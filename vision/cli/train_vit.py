@@ -255,7 +255,7 @@ def _check_data(root: str | Path, flag: str) -> None:
     """``--data``: an existing image folder with two or more class sub-folders (or ``train/``
     and perhaps a held-out folder holding them), each with image files (the data module
     decodes them, once, and refuses a class folder without a readable one)."""
-    from vision.data.image_folder import IMAGE_EXTENSIONS, split_folders
+    from vision.data.image_folder import IMAGE_EXTENSIONS, class_folders, is_hidden, split_folders
 
     root = Path(root).expanduser()
     if not root.exists():
@@ -268,7 +268,7 @@ def _check_data(root: str | Path, flag: str) -> None:
         raise UserError(f"{flag}: {exc}") from None
     tops = [root] if split is None else [p for p in split if p is not None]
     for top in tops:
-        classes = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = class_folders(top)
         if not classes:
             what = "empty" if not any(top.iterdir()) else "no class sub-folders"
             raise UserError(f"{flag}: {top}: {what} (an image folder holds root/<class>/<image>)")
@@ -276,11 +276,11 @@ def _check_data(root: str | Path, flag: str) -> None:
             raise UserError(f"{flag}: {top}: one class folder ({classes[0].name}); classification needs two or more "
                             f"(an image folder holds root/<class>/<image>)")
         for folder in classes:
-            if not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")):
+            if not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
+                       for p in folder.rglob("*")):
                 raise UserError(f"{flag}: {folder}: class folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
     if split is not None and split[1] is not None:
-        unknown = sorted({p.name for p in split[1].iterdir() if p.is_dir() and not p.name.startswith(".")}
-                         - {p.name for p in split[0].iterdir() if p.is_dir()})
+        unknown = sorted({p.name for p in class_folders(split[1])} - {p.name for p in class_folders(split[0])})
         if unknown:
             raise UserError(f"{flag}: {split[1]}: class folders {unknown} are not under {split[0]}")
 

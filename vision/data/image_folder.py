@@ -19,8 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLIT_FOLDERS", "UNREADABLE", "VAL_FOLDERS", "SafeImageFolder", "read_rgb",
-           "scan_image_folder", "split_folders"]
+__all__ = ["IMAGE_EXTENSIONS", "SPLIT_FOLDERS", "UNREADABLE", "VAL_FOLDERS", "SafeImageFolder", "class_folders",
+           "is_hidden", "read_rgb", "scan_image_folder", "split_folders"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,17 @@ VAL_FOLDERS = ("val", "valid", "validation", "dev")
 SPLIT_FOLDERS = ("train", *VAL_FOLDERS, "test")
 
 
+def is_hidden(name: str) -> bool:
+    """Operating-system metadata, never a class or an image: ``.DS_Store``, macOS's ``._x.jpg``
+    twins, ``.thumbnails/``, and the ``__MACOSX/`` folder a zip made on a Mac unpacks."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The sub-folders of ``root`` that can be classes, sorted by name."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
 def split_folders(root: str | Path) -> tuple[Path, Path | None] | None:
     """``(train, held-out folder or None)`` when ``root`` holds ``train/`` (the held-out one
     is the first of :data:`VAL_FOLDERS` present); None when ``root`` holds class folders.
@@ -43,7 +54,7 @@ def split_folders(root: str | Path) -> tuple[Path, Path | None] | None:
     root = Path(root)
     if (root / "train").is_dir():
         return root / "train", next((root / v for v in VAL_FOLDERS if (root / v).is_dir()), None)
-    subfolders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    subfolders = [p.name for p in class_folders(root)] if root.is_dir() else []
     if subfolders and all(name.lower() in SPLIT_FOLDERS for name in subfolders):
         raise ValueError(f"{root}: split folders ({', '.join(sorted(subfolders))}) but no train/ folder to train on")
     return None
@@ -86,7 +97,7 @@ def scan_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[st
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"root must be an existing folder, got {str(root)!r}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = [p.name for p in class_folders(root)]
     if not classes:
         raise ValueError(f"root {str(root)!r} has no class sub-folders (expected root/<class>/<image>)")
     samples: list[tuple[Path, int]] = []
@@ -96,9 +107,14 @@ def scan_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[st
         for path in sorted((root / name).rglob("*")):
             if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
+            if any(is_hidden(part) for part in path.relative_to(root / name).parts):
+                continue
             try:
                 with Image.open(path) as im:
                     mode = im.mode
+                    # A JPEG decodes at 1/8 scale: the whole stream is still read (a truncated
+                    # file still fails) at a fraction of the cost of a 24-megapixel photo.
+                    im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
                     im.load()
             except UNREADABLE as err:
                 skipped.append(f"{path} ({type(err).__name__}: {err})")
