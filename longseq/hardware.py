@@ -20,6 +20,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def command_threads() -> int:
+    """Torch threads for a command: ``LONGSEQ_NUM_THREADS`` when set (a share of the cores,
+    as each parallel test worker gets), else every core. ``OMP_NUM_THREADS`` is not read:
+    importing ultralytics sets it to 1 when unset."""
+    value = os.environ.get("LONGSEQ_NUM_THREADS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"LONGSEQ_NUM_THREADS must be a whole number, got {value!r}") from None
+    return os.cpu_count() or 1
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU has native bf16 matmul units (AVX512-BF16 or AMX tiles).
 

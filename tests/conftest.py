@@ -12,12 +12,24 @@ import torch
 # Keep test runs off the network and quiet.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 # Under pytest-xdist (`-n 2`) each worker takes its share of the cores: two workers with
-# every core each would make OpenMP threads wait on one another. Child processes inherit it.
+# every core each would make OpenMP threads wait on one another. The commands the tests run
+# (in this process or as children, which inherit it) read LONGSEQ_NUM_THREADS.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
     os.environ.setdefault("OMP_NUM_THREADS", _THREADS)
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    os.environ.setdefault("LONGSEQ_NUM_THREADS", _THREADS)
+    torch.set_num_threads(int(os.environ["LONGSEQ_NUM_THREADS"]))
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """A test that changes torch's thread count (a benchmark's measured share) leaves the
+    worker as it found it."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 # Measured choices (tile backend, precision) go to a cache of this run, not the user's.
 if "LONGSEQ_CACHE_DIR" not in os.environ:
     os.environ["LONGSEQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="longseq-test-cache-")

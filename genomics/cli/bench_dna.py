@@ -126,11 +126,11 @@ def run_one(config: Path, seq_len: int, precision: str, steps: int, device: str,
     import numpy as np
     import torch
 
-    from longseq.hardware import peak_rss_bytes
+    from longseq.hardware import command_threads, peak_rss_bytes
 
     from genomics.models import DNALanguageModel
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(command_threads())
     torch.manual_seed(0)
     model = DNALanguageModel(**model_config(config, list(sets))).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -333,9 +333,9 @@ def run(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from longseq.hardware import cpu_description, matmul_gflops
+    from longseq.hardware import command_threads, cpu_description, matmul_gflops
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(command_threads())
     dtypes = {"fp32": torch.float32, "bf16-mixed": torch.bfloat16}
     floor = {p: round(matmul_gflops(dtypes[p], args.device), 1) for p in args.precisions}
     machine = cpu_description()

@@ -74,13 +74,13 @@ def run(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     if args.samples < 1 or any(n < 256 for n in args.lengths):
         raise SystemExit("--samples must be >= 1 and every length >= 256")
-    from longseq.hardware import enable_huge_pages
+    from longseq.hardware import command_threads, enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(command_threads())
     from longseq.hardware import peak_rss_bytes
 
     from genomics.data import NeedleDataModule

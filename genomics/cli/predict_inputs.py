@@ -94,8 +94,8 @@ def _check_suffix(path: Path) -> None:
         detect_format(path)
     except GenomeFormatError:
         raise InputError(f"{path}: unknown format (suffix {path.suffix!r}); give FASTA, FASTQ or GenBank "
-                         f"(.fa, .fasta, .fna, .fq, .gb, ..., plain or .gz) or a CSV/TSV table (.csv, .tsv, plain "
-                         f"or .gz) with a 'sequence' column") from None
+                         f"(.fa, .fasta, .fna, .fq, .gb, ..., plain or .gz) or a table (.csv, .tsv, .txt, "
+                         f"plain or .gz) with a sequence column") from None
 
 
 def read_sequences(path: str | Path, tokenizer: NucleotideTokenizer, *,

@@ -11,7 +11,8 @@ order-k Markov baseline fitted on the model's own training region (the genome an
 checkpoint records, default E. coli K-12; k chosen on its validation windows as in
 training) and scored on exactly the same bases, so a model and its baseline compare fairly
 on a genome neither was trained on. Writes ``<out>/<record>.npy`` (float32 per-base log2
-likelihoods, NaN where unscored: the first base and N), ``<out>/bits_per_base.tsv``
+likelihoods, NaN where unscored: the first base, N, and soft-masked bases a ``keep`` model
+left out of its loss), ``<out>/bits_per_base.tsv``
 (record, length, bases_scored, bits_per_base, markov_bits_per_base) and
 ``<out>/summary.json`` (the genome-wide figures).
 
@@ -117,17 +118,17 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     """Score as the command line says; returns bits per base per record (the genome-wide
     figures are in ``<out>/summary.json``)."""
     args = parse_args(argv)
-    from longseq.hardware import enable_huge_pages
+    from longseq.hardware import command_threads, enable_huge_pages
 
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(command_threads())
     from genomics.baselines.compare import ScoredRegion, class_margins, repeat_masks
     from genomics.io import build_genome_cache, ecoli_k12_fasta
-    from genomics.io.readers import DataInputError, GenomeFormatError, detect_format
+    from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, path_exists
     from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
@@ -155,7 +156,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
             shipped = shipped_genome(fasta)
         except ValueError as exc:
             raise _fail(f"--fasta {args.fasta}: {exc}") from None
-        if shipped is None and not Path(fasta).is_file():
+        if shipped is None and not path_exists(fasta):  # a file, or archive.zip::member
             raise _fail(f"--fasta {fasta}: no such file")
         fasta = shipped or fasta
         try:  # read as the model's training genome was: soft-masked bases kept or folded alike

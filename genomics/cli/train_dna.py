@@ -377,10 +377,10 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
     cfg = adopt_checkpoint_model(cfg, start, _user_model_keys(args), args.task)
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    import lightning as L
+    from longseq.hardware import command_threads, reuse_freed_memory
 
-    from longseq.hardware import reuse_freed_memory
+    torch.set_num_threads(command_threads())
+    import lightning as L
 
     reused = reuse_freed_memory() if args.reuse_freed_memory else False
     if args.reuse_freed_memory and not reused:

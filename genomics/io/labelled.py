@@ -54,7 +54,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".ffn")
 _SNIFF_LINES = 20
 _SNIFF_CHARS = 1 << 16
-_DNA = re.compile(r"^[ACGTUNRYSWKMBDHVacgtunryswkmbdhv]+$")
+_BASES = re.compile(r"^[ACGTUNacgtun]+$")
 
 
 @dataclass
@@ -98,8 +98,9 @@ class LabelledRows:
 
 
 def is_dna(value: str) -> bool:
-    """Whether ``value`` reads as a DNA sequence (IUPAC letters, any case, at least 4)."""
-    return len(value) >= 4 and _DNA.match(value) is not None
+    """Whether a field with no header name to go by reads as a DNA sequence: at least 8 of
+    A, C, G, T, U and N in any case (a header word such as ``data`` or ``start`` is not)."""
+    return len(value) >= 8 and _BASES.match(value) is not None
 
 
 def _strip_gz(name: str) -> str:

@@ -140,3 +140,15 @@ def test_reuse_freed_memory_rejects_sizes_mallopt_cannot_take():
     for bad in (0, -1, 2**31):
         with pytest.raises(ValueError, match="largest"):
             hardware.reuse_freed_memory(bad)
+
+
+def test_command_threads_take_the_share_they_are_given(monkeypatch):
+    from longseq.hardware import command_threads
+
+    monkeypatch.delenv("LONGSEQ_NUM_THREADS", raising=False)
+    assert command_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv("LONGSEQ_NUM_THREADS", "3")
+    assert command_threads() == 3
+    monkeypatch.setenv("LONGSEQ_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="LONGSEQ_NUM_THREADS must be a whole number, got 'many'"):
+        command_threads()

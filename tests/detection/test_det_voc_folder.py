@@ -58,6 +58,21 @@ def test_import_never_clears_a_folder_it_did_not_write(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"holds files that no VOC import wrote"):
         import_voc_folder(voc, out)
     assert (out / "mine" / "notes.txt").read_text() == "keep me"
+    # an import stopped part-way (its claim written, the copies unfinished) is cleared and redone
+    stopped = tmp_path / "run" / "data"
+    calls = []
+
+    def stop_after_one(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("vision.detection.voc_folder.voc_to_yolo", stop_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            import_voc_folder(voc, stopped, val_fraction=0.4)
+    assert calls and (stopped / STAMP).is_file()
+    data_yaml = import_voc_folder(voc, stopped, val_fraction=0.4)
+    assert check_dataset(data_yaml).count == 0 and len(list((stopped / "images/val").iterdir())) == 1
 
 
 def test_detection_dataset_skips_an_image_broken_after_the_scan(tmp_path: Path, caplog) -> None:

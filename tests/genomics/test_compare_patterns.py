@@ -39,7 +39,8 @@ def test_two_patterns_each_at_equal_steps_and_equal_time(tmp_path, monkeypatch):
         assert capped["status"].startswith("capped at 0.03 min: ") and capped["status"].endswith(" of 1000000 steps")
         assert f": {capped['steps']} of " in capped["status"] and 1 <= capped["steps"] < 1000000
         assert timed["status"] == "ok" and timed["steps"] >= 1
-    assert all(1.0 < r["bits_per_base"] < 4.0 for r in rows)  # measured, finite; a 9-token guess is 3.17
+    assert all(1.0 < r["bits_per_base"] < 4.0 for r in rows)  # measured and finite (a few timed steps may not learn)
+    assert min(r["bits_per_base"] for r in rows) < 3.0  # the longest run learned (a uniform guess over 9 ids: 3.17)
     assert all(abs(r["margin_vs_markov"] - (r["bits_per_base"] - rows[0]["bits_per_base"] + rows[0]["margin_vs_markov"]))
                < 1e-3 for r in rows)  # one reference for every row
     table = list(csv.DictReader(open(tmp_path / "cmp" / "compare_patterns.csv")))

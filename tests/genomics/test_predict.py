@@ -344,6 +344,9 @@ def test_command_line_errors_name_the_flag(runs, tmp_path):
     for argv, message in cases:
         with pytest.raises(SystemExit, match=rf"^longseq-predict-dna: error: {message}"):
             predict_dna.run(argv)
+    (tmp_path / "words.csv").write_text("id,data\na,ACGTACGTAC\n")  # 'data' reads as IUPAC letters, not a sequence
+    with pytest.raises(SystemExit, match=r"--data .*words\.csv: no sequence column in the header \['id', 'data'\]"):
+        predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "words.csv"), "--out", str(tmp_path / "p.csv")])
     (tmp_path / "noseq.csv").write_text("id,bases\na,ACGT\n")
     with pytest.raises(SystemExit, match=r"--data .*noseq\.csv: no sequence column in the header \['id', 'bases'\]"):
         predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "noseq.csv"), "--out", str(tmp_path / "p.csv")])

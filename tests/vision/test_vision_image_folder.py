@@ -154,3 +154,16 @@ def test_operating_system_metadata_is_never_a_class_or_an_image(tmp_path, caplog
         samples, classes = scan_image_folder(root)
     assert classes == ["cat", "dog"] and len(samples) == 8
     assert "._" not in caplog.text and ".thumbnails" not in caplog.text
+
+
+def test_a_class_called_train_is_a_class(tmp_path):
+    """VOC and COCO name a class ``train``: beside other classes it is one of them; split
+    names are read in any case."""
+    for name in ("bus", "car", "train"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+    assert split_folders(tmp_path / "photos") is None
+    for name in ("Train", "Val", "Test"):
+        (tmp_path / "split" / name / "bus").mkdir(parents=True)
+    assert split_folders(tmp_path / "split") == (tmp_path / "split" / "Train", tmp_path / "split" / "Val")
+    (tmp_path / "alone" / "train" / "bus").mkdir(parents=True)
+    assert split_folders(tmp_path / "alone") == (tmp_path / "alone" / "train", None)

@@ -115,11 +115,14 @@ def build_config(path: Path, sections_for: Callable[[str], Sequence[Section]], d
 
 
 def use_all_cores() -> None:
-    """Torch on every core: a command's work is the only work of its process (and importing
-    ultralytics sets ``OMP_NUM_THREADS=1`` when unset, which would otherwise leave one)."""
+    """Torch on every core (:func:`longseq.hardware.command_threads`: ``LONGSEQ_NUM_THREADS``
+    when set): a command's work is the only work of its process (and importing ultralytics
+    sets ``OMP_NUM_THREADS=1`` when unset, which would otherwise leave one)."""
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    from longseq.hardware import command_threads
+
+    torch.set_num_threads(command_threads())
 
 
 def print_summary(summary: Mapping[str, Any]) -> None:

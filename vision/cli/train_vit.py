@@ -513,10 +513,12 @@ def _use_cores() -> None:
 
     import torch
 
+    from longseq.hardware import command_threads
+
     use_all_cores()
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
     if per_machine > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_machine))
+        torch.set_num_threads(max(1, command_threads() // per_machine))
 
 
 def _main(argv: list[str] | None) -> None:

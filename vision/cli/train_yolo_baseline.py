@@ -263,7 +263,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     import torch
     import ultralytics.utils.torch_utils as ul_torch
 
-    from longseq.hardware import peak_memory_gb
+    from longseq.hardware import command_threads, peak_memory_gb
     from vision.detection.generate import make_scattered_digits_yolo
     from vision.detection.voc_folder import resolve_data
     from vision.detection.yolo_format import IMAGE_SUFFIXES, check_dataset, load_data_yaml, split_dirs
@@ -272,7 +272,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     from vision.integrations.ultralytics_run import YoloRunProgress, detection_trainer
 
     train = dict(cfg["trainer"])
-    threads = train.pop("threads", None) or os.cpu_count() or 1
+    threads = train.pop("threads", None) or command_threads()
     ul_torch.NUM_THREADS = threads  # select_device() resets torch threads to this on CPU
     torch.set_num_threads(threads)
 

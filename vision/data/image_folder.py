@@ -48,15 +48,22 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def split_folders(root: str | Path) -> tuple[Path, Path | None] | None:
-    """``(train, held-out folder or None)`` when ``root`` holds ``train/`` (the held-out one
-    is the first of :data:`VAL_FOLDERS` present); None when ``root`` holds class folders.
-    Raises ``ValueError`` when ``root`` holds split folders but no ``train/``."""
+    """``(train, held-out folder or None)`` when ``root`` is split: its sub-folders are all
+    split names (:data:`SPLIT_FOLDERS`, any case), or ``train/`` sits beside a held-out one
+    (the first of :data:`VAL_FOLDERS` present). None when ``root`` holds class folders, a
+    class called ``train`` among them. Raises ``ValueError`` when ``root`` holds split
+    folders but no ``train/``."""
     root = Path(root)
-    if (root / "train").is_dir():
-        return root / "train", next((root / v for v in VAL_FOLDERS if (root / v).is_dir()), None)
-    subfolders = [p.name for p in class_folders(root)] if root.is_dir() else []
-    if subfolders and all(name.lower() in SPLIT_FOLDERS for name in subfolders):
-        raise ValueError(f"{root}: split folders ({', '.join(sorted(subfolders))}) but no train/ folder to train on")
+    if not root.is_dir():
+        return None
+    names = {p.name.lower(): p for p in class_folders(root)}
+    held_out = next((names[v] for v in VAL_FOLDERS if v in names), None)
+    only_splits = bool(names) and all(name in SPLIT_FOLDERS for name in names)
+    if "train" in names and (held_out is not None or only_splits):
+        return names["train"], held_out
+    if only_splits:
+        raise ValueError(f"{root}: split folders ({', '.join(sorted(p.name for p in names.values()))}) but no "
+                         f"train/ folder to train on")
     return None
 
 

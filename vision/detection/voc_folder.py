@@ -107,6 +107,9 @@ def import_voc_folder(root: str | Path, out_root: str | Path, *, val_fraction: f
                          f"folder or empty this one")
     if out_root.exists():
         shutil.rmtree(out_root)
+    out_root.mkdir(parents=True)
+    # Claimed before the first copy: an import stopped part-way is cleared and redone next time.
+    stamp.write_text(json.dumps({**settings, "state": "converting"}))
     splits = voc_split(root, val_fraction, seed)
     names = voc_class_names([p for files in splits.values() for p in files])
     if not names:
