@@ -315,6 +315,7 @@ def test_documented_classification_commands_run(tmp_path, monkeypatch):
     assert len(commands) >= 4
     monkeypatch.chdir(tmp_path)
     write_split_folder(tmp_path / "promoters")
+    write_split_folder(tmp_path / "prom_dev_split", {"train": 24, "dev": 8})
     splits = ["train"] * 20 + ["dev"] * 6 + ["test"] * 6
     write_table(tmp_path / "seqs.csv", ["sequence", "label", "split"],
                 [(seq, label, split) for (seq, label), split in zip(table_rows(binary_labels(32)), splits)])
