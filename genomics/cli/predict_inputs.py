@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer
-from genomics.io.labelled import SEQUENCE_COLUMNS, TABLE_SUFFIXES, find_column, is_dna, open_table
+from genomics.io.labelled import SEQUENCE_COLUMNS, find_column, is_dna, is_table, open_table
 from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, iter_records
 
 __all__ = ["InputError", "NamedSequence", "read_sequences"]
@@ -37,10 +37,6 @@ class NamedSequence:
 
     id: str
     ids: np.ndarray
-
-
-def _is_table(path: Path) -> bool:
-    return Path(path.name.lower().removesuffix(".gz")).suffix in TABLE_SUFFIXES
 
 
 def _read_table(path: Path, tokenizer: NucleotideTokenizer, sequence_column: str | None) -> list[NamedSequence]:
@@ -110,7 +106,7 @@ def read_sequences(path: str | Path, tokenizer: NucleotideTokenizer, *,
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        if _is_table(path):
+        if is_table(path):
             seqs = _read_table(path, tokenizer, sequence_column)
         else:
             _check_suffix(path)

@@ -37,8 +37,8 @@ from genomics.io.readers import DataInputError, GenomeFormatError, iter_records,
 
 __all__ = [
     "DataInputError", "FASTA_SUFFIXES", "LABEL_COLUMNS", "LabelledRows", "SEQUENCE_COLUMNS", "SPLIT_NAMES",
-    "TABLE_SUFFIXES", "find_column", "is_dna", "open_table", "read_class_folder", "read_labelled", "read_table",
-    "split_of_name",
+    "TABLE_SUFFIXES", "find_column", "is_dna", "is_table", "open_table", "read_class_folder", "read_labelled",
+    "read_table", "split_of_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,11 @@ def _strip_gz(name: str) -> str:
 
 def _suffix(path: Path) -> str:
     return Path(_strip_gz(path.name)).suffix.lower()
+
+
+def is_table(path: str | Path) -> bool:
+    """Whether ``path`` is named as a table (:data:`TABLE_SUFFIXES`, optionally ``.gz``)."""
+    return _suffix(Path(path)) in TABLE_SUFFIXES
 
 
 def split_of_name(stem: str) -> tuple[str, str | None]:
