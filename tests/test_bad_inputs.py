@@ -25,7 +25,6 @@ import lightning  # noqa: F401 (its log handler binds the stderr of the moment i
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 CLI = "exit status 2"

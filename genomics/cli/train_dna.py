@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 

@@ -60,7 +60,7 @@ from longseq.training.config import (
 
 from longseq.training.errors import UserError, check_positive, run_cli
 
-from vision.cli._shared import Config, build_config, find_config, shipped_or_given, signature_keys
+from vision.cli._shared import Config, build_config, find_config, signature_keys
 
 # Offline before ultralytics is imported (only inside functions here): it checks
 # connectivity and settings at import.
