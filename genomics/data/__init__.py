@@ -21,7 +21,8 @@ from genomics._lazy import lazy_exports
 
 EXPORTS = {
     "tokenizers": ("A", "C", "G", "T", "N", "PAD", "MASK", "SEP", "CLS", "NUM_BASES", "SoftMask",
-                   "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "is_unknown"),
+                   "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "reverse_complement_rows",
+                   "strand_flip_index", "is_unknown"),
     "splits": ("Region", "SPLITS", "fraction_splits", "record_splits", "bed_splits", "check_disjoint"),
     "datasets": ("OnShort", "Cell", "IGNORE_INDEX", "plan_cells", "WindowDataset", "SequenceDataset", "pad_collate"),
     "joined": ("JoinedWindowDataset",),
@@ -47,5 +48,5 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
     from genomics.data.tokenizers import (
         CLS, MASK, NUM_BASES, PAD, SEP, A, C, G, KmerTokenizer, N, NucleotideTokenizer, SoftMask, T,
-        is_unknown, reverse_complement,
+        is_unknown, reverse_complement, reverse_complement_rows, strand_flip_index,
     )

@@ -21,7 +21,8 @@ from torch import Tensor
 
 __all__ = [
     "A", "C", "G", "T", "N", "PAD", "MASK", "SEP", "CLS", "NUM_BASES",
-    "SoftMask", "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "is_unknown",
+    "SoftMask", "NucleotideTokenizer", "KmerTokenizer", "reverse_complement", "reverse_complement_rows",
+    "strand_flip_index", "is_unknown",
 ]
 
 A, C, G, T, N = 0, 1, 2, 3, 4
@@ -148,6 +149,33 @@ def reverse_complement(
         return lut[ids.long()].to(ids.dtype).flip(dim)
     arr = np.asarray(ids)
     return np.flip(table[arr.astype(np.int64)].astype(arr.dtype), axis=dim)
+
+
+def strand_flip_index(mask: Tensor) -> Tensor:
+    """mask (B, L) bool, True on real bases -> (B, L) int64 gather index that reverses each
+    row up to its last real base and leaves the padding after it in place.
+
+    The index is its own inverse: ``x.gather(1, idx)`` flips each row, and gathering again
+    flips it back (per-base outputs of a reverse-complemented batch return to the forward
+    strand this way). Holes in the mask (separators, left padding) move with their bases.
+    """
+    mask = mask.bool()
+    pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    end = torch.where(mask, pos + 1, torch.zeros_like(pos)).amax(1, keepdim=True)  # one past the last real base
+    return torch.where(pos < end, end - 1 - pos, pos)
+
+
+def reverse_complement_rows(ids: Tensor, mask: Tensor | None, complement: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    """ids (B, L), mask (B, L) bool or None (all real), complement (vocab,) id table ->
+    ``(rc_ids, rc_mask, index)``: each row reverse-complemented up to its last real base
+    (padding after it kept in place), the mask moved with its bases (None stays None), and
+    the :func:`strand_flip_index` that did it."""
+    if mask is None:
+        index = torch.arange(ids.shape[1] - 1, -1, -1, device=ids.device).expand_as(ids)
+    else:
+        index = strand_flip_index(mask)
+    rc_ids = complement.to(ids.device)[ids.gather(1, index).long()].to(ids.dtype)
+    return rc_ids, None if mask is None else mask.bool().gather(1, index), index
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement
+from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement_rows
 from genomics.models.encoder import DNAEncoder
 
 __all__ = ["DNAClassifier", "Pool"]
@@ -27,8 +27,9 @@ class DNAClassifier(nn.Module):
     ``pool``: ``"cls"`` reads the first global token (needs ``global_tokens >= 1``);
     ``"mean"`` averages real positions; ``"query"`` reads the position given by
     ``forward(query_index=...)`` (e.g. a marker base); ``"none"`` labels every base.
-    ``rc_average=True`` averages the logits of both strands in eval mode (per-base logits
-    are flipped back first). ``layer_patterns`` chooses each layer's attention (see
+    ``rc_average=True`` averages the logits of both strands in eval mode: each row is
+    reverse-complemented up to its last real base (padded batches are fine) and per-base
+    logits are flipped back first. ``layer_patterns`` chooses each layer's attention (see
     :class:`~genomics.models.encoder.DNAEncoder`).
     """
 
@@ -104,11 +105,10 @@ class DNAClassifier(nn.Module):
         """ids (B, L), mask (B, L) bool, query_index (B,) -> logits (B, C) or (B, L, C)."""
         logits = self._logits(input_ids, mask, query_index)
         if self.rc_average and not self.training:
-            table = self.complement.cpu().numpy()
-            if mask is not None and not bool(mask.all()):
-                raise ValueError("rc_average needs unpadded input (mask all True)")
-            L = input_ids.shape[1]
-            rc_query = None if query_index is None else L - 1 - query_index
-            rc = self._logits(reverse_complement(input_ids, complement=table), None, rc_query)
-            logits = (logits + (rc.flip(1) if self.pool == "none" else rc)) / 2
+            rc_ids, rc_mask, index = reverse_complement_rows(input_ids, mask, self.complement)
+            rc_query = None if query_index is None else index.gather(1, query_index.long()[:, None]).squeeze(1)
+            rc = self._logits(rc_ids, rc_mask, rc_query)
+            if self.pool == "none":  # per-base logits back onto the forward strand
+                rc = rc.gather(1, index.unsqueeze(-1).expand_as(rc))
+            logits = (logits + rc) / 2
         return logits

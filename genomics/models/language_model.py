@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement
+from genomics.data.tokenizers import NucleotideTokenizer, reverse_complement_rows
 from genomics.models.encoder import DNAEncoder
 from longseq.layers import KVCache
 
@@ -99,8 +99,8 @@ class DNALanguageModel(nn.Module):
         """ids (B, L) int64, mask (B, L) bool (True = real base) -> logits (B, L, vocab_size)."""
         logits = self._logits(input_ids, mask)
         if self.rc_average and not self.training:
-            if mask is not None and not bool(mask.all()):
-                raise ValueError("rc_average needs unpadded input (mask all True)")
-            rc = self._logits(reverse_complement(input_ids, complement=self.complement.cpu().numpy()), None)
-            logits = (logits + rc.flip(1)[..., self.complement]) / 2
+            rc_ids, rc_mask, index = reverse_complement_rows(input_ids, mask, self.complement)
+            rc = self._logits(rc_ids, rc_mask)
+            rc = rc.gather(1, index.unsqueeze(-1).expand_as(rc))[..., self.complement]
+            logits = (logits + rc) / 2
         return logits

@@ -82,18 +82,11 @@ def _one_long(output: Output, model: nn.Module, ids: np.ndarray, window: int, st
     return np.mean(results, axis=0, dtype=np.float64).astype(np.float32)
 
 
-def _short_batches(lengths: Sequence[int], indices: Sequence[int], batch_size: int,
-                   equal_lengths: bool) -> Iterator[list[int]]:
-    """``indices`` by decreasing length in batches of at most ``batch_size`` (only equal
-    lengths together when ``equal_lengths``)."""
-    batch: list[int] = []
-    for i in sorted(indices, key=lambda j: -lengths[j]):
-        if batch and (len(batch) == batch_size or (equal_lengths and lengths[batch[0]] != lengths[i])):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
+def _short_batches(lengths: Sequence[int], indices: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """``indices`` by decreasing length (little padding) in batches of at most ``batch_size``."""
+    order = sorted(indices, key=lambda j: -lengths[j])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
 
 def predict_sequences(model: nn.Module, seqs: Sequence[np.ndarray], output: Output, *, window: int, stride: int,
@@ -102,15 +95,14 @@ def predict_sequences(model: nn.Module, seqs: Sequence[np.ndarray], output: Outp
 
     Results: ``"probabilities"`` (C,) float32 summing to 1; ``"labels"`` (L,) int64;
     ``"bits"`` (L,) float32 ``-log2 p(x_i | x_<i)``, NaN where unscored; ``"embedding"``
-    (dim,) float32. Sequences up to ``window`` bases share padded batches (of equal length
-    only for a model with ``rc_average``, which refuses padding); longer ones go by windows.
+    (dim,) float32. Sequences up to ``window`` bases share padded batches; longer ones go by
+    windows.
     """
     if output not in _BATCH_FN:
         raise ValueError(f"output must be one of {sorted(_BATCH_FN)}, got {output!r}")
     lengths = [int(s.shape[0]) for s in seqs]
     short = [i for i, n in enumerate(lengths) if n <= window]
-    equal = bool(getattr(model, "rc_average", False)) and output in ("probabilities", "labels")
-    for batch in _short_batches(lengths, short, batch_size, equal):
+    for batch in _short_batches(lengths, short, batch_size):
         yield from zip(batch, _run(output, model, [seqs[i] for i in batch], device, batch_size))
     for i, n in enumerate(lengths):
         if n > window:

@@ -315,7 +315,9 @@ def test_documented_classification_commands_run(tmp_path, monkeypatch):
     assert len(commands) >= 4
     monkeypatch.chdir(tmp_path)
     write_split_folder(tmp_path / "promoters")
-    write_split_folder(tmp_path / "prom_dev_split", {"train": 24, "dev": 8})
+    write_split_folder(tmp_path / "prom_core_all")
+    for name in ("prom_5k", "prom_11k"):
+        write_split_folder(tmp_path / name, {"train": 24, "dev": 8})
     splits = ["train"] * 20 + ["dev"] * 6 + ["test"] * 6
     write_table(tmp_path / "seqs.csv", ["sequence", "label", "split"],
                 [(seq, label, split) for (seq, label), split in zip(table_rows(binary_labels(32)), splits)])
@@ -325,4 +327,4 @@ def test_documented_classification_commands_run(tmp_path, monkeypatch):
     for argv in commands:
         s = train_dna.run([*argv, *QUICK, "--out-dir", str(tmp_path / "runs")])
         assert s["classes"] == ["neg", "pos"] and 0.0 <= s["val"]["acc"] <= 1.0, argv
-        assert ("test" in s) == any(a in argv for a in ("promoters/", "seqs.csv", "--test-data")), argv
+        assert ("test" in s) == any(a in argv for a in ("promoters/", "prom_core_all/", "seqs.csv", "--test-data")), argv

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import longseq.layers.attention as mha_module
-from genomics.data.tokenizers import PAD, reverse_complement
+from genomics.data.tokenizers import PAD, SEP, reverse_complement, strand_flip_index
 from genomics.models import DNAClassifier, DNALanguageModel
 
 
@@ -94,6 +94,66 @@ def test_rc_average_is_strand_invariant():
         torch.testing.assert_close(mlm(ids), mlm(rc).flip(1)[..., comp])
     with pytest.raises(ValueError, match="rc_average needs objective='masked'"):
         DNALanguageModel(rc_average=True)
+
+
+def test_rc_average_on_padded_batches_matches_each_row_alone():
+    """Rows of different lengths in one right-padded batch give, with rc_average, what each
+    row gives alone, and the same as their own reverse complements."""
+    torch.manual_seed(1)
+    lengths = [37, 50, 23]  # none divides the window
+    rows = [torch.randint(0, 4, (n,)) for n in lengths]
+    ids = torch.full((3, 50), PAD)
+    mask = torch.zeros(3, 50, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = r, True
+    small = dict(dim=32, heads=2, window=8, rc_average=True)
+    clf = DNAClassifier(2, depth=2, kmer_kernel=7, **small).eval()
+    cls = DNAClassifier(2, depth=1, global_tokens=2, pool="cls", **small).eval()
+    seg = DNAClassifier(3, depth=1, kmer_kernel=7, pool="none", **small).eval()
+    query = DNAClassifier(2, depth=1, pool="query", **small).eval()
+    mlm = DNALanguageModel(depth=1, objective="masked", **small).eval()
+    q = torch.tensor([5, 49, 0], dtype=torch.int32)
+    close = dict(atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        batch = {name: m(ids, mask) for name, m in (("clf", clf), ("cls", cls), ("seg", seg), ("mlm", mlm))}
+        batch_q = query(ids, mask, q)
+        for i, r in enumerate(rows):
+            one, rc = r[None], reverse_complement(r[None])
+            for name, model in (("clf", clf), ("cls", cls)):
+                torch.testing.assert_close(batch[name][i], model(one)[0], **close)
+                torch.testing.assert_close(batch[name][i], model(rc)[0], **close)
+            torch.testing.assert_close(batch["seg"][i, : len(r)], seg(one)[0], **close)
+            torch.testing.assert_close(batch["seg"][i, : len(r)], seg(rc)[0].flip(0), **close)
+            torch.testing.assert_close(batch["mlm"][i, : len(r)], mlm(one)[0], **close)
+            torch.testing.assert_close(batch_q[i], query(one, None, q[i : i + 1])[0], **close)
+            torch.testing.assert_close(batch_q[i], query(rc, None, len(r) - 1 - q[i : i + 1])[0], **close)
+        clf.rc_average = False  # one strand alone differs: the average is not a no-op
+        assert not torch.allclose(clf(ids, mask)[0], batch["clf"][0])
+
+
+def test_rc_average_with_holes_in_the_mask_is_strand_invariant():
+    """A mask with a hole (a record separator) and padding after the last base: the row and
+    its reverse complement, hole moved with its bases, give the same outputs."""
+    torch.manual_seed(2)
+    ids = torch.randint(0, 4, (1, 40))
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    ids[0, 12], mask[0, 12] = SEP, False  # a hole
+    ids[0, 33:], mask[0, 33:] = PAD, False  # padding after the last real base (32)
+    rc_ids = ids.clone()
+    rc_ids[0, :33] = reverse_complement(ids[0, :33])
+    rc_mask = mask.clone()
+    rc_mask[0, :33] = mask[0, :33].flip(0)
+    index = strand_flip_index(mask)
+    assert torch.equal(index.gather(1, index), torch.arange(40)[None])  # its own inverse
+    assert torch.equal(index[0, 33:], torch.arange(33, 40))  # padding stays
+    small = dict(dim=32, depth=1, heads=2, window=8, rc_average=True)
+    clf = DNAClassifier(2, kmer_kernel=5, **small).eval()
+    seg = DNAClassifier(3, pool="none", **small).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clf(ids, mask), clf(rc_ids, rc_mask), atol=1e-4, rtol=1e-4)
+        per_base, rc_per_base = seg(ids, mask)[0, :33], seg(rc_ids, rc_mask)[0, :33].flip(0)
+        keep = mask[0, :33]
+        torch.testing.assert_close(per_base[keep], rc_per_base[keep], atol=1e-4, rtol=1e-4)
 
 
 def test_partial_rotary_matches_by_content_at_any_distance():
