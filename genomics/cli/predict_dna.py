@@ -20,7 +20,8 @@ What is written follows the checkpoint's task (no Lightning needed: genomics.loa
 ``--data`` is FASTA/FASTQ/GenBank (plain or gzip) or a CSV/TSV table (plain or gzip) with a
 ``sequence`` (or ``seq``) column; ids come from an ``id`` or ``name`` column, else the row
 number (1 = first sequence). Sequences up to ``--window`` bases (default: the longest input
-the model trained on) go through the model whole, in padded batches; a longer one goes in
+the model trained on; a ``pool: flatten`` classifier's ``model.positions``, which it never
+exceeds) go through the model whole, in padded batches; a longer one goes in
 windows of ``--window`` bases every ``--stride`` bases, the last ending at the sequence end:
 classification probabilities and embeddings are averaged over the windows (default stride:
 the window), per-base labels come from the window where the base is farthest from an edge,
@@ -31,6 +32,7 @@ and per-base bits from the window giving the most left context (default stride f
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="output file: .csv (classification), .bed (annotation), .tsv/.csv/.bedgraph (lm), "
                         ".npy (--embed)")
     p.add_argument("--embed", action="store_true", help="write mean-pooled encoder embeddings instead of predictions")
-    p.add_argument("--window", type=int, help="bases per forward pass (default: the longest input trained on)")
+    p.add_argument("--window", type=int, help="bases per forward pass (default: the longest input trained on; for a "
+                                                  "pool: flatten classifier its model.positions, the most it reads)")
     p.add_argument("--stride", type=int, help="bases between window starts for longer sequences "
                                               "(default: the window; 3/4 of it for per-base outputs)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences (or windows) per forward pass")
@@ -86,8 +89,14 @@ def _output_kind(args: argparse.Namespace, info: Any, model: Any) -> str:
     return _OUTPUT_OF_TASK[info.task]
 
 
-def _window_and_stride(args: argparse.Namespace, trained_len: int | None, per_base: bool) -> tuple[int, int]:
-    window = args.window or trained_len or 65536
+def _window_and_stride(args: argparse.Namespace, trained_len: int | None, per_base: bool,
+                       positions: int | None = None) -> tuple[int, int]:
+    """``positions``: a ``pool="flatten"`` classifier's readout length, the longest window it reads."""
+    if positions and args.window and args.window != positions:
+        raise _fail(f"--window {args.window}: this classifier reads each position through its own weights "
+                    f"(model.pool: flatten), so its windows are the {positions} bases it was trained on "
+                    f"(model.positions)")
+    window = args.window or positions or trained_len or 65536
     if window < 2:
         raise _fail(f"--window must be at least 2 bases, got {window}")
     stride = args.stride or (max(1, window * 3 // 4) if per_base else window)
@@ -164,7 +173,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     except CheckpointError as exc:
         raise _fail(f"--ckpt {exc}") from None
     output = _output_kind(args, info, model)
-    window, stride = _window_and_stride(args, info.trained_len, output in ("labels", "bits"))
+    positions = getattr(model, "positions", None) if output == "probabilities" else None
+    window, stride = _window_and_stride(args, info.trained_len, output in ("labels", "bits"), positions)
     if args.batch_size < 1:
         raise _fail(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
@@ -175,6 +185,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     longer = sum(s.ids.size > window for s in seqs)
     print(f"{args.ckpt}: {info.task} model; {len(seqs)} sequences from {args.data}; window {window:,} bases"
           + (f"; {longer} longer than that, in windows every {stride:,} bases" if longer else ""))
+    if positions:
+        off = sum(s.ids.size != positions for s in seqs)
+        if off:
+            print(f"warning: {off} of {len(seqs)} sequences are not {positions:,} bases long; this classifier reads "
+                  f"each position through its own weights (trained on {positions:,}-base windows), so shorter "
+                  f"sequences are read as padded at their end and longer ones in {positions:,}-base windows",
+                  file=sys.stderr)
     results = _predict(model, seqs, output, window, stride, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = _report(output, args.out, [s.id for s in seqs], [int(s.ids.size) for s in seqs], results, info)

@@ -194,6 +194,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
         dm = spec.data(**data_kw)
         _check_vocab(model_kw, dm.tokenizer)
         dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
+        resolve_pool(model_kw, dm)
         return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, None
     assert stages is not None
     if task == "needle":
@@ -216,6 +217,41 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
         model_kw.setdefault("pool", "none")
         return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, stages
     return _model_and_task(spec, model_kw, task_kw), dm, stages
+
+
+#: ``model.pool: auto`` reads aligned windows position by position up to this many bases.
+AUTO_FLATTEN_MAX = 1024
+
+
+def resolve_pool(model_kw: dict[str, Any], dm: Any) -> None:
+    """``model.pool: auto`` -> ``"flatten"`` (``positions`` = that length) when every sequence
+    of every split has one length of at most :data:`AUTO_FLATTEN_MAX` bases (aligned windows:
+    promoters, splice sites, peak centres), else ``"mean"``; ``pool: flatten`` without
+    ``positions`` takes the longest sequence, and with it is an error when a sequence is
+    longer. The choice is logged and kept in ``dm.description["pool"]`` for the run summary."""
+    pool = model_kw.get("pool", "mean")
+    if pool not in ("auto", "flatten"):
+        return
+    lengths = {len(x) for ds in dm.datasets.values() for x in ds.sequences}
+    longest = max(lengths)
+    cut = f" (after data.max_len={dm.hparams.max_len})" if dm.hparams.get("max_len") else ""
+    if pool == "flatten":
+        positions = model_kw.get("positions") or longest
+        if longest > positions:
+            raise ConfigError(f"model.positions={positions}: the data holds sequences of up to {longest:,} bases; "
+                              f"a flatten readout reads at most model.positions (remove it to take the longest)")
+        model_kw["positions"] = positions
+        dm.description["pool"] = f"flatten over {positions:,} positions (model.pool){cut}"
+    elif len(lengths) == 1 and longest <= AUTO_FLATTEN_MAX:
+        model_kw.update(pool="flatten", positions=longest)
+        dm.description["pool"] = (f"flatten over {longest:,} positions (model.pool: auto; every sequence has "
+                                  f"that length{cut})")
+    else:
+        model_kw["pool"] = "mean"
+        why = (f"lengths {min(lengths):,}-{longest:,}" if len(lengths) > 1
+               else f"{longest:,} bases is above {AUTO_FLATTEN_MAX:,}")
+        dm.description["pool"] = f"mean (model.pool: auto; {why}{cut})"
+    log.info("model.pool: %s", dm.description["pool"])
 
 
 def _check_vocab(model_kw: dict[str, Any], tokenizer: Any) -> None:
@@ -308,8 +344,9 @@ def _precision(precision: Any, module: Any, stages: list | None, *, cuda: bool) 
 
     if str(precision) != AUTO:
         return str(precision)
-    length = min(stages[-1].seq_len if stages else 4096, 16384)
     model = module.backbone
+    # a flatten readout reads at most its positions; other models time a 4,096-base window
+    length = min(stages[-1].seq_len if stages else getattr(model, "positions", None) or 4096, 16384)
     ids = torch.randint(0, 4, (1, length), generator=torch.Generator().manual_seed(0))
 
     def step() -> None:  # one forward and backward pass of the model on one window

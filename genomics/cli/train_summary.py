@@ -151,6 +151,7 @@ def format_evaluation(s: dict[str, Any]) -> str:
     names = {"val": "validation", "test": "test"}
     lines = [f"evaluation of {s['evaluated_checkpoint']}",
              f"classes: {', '.join(classes)}; validation: {s['data'].get('validation', '')}",
+             *([f"readout: {s['data']['pool']}"] if s["data"].get("pool") else []),
              " " * width + "".join(f"{names[sp]:>14}" for sp in splits)]
     lines += [label.ljust(width) + "".join(f"{_fmt(v):>14}" for v in values) for label, values in rows]
     return "\n".join(lines)

@@ -100,6 +100,10 @@ def predict_sequences(model: nn.Module, seqs: Sequence[np.ndarray], output: Outp
     """
     if output not in _BATCH_FN:
         raise ValueError(f"output must be one of {sorted(_BATCH_FN)}, got {output!r}")
+    positions = getattr(model, "positions", None)
+    if output == "probabilities" and positions and window > positions:
+        raise ValueError(f"window={window}: a pool='flatten' classifier reads at most {positions} bases "
+                         f"(model.positions); give window={positions}")
     lengths = [int(s.shape[0]) for s in seqs]
     short = [i for i, n in enumerate(lengths) if n <= window]
     for batch in _short_batches(lengths, short, batch_size):

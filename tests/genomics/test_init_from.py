@@ -34,9 +34,9 @@ def _encoder(state: dict) -> dict:
     return {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
 
 
-def _frozen_config(tmp_path: Path, task: str) -> Path:
+def _frozen_config(tmp_path: Path, task: str, pool: str | None = None) -> Path:
     """The task's settings with lr 0 (the weights saved are the ones loaded) and no model shape."""
-    model = {"pool": "mean" if task == "classification" else "none", "dropout": 0.0}
+    model = {"pool": pool or ("mean" if task == "classification" else "none"), "dropout": 0.0}
     cfg = {"model": model, "task": {"lr": 0.0, "warmup_steps": 1}, "trainer": {"enable_progress_bar": False}}
     if task == "annotation":
         cfg["schedule"] = {"start_len": 128, "warmup_tokens_per_step": 512}
@@ -45,13 +45,14 @@ def _frozen_config(tmp_path: Path, task: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("task", ["classification", "annotation"])
-def test_encoder_starts_as_the_lm_and_the_head_fresh(task, lm_checkpoint, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("task, pool", [("classification", "mean"), ("classification", "flatten"),
+                                        ("annotation", "none")])
+def test_encoder_starts_as_the_lm_and_the_head_fresh(task, pool, lm_checkpoint, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     data = (["--data", str(write_labelled_csv(tmp_path / "seqs.csv")), "--seq-len", "50"] if task == "classification"
             else ["--fasta", str(write_annotated_genbank(tmp_path / "genome.gb")), "--seq-len", "256"])
     with caplog.at_level(logging.WARNING):
-        s = train_dna.run(["--task", task, *data, "--max-steps", "2", "--config", str(_frozen_config(tmp_path, task)),
+        s = train_dna.run(["--task", task, *data, "--max-steps", "2", "--config", str(_frozen_config(tmp_path, task, pool)),
                            "--init-from", str(lm_checkpoint), "--out-dir", str(tmp_path / "runs")])
     assert s["steps"] == 2 and s["initialised_from"] == str(lm_checkpoint)
     assert s["checkpoint_every_steps"] == 1  # the default cadence: 5% of 2 planned steps, rounded up
@@ -59,12 +60,13 @@ def test_encoder_starts_as_the_lm_and_the_head_fresh(task, lm_checkpoint, tmp_pa
     encoder = _encoder(lm["state_dict"])
     assert encoder and _encoder(tuned["state_dict"]).keys() == encoder.keys()
     assert all(torch.equal(tuned["state_dict"][k], v) for k, v in encoder.items())  # lr 0: the step-0 weights
-    fresh = f"lm encoder loaded ({len(encoder)} tensors); the {task} head starts fresh: backbone.head.weight"
+    first_fresh = "backbone.position_proj.weight" if pool == "flatten" else "backbone.head.weight"
+    fresh = f"lm encoder loaded ({len(encoder)} tensors); the {task} head starts fresh: {first_fresh}"
     assert fresh in caplog.text
     config = tuned["hyper_parameters"]["model_config"]
     assert {k: config[k] for k in SMALL_MODEL if k in ("dim", "depth", "heads", "window")} == \
         {"dim": 32, "depth": 1, "heads": 2, "window": 32}  # from the checkpoint, not the task's 128-wide default
-    assert config["pool"] == ("mean" if task == "classification" else "none")
+    assert config["pool"] == pool and config.get("positions") == (50 if pool == "flatten" else None)
 
 
 def test_init_at_step_zero_with_a_learning_rate(lm_checkpoint, tmp_path):
