@@ -102,6 +102,7 @@ def default_config_path(task: str) -> Path:
 
 def task_sections(task: str) -> list[Section]:
     """The config sections of ``task``, each with the signatures it is checked against."""
+    from longseq.training.averaging import Averaging
     from longseq.training.checkpointing import CheckpointCadence
 
     from genomics.data import warmup_schedule
@@ -110,7 +111,8 @@ def task_sections(task: str) -> list[Section]:
     sections = [Section("model", (spec.model,)), Section("data", (spec.data,)), Section("task", (spec.task,))]
     if spec.staged:
         sections.append(Section("schedule", (warmup_schedule, "val_every")))
-    return [*sections, Section("checkpoint", (CheckpointCadence,)), Section("trainer", trainer_accepts())]
+    return [*sections, Section("averaging", (Averaging,)), Section("checkpoint", (CheckpointCadence,)),
+            Section("trainer", trainer_accepts())]
 
 
 def load_task_config(path: str | Path, task: str) -> Config:

@@ -465,6 +465,7 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     from lightning.pytorch.loggers import CSVLogger
 
     from longseq.hardware import peak_memory_gb, warn_if_slow_bf16
+    from longseq.training.averaging import Averaging, ema_callback
     from longseq.training.callbacks import Throughput
     from longseq.training.checkpointing import (
         AtomicModelCheckpoint, CheckpointCadence, PeriodicCheckpoint, atomic_save_checkpoint,
@@ -496,6 +497,9 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
             for message in ("Experiment logs directory", "Checkpoint directory", "You're resuming from a checkpoint"):
                 warnings.filterwarnings("ignore", message=f".*{message}")
         callbacks = [throughput, window_bar, RandomStateCheckpoint(), ckpt, periodic]
+        ema = ema_callback(Averaging(**cfg.get("averaging", {})))
+        if ema is not None:
+            callbacks.append(ema)
         slices = int(cfg["data"].get("sequence_parallel") or 1)
         if slices > 1:
             from genomics.models.sequence_parallel import ShardEncoder
@@ -517,6 +521,8 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
         with checkpoint_safe_globals():
             trainer.fit(module, datamodule=dm, ckpt_path=str(start.path) if start.resume else None, weights_only=True)
         wall_s = time.time() - started
+        if ema is not None:  # fit is over: later validate/test passes score the checkpoint they load
+            trainer.callbacks.remove(ema)
     checkpoint = ckpt.best_model_path or periodic.last_model_path
     last_val = trainer.callback_metrics.get(monitor)
     if monitor not in trainer.callback_metrics:  # stopped (max_steps/max_time) before any validation
