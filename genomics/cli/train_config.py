@@ -10,6 +10,8 @@ Sections (see :mod:`longseq.training.config`), each checked against what it feed
 * ``schedule`` (not for classification): :func:`~genomics.data.warmup_schedule`'s arguments,
   ``seq_len`` (final window, default 65,536) and ``batch_size`` included, plus ``val_every``
   (validate every this many steps of a long stage instead of once at the end).
+* ``averaging``: an exponential moving average of the weights
+  (:class:`~longseq.training.averaging.Averaging`): ``ema_decay`` (null: off).
 * ``checkpoint``: how often ``last.ckpt`` is refreshed
   (:class:`~longseq.training.checkpointing.CheckpointCadence`): ``every_steps`` (default:
   5% of the planned steps, rounded up) and ``every_minutes`` (default 10); the flags

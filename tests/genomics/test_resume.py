@@ -36,11 +36,11 @@ TINY = {
 }
 
 
-def _write_inputs(root: Path) -> tuple[Path, Path]:
+def _write_inputs(root: Path, config: dict | None = None) -> tuple[Path, Path]:
     fasta = write_fasta(root / "genome.fa", {"chr": random_dna(600, 11)})
-    config = root / "tiny_resume.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    return fasta, config
+    path = root / "tiny_resume.yaml"
+    path.write_text(yaml.safe_dump(config or TINY))
+    return fasta, path
 
 
 def _command(fasta: Path, config: Path, out_dir: Path, *extra: str) -> list[str]:
@@ -61,8 +61,10 @@ def _close(a: str, b: str) -> bool:
     return a == b or (bool(a) and bool(b) and math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-6))
 
 
-def test_killed_run_resumes_exactly(tmp_path):
-    fasta, config = _write_inputs(tmp_path)
+@pytest.mark.parametrize("ema_decay", [None, 0.9], ids=["plain", "ema"])
+def test_killed_run_resumes_exactly(tmp_path, ema_decay):
+    """With an EMA of the weights, both the average and the raw weights resume."""
+    fasta, config = _write_inputs(tmp_path, {**TINY, "averaging": {"ema_decay": ema_decay}})
     env = _env(tmp_path)
     subprocess.run(_command(fasta, config, tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=120)
 
@@ -84,9 +86,12 @@ def test_killed_run_resumes_exactly(tmp_path):
     a = torch.load(whole_run / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(last, weights_only=True)
     assert a["global_step"] == b["global_step"] == STEPS
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for name, tensor in a["state_dict"].items():
-        assert torch.allclose(tensor, b["state_dict"][name], atol=1e-6, rtol=0), name
+    weights = ["state_dict", "current_model_state"] if ema_decay else ["state_dict"]
+    assert all(("current_model_state" in c) == bool(ema_decay) for c in (a, b))
+    for key in weights:
+        assert a[key].keys() == b[key].keys()
+        for name, tensor in a[key].items():
+            assert torch.allclose(tensor, b[key][name], atol=1e-6, rtol=0), (key, name)
     assert a["lr_schedulers"][0]["_last_lr"] == pytest.approx(b["lr_schedulers"][0]["_last_lr"], abs=1e-12)
 
     rows_a, rows_b = _rows(whole_run), _rows(cut_run)
