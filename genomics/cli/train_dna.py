@@ -478,11 +478,12 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     from genomics.models.loading import checkpoint_safe_globals
 
     is_lm = args.task == "lm"
-    monitor = "val/bpb" if is_lm else "val/loss"
+    best_by = "bpb" if is_lm else getattr(module, "best_by", "loss")
+    monitor, mode = f"val/{best_by}", ("min" if best_by in ("bpb", "loss") else "max")
     logger = CSVLogger(args.out_dir, name=args.task, version=start.version)
     run_dir = Path(logger.log_dir)
     kept = ContinuedMetrics(run_dir / "metrics.csv", start.global_step) if start.version is not None else None
-    ckpt = AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode="min", save_last=False,
+    ckpt = AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode, save_last=False,
                                  filename="best-{step}")
     trainer_kw = _trainer_arguments(cfg, module, dm, stages)
     planned = trainer_kw["max_steps"] if trainer_kw["max_steps"] > 0 else None
@@ -556,7 +557,7 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     if start.path is not None:
         summary["resumed_from" if start.resume else "initialised_from"] = str(start.path)
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else last
-    summary["best_val_bpb" if is_lm else "best_val_loss"] = min(best, last)
+    summary[f"best_val_{best_by}"] = (min if mode == "min" else max)(best, last)
     if is_lm and not args.no_markov and trainer.is_global_zero:
         from genomics.baselines import markov_baseline
 

@@ -97,8 +97,11 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
             verdict = "better than" if s["markov_margin_bpb"] < 0 else "not better than"
             print(f"margin: {s['markov_margin_bpb']:+.4f} bits/base vs Markov-{s['markov_order']} "
                   f"({verdict} the baseline)")
-    if "best_val_loss" in s:
-        print(f"best validation loss: {s['best_val_loss']:.4f}")
+    from genomics.tasks.classification import BEST_BY
+
+    for key in BEST_BY:
+        if f"best_val_{key}" in s:
+            print(f"best validation {key}: {s[f'best_val_{key}']:.4f}")
     if "needle_test_acc" in s:
         print(f"needle accuracy at {s['needle_eval_seq_len']:,} bases: {s['needle_test_acc']:.3f} (chance 0.5)")
     if "val" in s and "majority_baseline" in s["val"]:

@@ -13,14 +13,21 @@ from genomics.models.inference import base_labels, class_probabilities
 from genomics.tasks.base import DNATask
 from genomics.tasks.metrics import PER_CLASS, eval_metrics, metric_results, safe_name
 
-__all__ = ["ClassificationTask", "AnnotationTask"]
+__all__ = ["BEST_BY", "ClassificationTask", "AnnotationTask"]
+
+#: Validation metrics a run may pick its best checkpoint by (``best_by``): the loss is
+#: minimised, the others maximised.
+BEST_BY = ("loss", "mcc", "auroc", "acc", "f1_macro")
 
 
 class ClassificationTask(DNATask):
     """Sequence classification. Validation and test compute, over the whole split,
     accuracy, MCC, AUROC, macro-F1 and per-class F1 and recall
     (:func:`~genomics.tasks.metrics.eval_metrics`), logged as ``val/<name>`` and
-    ``val/<name>/<class>`` and kept in ``eval_results[split]`` for the run summary."""
+    ``val/<name>/<class>`` and kept in ``eval_results[split]`` for the run summary.
+
+    ``best_by`` names the validation metric (:data:`BEST_BY`) that picks the checkpoint a
+    run keeps as its best and scores at the end: ``"loss"`` (lowest) or a metric (highest)."""
 
     model_class = DNAClassifier
     task_name = "classification"
@@ -36,8 +43,12 @@ class ClassificationTask(DNATask):
         weight_decay: float = 0.05,
         warmup_steps: int = 50,
         max_steps: int | None = None,
+        best_by: str = "loss",
     ) -> None:
+        if best_by not in BEST_BY:
+            raise ValueError(f"best_by must be one of {', '.join(BEST_BY)}, got {best_by!r}")
         super().__init__(backbone, model_config, lr, weight_decay, warmup_steps, max_steps)
+        self.best_by = best_by
         self.save_hyperparameters(ignore=["backbone"])
         self._save_hparams()
         c = self.backbone.num_classes
