@@ -90,6 +90,12 @@ def check_config_values(cfg: dict[str, dict[str, Any]], args: argparse.Namespace
     if minutes is not None and (not _is_number(minutes, False) or not minutes > 0):
         name = "--ckpt-every-minutes" if args.ckpt_every_minutes is not None else f"{source}: checkpoint.every_minutes"
         raise UserError(f"{name}: must be a number > 0, got {minutes!r}")
+    from longseq.training.averaging import Averaging
+
+    try:
+        Averaging(**cfg.get("averaging", {}))
+    except ValueError as exc:
+        raise UserError(f"{source}: averaging.{exc}") from None
 
 
 def check_genome_files(paths: Sequence[str], flag: str) -> None:

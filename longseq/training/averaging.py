@@ -29,7 +29,8 @@ class Averaging:
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
-        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+        d = self.ema_decay
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d < 1.0):
             raise ValueError(f"ema_decay must be in [0, 1) (or null: off), got {self.ema_decay!r}")
 
     @property

@@ -83,6 +83,8 @@ def test_flag_errors(argv, message, work, capsys, no_model):
     ("task", "max_steps", "ten", "task.max_steps: must be a whole number, got 'ten'"),
     ("task", "lr", -0.1, "task.lr: must be >= 0, got -0.1"),
     ("checkpoint", "every_minutes", 0, "checkpoint.every_minutes: must be a number > 0, got 0"),
+    ("averaging", "ema_decay", 1.0, "averaging.ema_decay must be in [0, 1) (or null: off), got 1.0"),
+    ("averaging", "ema_decay", "high", "averaging.ema_decay must be in [0, 1) (or null: off), got 'high'"),
 ])
 def test_config_value_errors_name_file_and_key(section, key, value, message, work, capsys, no_model):
     cfg = yaml.safe_load(yaml.safe_dump(TINY))

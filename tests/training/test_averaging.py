@@ -26,6 +26,6 @@ def test_ema_update_warms_up_then_keeps_its_decay():
 def test_averaging_section_checks_its_values():
     assert ema_callback(Averaging()) is None and ema_callback(Averaging(ema_decay=0)) is None
     assert ema_callback(Averaging(ema_decay=0.999)) is not None
-    for bad in (1.0, -0.1, 1.5):
+    for bad in (1.0, -0.1, 1.5, "0.9", True):
         with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
             Averaging(ema_decay=bad)
