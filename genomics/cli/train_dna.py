@@ -431,7 +431,9 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
     if start.resume:
         if stages:
             dm.set_schedule(stages, val_every=cfg["schedule"].get("val_every"))
-        check_resume_fits(module, dm, start)
+        from longseq.training.averaging import Averaging
+
+        check_resume_fits(module, dm, start, averaging=Averaging(**cfg.get("averaging", {})).enabled)
     elif start.ckpt is not None:
         from genomics.models.transfer import init_from_checkpoint
 

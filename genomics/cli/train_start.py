@@ -6,7 +6,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``
 (:func:`genomics.models.loading.read_checkpoint`) and checked against the run before the
 Trainer exists: a file that is not a checkpoint, one of another task, weights of another
 architecture (the first parameter names with both shapes) and, for a resume, another step
-budget or length schedule are errors naming the flag and the file.
+budget, length schedule or weight averaging setting are errors naming the flag and the file.
 """
 
 from __future__ import annotations
@@ -94,10 +94,11 @@ def _schedule_text(schedule: Iterable[Iterable[int]]) -> str:
     return ", ".join("{} x {} x {:,}".format(*(int(v) for v in (s[2], s[1], s[0]))) for s in schedule)
 
 
-def check_resume_fits(module: Any, dm: Any, start: StartPoint) -> None:
+def check_resume_fits(module: Any, dm: Any, start: StartPoint, averaging: bool = False) -> None:
     """For ``--ckpt-path``: the checkpoint's weights fit ``module`` and its run planned the same
-    optimizer steps and length schedule as this one (an exact resume needs the original
-    run's flags and config)."""
+    optimizer steps and length schedule as this one, and averaged its weights (``averaging``:
+    this run keeps an EMA) or not as this one does (an exact resume needs the original run's
+    flags and config)."""
     from genomics.models.loading import RECORD_KEY, fit_problems, state_differences
 
     if not start.resume or start.ckpt is None:
@@ -116,3 +117,10 @@ def check_resume_fits(module: Any, dm: Any, start: StartPoint) -> None:
     if saved is not None and [list(s) for s in saved] != planned:
         raise UserError(f"--ckpt-path {start.path}: its length schedule is {_schedule_text(saved)}, this command's "
                         f"{_schedule_text(planned) or 'none'} (steps x batch x bases); {hint}")
+    # Its averaged weights are its state_dict and its raw ones sit beside them: resumed without
+    # averaging, training would continue from the average; with it, from no average at all.
+    averaged = "current_model_state" in start.ckpt
+    if averaged != averaging:
+        theirs_avg, ours_avg = ("averaged", "does not") if averaged else ("did not average", "does")
+        raise UserError(f"--ckpt-path {start.path}: its run {theirs_avg} the weights (averaging.ema_decay), this "
+                        f"command {ours_avg}; {hint}")

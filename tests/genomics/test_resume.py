@@ -113,6 +113,22 @@ def test_resume_needs_the_schedule_of_the_run(tmp_path, monkeypatch):
         train_dna.run([*argv, "--max-steps", "16", "--ckpt-path", "last"])
 
 
+@pytest.mark.parametrize("first, then", [(None, 0.9), (0.9, None)], ids=["off-then-on", "on-then-off"])
+def test_resume_needs_the_averaging_of_the_run(tmp_path, monkeypatch, first, then):
+    """A resume that would drop the raw weights, or start an average from nothing, is refused."""
+    from longseq.training.errors import UserError
+
+    monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    fasta, config = _write_inputs(tmp_path, {**TINY, "averaging": {"ema_decay": first}})
+    argv = ["--fasta", str(fasta), "--config", str(config), "--no-markov", "--out-dir", str(tmp_path / "runs"),
+            "--max-steps", "3"]
+    train_dna.run(argv)
+    config.write_text(yaml.safe_dump({**TINY, "averaging": {"ema_decay": then}}))
+    word = "averaged" if first else "did not average"
+    with pytest.raises(UserError, match=rf"--ckpt-path .*last\.ckpt: its run {word} the weights \(averaging"):
+        train_dna.run([*argv, "--ckpt-path", "last"])
+
+
 def test_documented_resume_commands_run(tmp_path, monkeypatch):
     """The commands of the docs section, on a small genome of the name they use, with a tiny
     config and step budget added: a run, the same run resumed from its last.ckpt, a path."""
