@@ -45,7 +45,7 @@ temporary file and moved into place; ``--ckpt-path last`` resumes the newest run
 stage), logging on into its folder. ``--init-from`` starts a new schedule from a
 checkpoint's weights: a language model's encoder for classification or annotation (fresh
 head; the model section's dim, depth, heads, ... come from the checkpoint unless --config
-sets them). Flags, files and checkpoints are checked before any model is built: a problem is
+or --set sets them). Flags, files and checkpoints are checked before any model is built: a problem is
 one line on stderr and exit status 2 (--debug shows the traceback).
 """
 
@@ -365,10 +365,13 @@ def _precision(precision: Any, module: Any, stages: list | None, *, cuda: bool) 
 
 
 def _user_model_keys(args: argparse.Namespace) -> set[str]:
-    """The model keys the user's own ``--config`` sets (none without ``--config``)."""
+    """The model keys the user sets: in their own ``--config`` and with ``--set model.KEY=...``."""
+    from longseq.training.config import parse_set_overrides
+
     from genomics.cli.train_config import load_task_config
 
-    return set(load_task_config(args.config, args.task)["model"]) if args.config is not None else set()
+    keys = set(load_task_config(args.config, args.task)["model"]) if args.config is not None else set()
+    return keys | set(parse_set_overrides(getattr(args, "set_values", None) or []).get("model", {}))
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any] | None:

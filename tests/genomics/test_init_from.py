@@ -1,6 +1,6 @@
 """Fine-tuning from the pretrained language model: ``--init-from LM.ckpt`` with ``--task
 classification`` or ``annotation`` loads the LM's encoder, starts a fresh head, and takes the
-model's shape from the checkpoint unless the user's config sets it."""
+model's shape from the checkpoint unless the user's config or ``--set`` sets it."""
 
 from __future__ import annotations
 
@@ -88,13 +88,16 @@ def test_init_at_step_zero_with_a_learning_rate(lm_checkpoint, tmp_path):
     assert report.fresh == ["backbone.head.weight", "backbone.head.bias"] and "backbone.head.weight" in report.unused
 
 
-def test_a_config_that_sets_the_shape_must_match(lm_checkpoint, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["config", "set"])
+def test_a_config_that_sets_the_shape_must_match(lm_checkpoint, tmp_path, monkeypatch, how):
+    """A shape the user sets, in their --config or with --set, is theirs: it is not replaced by
+    the checkpoint's, so a mismatch is an error."""
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "wide.yaml").write_text(yaml.safe_dump({"model": {"dim": 64, "heads": 2}}))
+    wide = ["--config", str(tmp_path / "wide.yaml")] if how == "config" else ["--set", "model.dim=64"]
     with pytest.raises(CheckpointError) as error:
-        train_dna.run(["--task", "classification", "--data", str(write_labelled_csv(tmp_path / "seqs.csv")),
-                       "--config", str(tmp_path / "wide.yaml"), "--init-from", str(lm_checkpoint), "--max-steps", "1",
-                       "--out-dir", str(tmp_path / "runs")])
+        train_dna.run(["--task", "classification", "--data", str(write_labelled_csv(tmp_path / "seqs.csv")), *wide,
+                       "--init-from", str(lm_checkpoint), "--max-steps", "1", "--out-dir", str(tmp_path / "runs")])
     message = str(error.value)
     assert message.startswith(f"--init-from {lm_checkpoint}: the lm checkpoint's encoder does not fit this run's "
                               f"model; shape mismatch: backbone.backbone.embed.weight: checkpoint (9, 32), "
