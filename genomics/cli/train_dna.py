@@ -45,8 +45,8 @@ temporary file and moved into place; ``--ckpt-path last`` resumes the newest run
 stage), logging on into its folder. ``--init-from`` starts a new schedule from a
 checkpoint's weights: a language model's encoder for classification or annotation (fresh
 head; the model section's dim, depth, heads, ... come from the checkpoint unless --config
-or --set sets them). Flags, files and checkpoints are checked before any model is built: a problem is
-one line on stderr and exit status 2 (--debug shows the traceback).
+or --set sets them). Flags, files and checkpoints are checked before any model is built: a
+problem is one line on stderr and exit status 2 (--debug shows the traceback).
 """
 
 from __future__ import annotations

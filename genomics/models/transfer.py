@@ -105,7 +105,8 @@ def init_from_checkpoint(module: nn.Module, ckpt: Mapping[str, Any], path: str |
     if differences["shape"]:
         raise CheckpointError(f"--init-from {path}: the {info.task} checkpoint's encoder does not fit this run's "
                               f"model; shape mismatch: {name_list(differences['shape'])} (the model section's "
-                              f"dim, depth, heads, ... are taken from the checkpoint unless --config or --set sets them)")
+                              f"dim, depth, heads, ... are taken from the checkpoint unless --config or --set "
+                              f"sets them)")
     module.load_state_dict(encoder, strict=False)
     report.loaded = [k for k in own if k in encoder]
     report.fresh = [k for k in own if k not in encoder]
