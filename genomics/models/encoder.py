@@ -21,7 +21,7 @@ from longseq.lsh import LSH
 from longseq.patterns import Dense, Hierarchical, Pattern, Routing, SegmentRecurrence, SlidingWindow, TopK
 from longseq.positions import RoPE1D
 
-__all__ = ["DNAEncoder", "LAYER_TYPES", "layer_specs"]
+__all__ = ["DNAEncoder", "LAYER_TYPES", "ResidualConv", "layer_specs"]
 
 #: Per-layer attention types of ``layer_patterns`` and the keys each takes besides ``type``
 #: (defaults: the model's ``window``; the model's ``lsh_*`` settings; the values below).
@@ -78,6 +78,17 @@ def layer_specs(layer_patterns: Sequence[str | Mapping[str, Any]], depth: int) -
     return specs
 
 
+class ResidualConv(nn.Module):
+    """One block of the convolution tower: ``x + conv(GELU(LayerNorm(x)))``. The encoder pads
+    and masks the conv's input (:meth:`DNAEncoder._conv_features`), so the block holds only
+    the weights: ``pre`` (the norm and activation) and ``conv``."""
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.pre = nn.Sequential(nn.LayerNorm(dim), nn.GELU())
+        self.conv = nn.Conv1d(dim, dim, kernel)
+
+
 class _LowRankBranch(LowRank):
     """:class:`LowRank` with the call signature of :class:`MultiheadAttention` (a block's attention)."""
 
@@ -120,6 +131,11 @@ class DNAEncoder(nn.Module):
         kmer_kernel: width of a stride-1 convolution over the embeddings before attention,
             so each position starts with features of the k-mer around it (1 = none). In a
             causal model it reads only the current and earlier bases.
+        conv_layers: residual convolution blocks after the k-mer convolution, each
+            ``x + conv(GELU(LayerNorm(x)))`` of width ``kmer_kernel`` (causal in a causal
+            model): a small CNN tower, so attention starts from motif features built over
+            several layers, as in DeepSEA- and Basenji-style stems (0 = none; needs
+            ``kmer_kernel > 1``).
         layer_patterns: one entry per layer choosing its attention (default None: every
             layer a sliding window, LSH in ``lsh_layers``): a type name or a mapping with
             ``type`` and its keys, among ``window`` (``window``, ``dilation``), ``global``
@@ -159,6 +175,7 @@ class DNAEncoder(nn.Module):
         dropout: float = 0.0,
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
+        conv_layers: int = 0,
         global_length_scale: bool = False,
         layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
@@ -183,6 +200,9 @@ class DNAEncoder(nn.Module):
             raise ValueError(f"downsample must be >= 1, got {downsample}")
         if kmer_kernel < 1:
             raise ValueError(f"kmer_kernel must be >= 1, got {kmer_kernel}")
+        if conv_layers < 0 or (conv_layers and kmer_kernel < 2):
+            raise ValueError(f"conv_layers must be >= 0 and needs kmer_kernel >= 2 (their width), "
+                             f"got conv_layers={conv_layers}, kmer_kernel={kmer_kernel}")
         head_dim = dim // heads
         rope_dim = head_dim if rope_dim is None else rope_dim
         if not 0 <= rope_dim <= head_dim or rope_dim % 2:
@@ -196,6 +216,7 @@ class DNAEncoder(nn.Module):
         self.kmer = nn.Conv1d(dim, dim, kmer_kernel) if kmer_kernel > 1 else None
         left = kmer_kernel - 1 if causal else (kmer_kernel - 1) // 2
         self.kmer_padding = (left, kmer_kernel - 1 - left)
+        self.convs = nn.ModuleList(ResidualConv(dim, kmer_kernel) for _ in range(conv_layers))
         self.stem = nn.Conv1d(dim, dim, downsample, stride=downsample) if downsample > 1 else None
         self.global_embed = nn.Parameter(torch.randn(global_tokens, dim) * 0.02) if global_tokens else None
         window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
@@ -275,8 +296,9 @@ class DNAEncoder(nn.Module):
         if self.stem is not None:
             raise ValueError("cached decoding needs single-base resolution (downsample=1)")
         cache = self.encoder.new_cache(batch, device, dtype, max_len)
-        if self.kmer is not None:  # the conv's left context: zeros, as the padding of forward
-            cache.extra["kmer"] = torch.zeros(batch, self.kmer_padding[0], self.dim, device=device, dtype=dtype)
+        if self.kmer is not None:  # each conv's left context: zeros, as the padding of forward
+            for key in ["kmer", *(f"conv{i}" for i in range(len(self.convs)))]:
+                cache.extra[key] = torch.zeros(batch, self.kmer_padding[0], self.dim, device=device, dtype=dtype)
         return cache
 
     def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
@@ -287,22 +309,37 @@ class DNAEncoder(nn.Module):
         """
         x = self.embed(input_ids)  # B, n, dim
         if self.kmer is not None:
-            past = cache.extra["kmer"]
-            ctx = torch.cat([past.to(x.dtype), x], 1)  # the conv reads the current and earlier bases
-            cache.extra["kmer"] = ctx[:, ctx.shape[1] - past.shape[1]:]
-            x = x + self.kmer(ctx.transpose(1, 2)).transpose(1, 2)
+            x = x + self._step_conv(self.kmer, x, cache, "kmer")
+        for i, block in enumerate(self.convs):
+            x = x + self._step_conv(block.conv, block.pre(x), cache, f"conv{i}")
         return self.encoder.step(x, cache)
 
-    def _kmer_features(self, padded: Tensor) -> Tensor:
-        """The k-mer convolution of ``padded`` (B, dim, L + k - 1) as (B, L, dim). Training on
-        windows longer than ``chunk_above`` runs it over slices of ``chunk_above`` outputs, each
-        recomputed in backward, so its workspace stays that of one slice at a million bases."""
-        k = self.kmer.kernel_size[0]
+    @staticmethod
+    def _step_conv(conv: nn.Conv1d, x: Tensor, cache: KVCache, key: str) -> Tensor:
+        """A causal ``conv`` of ``x`` (B, n, dim) after the rows of ``cache.extra[key]`` -> (B, n, dim)."""
+        past = cache.extra[key]
+        ctx = torch.cat([past.to(x.dtype), x], 1)  # the conv reads the current and earlier bases
+        cache.extra[key] = ctx[:, ctx.shape[1] - past.shape[1]:]
+        return conv(ctx.transpose(1, 2)).transpose(1, 2)
+
+    def _conv_features(self, conv: nn.Conv1d, x: Tensor, mask: Tensor | None) -> Tensor:
+        """``conv`` over ``x`` (B, L, dim) -> (B, L, dim), the rows past the ends (and padded
+        rows) read as zeros. Training on windows longer than ``chunk_above`` runs it over slices
+        of ``chunk_above`` outputs, each recomputed in backward, so its workspace stays that of
+        one slice at a million bases."""
+        real = x if mask is None else x.masked_fill(~mask[..., None], 0.0)  # padding never leaks in
+        if self.sequence_group is not False:  # a slice of a window: the context rows of its neighbours
+            from longseq.distributed import halo_rows
+
+            padded = halo_rows(real, *self.kmer_padding, group=self.sequence_group).transpose(1, 2)
+        else:
+            padded = nn.functional.pad(real.transpose(1, 2), self.kmer_padding)
+        k = conv.kernel_size[0]
         length = padded.shape[-1] - (k - 1)
         step = self.chunk_above
         if not step or length <= step or not torch.is_grad_enabled():
-            return self.kmer(padded).transpose(1, 2)
-        parts = [checkpoint(self.kmer, padded[..., start:start + step + k - 1], use_reentrant=False)
+            return conv(padded).transpose(1, 2)
+        parts = [checkpoint(conv, padded[..., start:start + step + k - 1], use_reentrant=False)
                  for start in range(0, length, step)]
         return torch.cat(parts, dim=-1).transpose(1, 2)
 
@@ -310,15 +347,9 @@ class DNAEncoder(nn.Module):
         """ids (B, L), mask (B, L) bool -> features (B, G + L', dim), mask (B, G + L') or None."""
         x = self.embed(input_ids)  # B, L, dim
         if self.kmer is not None:  # x + conv(x): the residual keeps single-base identity
-            # padded positions read as zeros, as past the ends, so padding never leaks in
-            real = x if mask is None else x.masked_fill(~mask[..., None], 0.0)
-            if self.sequence_group is not False:  # a slice of a window: the context rows of its neighbours
-                from longseq.distributed import halo_rows
-
-                padded = halo_rows(real, *self.kmer_padding, group=self.sequence_group).transpose(1, 2)
-            else:
-                padded = nn.functional.pad(real.transpose(1, 2), self.kmer_padding)
-            x = x + self._kmer_features(padded)
+            x = x + self._conv_features(self.kmer, x, mask)
+        for block in self.convs:
+            x = x + self._conv_features(block.conv, block.pre(x), mask)
         if self.stem is not None:
             B, L, _ = x.shape
             pad = (-L) % self.downsample

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: Model-section keys that decide the encoder's weights (names and shapes).
 ENCODER_KEYS = ("vocab_size", "dim", "depth", "heads", "window", "global_tokens", "lsh_layers", "lsh_bucket_size",
                 "lsh_n_hashes", "mlp_ratio", "kv_heads", "reversible", "rope_dim", "kmer_kernel",
-                "global_length_scale")
+                "conv_layers", "global_length_scale")
 #: The shared encoder's parameters inside a task (task.backbone = model, model.backbone = encoder).
 ENCODER_PREFIX = "backbone.backbone."
 #: Tasks a checkpoint of another task can start (encoder transfer), and the tasks it may come from.
