@@ -38,6 +38,7 @@ _CONFIG_MINIMUMS: tuple[tuple[str, str, float, str | None, bool], ...] = (
     ("schedule", "val_every", 1, None, True), ("schedule", "warmup_tokens_per_step", 1, None, True),
     ("schedule", "warmup_tokens", 1, None, True), ("model", "chunk_above", 0, None, True),
     ("model", "kmer_kernel", 1, None, True), ("model", "conv_layers", 0, None, True),
+    ("model", "conv_kernel", 1, None, True),
     ("data", "batch_size", 1, "--batch-size", True), ("data", "val_batch_size", 1, None, True),
     ("data", "max_len", 1, "--seq-len", True), ("data", "num_workers", 0, "--num-workers", True),
     ("data", "samples_per_epoch", 1, None, True), ("data", "train_samples", 1, None, True),

@@ -69,6 +69,7 @@ class DNAClassifier(nn.Module):
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
         conv_layers: int = 0,
+        conv_kernel: int = 7,
         global_length_scale: bool = False,
         layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
@@ -90,7 +91,8 @@ class DNAClassifier(nn.Module):
             lsh_layers=lsh_layers, lsh_bucket_size=lsh_bucket_size, lsh_n_hashes=lsh_n_hashes,
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, chunk_above=chunk_above, downsample=downsample, dropout=dropout, rope_dim=rope_dim,
-            kmer_kernel=kmer_kernel, conv_layers=conv_layers, global_length_scale=global_length_scale,
+            kmer_kernel=kmer_kernel, conv_layers=conv_layers, conv_kernel=conv_kernel,
+            global_length_scale=global_length_scale,
             layer_patterns=layer_patterns,
         )
         self.positions = positions if pool == "flatten" else None

@@ -132,10 +132,10 @@ class DNAEncoder(nn.Module):
             so each position starts with features of the k-mer around it (1 = none). In a
             causal model it reads only the current and earlier bases.
         conv_layers: residual convolution blocks after the k-mer convolution, each
-            ``x + conv(GELU(LayerNorm(x)))`` of width ``kmer_kernel`` (causal in a causal
-            model): a small CNN tower, so attention starts from motif features built over
-            several layers, as in DeepSEA- and Basenji-style stems (0 = none; needs
-            ``kmer_kernel > 1``).
+            ``x + conv(GELU(LayerNorm(x)))`` (causal in a causal model): a small CNN tower,
+            so attention starts from motif features built over several layers, as in
+            DeepSEA- and Basenji-style stems (0 = none).
+        conv_kernel: width of the tower's convolutions.
         layer_patterns: one entry per layer choosing its attention (default None: every
             layer a sliding window, LSH in ``lsh_layers``): a type name or a mapping with
             ``type`` and its keys, among ``window`` (``window``, ``dilation``), ``global``
@@ -176,6 +176,7 @@ class DNAEncoder(nn.Module):
         rope_dim: int | None = None,
         kmer_kernel: int = 1,
         conv_layers: int = 0,
+        conv_kernel: int = 7,
         global_length_scale: bool = False,
         layer_patterns: Sequence[str | Mapping[str, Any]] | None = None,
     ) -> None:
@@ -200,9 +201,9 @@ class DNAEncoder(nn.Module):
             raise ValueError(f"downsample must be >= 1, got {downsample}")
         if kmer_kernel < 1:
             raise ValueError(f"kmer_kernel must be >= 1, got {kmer_kernel}")
-        if conv_layers < 0 or (conv_layers and kmer_kernel < 2):
-            raise ValueError(f"conv_layers must be >= 0 and needs kmer_kernel >= 2 (their width), "
-                             f"got conv_layers={conv_layers}, kmer_kernel={kmer_kernel}")
+        if conv_layers < 0 or conv_kernel < 1:
+            raise ValueError(f"conv_layers must be >= 0 and conv_kernel >= 1, "
+                             f"got conv_layers={conv_layers}, conv_kernel={conv_kernel}")
         head_dim = dim // heads
         rope_dim = head_dim if rope_dim is None else rope_dim
         if not 0 <= rope_dim <= head_dim or rope_dim % 2:
@@ -214,9 +215,7 @@ class DNAEncoder(nn.Module):
         self.sequence_group: Any = False
         self.embed = nn.Embedding(vocab_size, dim)
         self.kmer = nn.Conv1d(dim, dim, kmer_kernel) if kmer_kernel > 1 else None
-        left = kmer_kernel - 1 if causal else (kmer_kernel - 1) // 2
-        self.kmer_padding = (left, kmer_kernel - 1 - left)
-        self.convs = nn.ModuleList(ResidualConv(dim, kmer_kernel) for _ in range(conv_layers))
+        self.convs = nn.ModuleList(ResidualConv(dim, conv_kernel) for _ in range(conv_layers))
         self.stem = nn.Conv1d(dim, dim, downsample, stride=downsample) if downsample > 1 else None
         self.global_embed = nn.Parameter(torch.randn(global_tokens, dim) * 0.02) if global_tokens else None
         window_pattern = SlidingWindow(window, causal=causal, global_tokens=tuple(range(global_tokens)) or None)
@@ -296,9 +295,10 @@ class DNAEncoder(nn.Module):
         if self.stem is not None:
             raise ValueError("cached decoding needs single-base resolution (downsample=1)")
         cache = self.encoder.new_cache(batch, device, dtype, max_len)
-        if self.kmer is not None:  # each conv's left context: zeros, as the padding of forward
-            for key in ["kmer", *(f"conv{i}" for i in range(len(self.convs)))]:
-                cache.extra[key] = torch.zeros(batch, self.kmer_padding[0], self.dim, device=device, dtype=dtype)
+        convs = {"kmer": self.kmer} if self.kmer is not None else {}
+        convs.update((f"conv{i}", block.conv) for i, block in enumerate(self.convs))
+        for key, conv in convs.items():  # each conv's left context: zeros, as the padding of forward
+            cache.extra[key] = torch.zeros(batch, self._padding(conv)[0], self.dim, device=device, dtype=dtype)
         return cache
 
     def step(self, input_ids: Tensor, cache: KVCache) -> Tensor:
@@ -322,6 +322,12 @@ class DNAEncoder(nn.Module):
         cache.extra[key] = ctx[:, ctx.shape[1] - past.shape[1]:]
         return conv(ctx.transpose(1, 2)).transpose(1, 2)
 
+    def _padding(self, conv: nn.Conv1d) -> tuple[int, int]:
+        """Rows of context ``conv`` reads (before, after) each position: only earlier ones if causal."""
+        k = conv.kernel_size[0]
+        left = k - 1 if self.causal else (k - 1) // 2
+        return left, k - 1 - left
+
     def _conv_features(self, conv: nn.Conv1d, x: Tensor, mask: Tensor | None) -> Tensor:
         """``conv`` over ``x`` (B, L, dim) -> (B, L, dim), the rows past the ends (and padded
         rows) read as zeros. Training on windows longer than ``chunk_above`` runs it over slices
@@ -331,9 +337,9 @@ class DNAEncoder(nn.Module):
         if self.sequence_group is not False:  # a slice of a window: the context rows of its neighbours
             from longseq.distributed import halo_rows
 
-            padded = halo_rows(real, *self.kmer_padding, group=self.sequence_group).transpose(1, 2)
+            padded = halo_rows(real, *self._padding(conv), group=self.sequence_group).transpose(1, 2)
         else:
-            padded = nn.functional.pad(real.transpose(1, 2), self.kmer_padding)
+            padded = nn.functional.pad(real.transpose(1, 2), self._padding(conv))
         k = conv.kernel_size[0]
         length = padded.shape[-1] - (k - 1)
         step = self.chunk_above

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 #: Model-section keys that decide the encoder's weights (names and shapes).
 ENCODER_KEYS = ("vocab_size", "dim", "depth", "heads", "window", "global_tokens", "lsh_layers", "lsh_bucket_size",
                 "lsh_n_hashes", "mlp_ratio", "kv_heads", "reversible", "rope_dim", "kmer_kernel",
-                "conv_layers", "global_length_scale")
+                "conv_layers", "conv_kernel", "global_length_scale")
+#: Encoder keys a checkpoint may not record, and the value its model was built with then.
+_BUILT_WITHOUT = {"conv_layers": 0}
 #: The shared encoder's parameters inside a task (task.backbone = model, model.backbone = encoder).
 ENCODER_PREFIX = "backbone.backbone."
 #: Tasks a checkpoint of another task can start (encoder transfer), and the tasks it may come from.
@@ -74,7 +76,7 @@ def adopt_model_config(model: Mapping[str, Any], info: CheckpointInfo, user_keys
     """``(model section, keys taken)``: the checkpoint's values for the keys the user's config
     does not set; every key of the checkpoint for the same task, else :data:`ENCODER_KEYS`."""
     user = set(user_keys)
-    source = info.model_config
+    source = {**_BUILT_WITHOUT, **info.model_config}
     keys = [k for k in source if k != "num_classes"] if info.task == task else [k for k in ENCODER_KEYS if k in source]
     taken = {k: source[k] for k in keys if k not in user and model.get(k, object()) != source[k]}
     return {**model, **taken}, taken

@@ -12,7 +12,7 @@ from genomics.data.tokenizers import PAD, reverse_complement
 from genomics.models import DNAClassifier, DNALanguageModel
 from genomics.models.sequence_parallel import check_shardable, encoder_of
 
-SMALL = dict(dim=32, heads=2, window=8, kmer_kernel=5, conv_layers=2)
+SMALL = dict(dim=32, heads=2, window=8, kmer_kernel=5, conv_layers=2, conv_kernel=4)
 
 
 def test_causal_tower_does_not_see_the_future():
@@ -86,23 +86,25 @@ def test_sliced_tower_equals_the_whole_one(length):
 
 def test_the_tower_learns_and_adds_weights_only_when_asked():
     """conv_layers=0 adds no tensors (checkpoints without a tower load as before); each block
-    adds a norm and a convolution of the k-mer width."""
+    adds a norm and a convolution of ``conv_kernel`` bases, with or without the k-mer one."""
     plain = DNAClassifier(2, depth=1, dim=32, heads=2, window=8, kmer_kernel=5)
     tower = DNAClassifier(2, depth=1, **SMALL)
     extra = set(tower.state_dict()) - set(plain.state_dict())
     assert not any("convs" in name for name in plain.state_dict())
     assert extra == {f"backbone.convs.{i}.{part}" for i in range(2)
                      for part in ("pre.0.weight", "pre.0.bias", "conv.weight", "conv.bias")}
-    assert tower.backbone.convs[0].conv.kernel_size == (5,)
+    assert tower.backbone.convs[0].conv.kernel_size == (4,)
+    alone = DNAClassifier(2, depth=1, **{**SMALL, "kmer_kernel": 1})
+    assert alone.backbone.kmer is None and len(alone.backbone.convs) == 2
     ids = torch.randint(0, 4, (4, 30), generator=torch.Generator().manual_seed(3))
     loss = tower(ids).logsumexp(-1).sum()
     loss.backward()
     assert tower.backbone.convs[1].conv.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kw", [{"conv_layers": 1, "kmer_kernel": 1}, {"conv_layers": -1, "kmer_kernel": 5}])
+@pytest.mark.parametrize("kw", [{"conv_layers": 1, "conv_kernel": 0}, {"conv_layers": -1}])
 def test_bad_tower_settings_are_named(kw):
-    with pytest.raises(ValueError, match="conv_layers"):
+    with pytest.raises(ValueError, match="conv_layers must be >= 0 and conv_kernel >= 1"):
         DNAClassifier(2, dim=32, heads=2, **kw)
 
 

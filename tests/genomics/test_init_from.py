@@ -123,3 +123,17 @@ def test_documented_fine_tuning_commands_run(tmp_path, monkeypatch):
         s = train_dna.run([*argv, *extra, "--max-steps", "2", "--config", str(_frozen_config(tmp_path, task))])
         assert s["steps"] == 2 and s["initialised_from"] == argv[-1]
         assert read_checkpoint(s["last_checkpoint"])["hyper_parameters"]["model_config"]["dim"] == TINY["model"]["dim"]
+
+
+def test_a_checkpoint_without_a_tower_key_starts_a_model_without_a_tower(lm_checkpoint):
+    """A checkpoint whose model config does not record ``conv_layers`` was built without the
+    convolution tower: a config asking for one (the classification default) takes 0 from it,
+    unless the user's own config sets it."""
+    ckpt = read_checkpoint(lm_checkpoint)
+    info = checkpoint_info(ckpt, lm_checkpoint)
+    info.model_config.pop("conv_layers", None)
+    model, taken = adopt_model_config({"dim": 128, "conv_layers": 2}, info, user_keys=(), task="classification")
+    assert model["conv_layers"] == 0 and taken["conv_layers"] == 0
+    model, taken = adopt_model_config({"dim": 128, "conv_layers": 2}, info, user_keys=("conv_layers",),
+                                      task="classification")
+    assert model["conv_layers"] == 2 and "conv_layers" not in taken
