@@ -41,10 +41,11 @@ def test_lm_sparse_equals_dense_reference(monkeypatch, reversible):
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kmer_kernel", [1, 7])
-def test_causal_lm_does_not_see_the_future(kmer_kernel):
+@pytest.mark.parametrize("extra", [{}, {"kmer_kernel": 7}, {"kmer_kernel": 5, "conv_layers": 2, "conv_kernel": 4}],
+                         ids=["plain", "kmer", "kmer+conv-tower"])
+def test_causal_lm_does_not_see_the_future(extra):
     torch.manual_seed(0)
-    model = DNALanguageModel(dim=32, depth=2, heads=2, window=8, kmer_kernel=kmer_kernel).eval()
+    model = DNALanguageModel(dim=32, depth=2, heads=2, window=8, **extra).eval()
     ids = torch.randint(0, 4, (1, 64))
     changed = ids.clone()
     changed[0, 40:] = (changed[0, 40:] + 1) % 4
