@@ -1,7 +1,8 @@
 """``conv_layers``: residual convolution blocks after the k-mer convolution. They keep the
 encoder's contracts: decoding step by step equals the whole pass (that causal models never
-read later bases is tested in test_models.py), padding never leaks into real rows, both strands average to one answer, and the long-window
-slicing (``chunk_above``) changes neither outputs nor gradients."""
+read later bases is tested in test_models.py), padding never leaks into real rows, both
+strands average to one answer, and the long-window slicing (``chunk_above``) changes neither
+outputs nor gradients."""
 
 from __future__ import annotations
 
