@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="lm: split every window over this many processes (data.sequence_parallel): each trains a "
                         "contiguous slice, attention exchanges the rows its windows reach (longseq.distributed); "
                         "needs a multiple of it as processes (--devices, --num-nodes, --strategy ddp) and a causal "
-                        "model of sliding-window layers without kmer_kernel, downsample, global tokens or dropout "
+                        "model of sliding-window layers without downsample, global tokens, conv_layers or dropout "
                         "(docs/distributed.md)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (data.num_workers, default 0)")
     p.add_argument("--reuse-freed-memory", action="store_true",
