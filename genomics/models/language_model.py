@@ -75,8 +75,7 @@ class DNALanguageModel(nn.Module):
             mlp_ratio=mlp_ratio, kv_heads=kv_heads, reversible=reversible, ff_chunks=ff_chunks,
             head_chunks=head_chunks, chunk_above=chunk_above, dropout=dropout, rope_dim=rope_dim,
             kmer_kernel=kmer_kernel, conv_layers=conv_layers, conv_kernel=conv_kernel,
-            global_length_scale=global_length_scale,
-            layer_patterns=layer_patterns,
+            global_length_scale=global_length_scale, layer_patterns=layer_patterns,
         )
         self.head = nn.Linear(dim, vocab_size)
         complement = NucleotideTokenizer("keep" if vocab_size > 9 else "upper").complement_table

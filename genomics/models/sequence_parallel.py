@@ -58,7 +58,7 @@ def check_shardable(encoder: Any) -> None:
     if encoder.stem is not None:
         raise ValueError("sequence parallelism: model.downsample > 1 needs whole strides on every rank; "
                          "use downsample: 1")
-    if len(getattr(encoder, "convs", ())):
+    if len(encoder.convs):
         raise ValueError("sequence parallelism: model.conv_layers are not split over ranks; use conv_layers: 0")
     if encoder.num_global:
         raise ValueError("sequence parallelism: model.global_tokens are prepended to the whole window; "
