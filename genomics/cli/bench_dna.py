@@ -13,11 +13,9 @@ largest and the summed peak RSS of the processes, and what one rank sends per st
 rows, their gradients and the gradient all-reduce; ``sent_per_hidden``: that over the
 rank's fp32 hidden states of one layer). Input is a
 real E. coli K-12 window (batch 1). Writes ``<out>/bench_dna.csv`` and ``<out>/bench_dna.png``
-(tokens/s and peak RSS against length, with HyenaDNA-tiny's measured CPU figure for
-reference: 262,144 bases at ~9,400 tokens/s in 10.5 GB; it cannot train at 1,048,576).
-A plain matmul in each precision is timed in the same run (``matmul_gflops`` column), so
-tokens/s can be compared across machines as tokens/s per matmul GFLOP/s: the reference
-figure of 19,000 tokens/s comes from a machine whose fp32 matmul ran at ~410 GFLOP/s.
+(tokens/s and peak RSS against length, with an 8 GB line). A plain matmul in each
+precision is timed in the same run (``matmul_gflops`` column), so tokens/s can be compared
+across machines as tokens/s per matmul GFLOP/s.
 """
 
 from __future__ import annotations
@@ -35,9 +33,8 @@ from typing import Any, Callable
 
 from longseq.training.errors import UserError
 
-__all__ = ["FIELDS", "HYENADNA_TINY", "main", "parse_args", "plot", "run", "run_one", "run_sharded"]
+__all__ = ["FIELDS", "main", "parse_args", "plot", "run", "run_one", "run_sharded"]
 
-HYENADNA_TINY = {"seq_len": 262144, "tokens_per_s": 9400.0, "peak_rss_gb": 10.5}  # HyenaDNA-tiny on CPU, as quoted
 FIELDS = ("seq_len", "precision", "processes", "params", "step_s", "tokens_per_s", "peak_rss_gb", "peak_rss_total_gb",
           "sent_mb_per_step", "sent_per_hidden", "sys_share", "matmul_gflops", "reuse_freed_memory", "cpu", "status")
 
@@ -284,8 +281,6 @@ def plot(rows: list[dict], path: Path) -> None:
         label = f"longseq tiny {precision}" + (f", {processes} processes (per process)" if processes > 1 else "")
         axes[0].plot(xs, [float(r["tokens_per_s"]) for r in ok], "o-", label=label)
         axes[1].plot(xs, [float(r["peak_rss_gb"]) for r in ok], "o-", label=label)
-    for ax, key in zip(axes, ("tokens_per_s", "peak_rss_gb")):
-        ax.plot([HYENADNA_TINY["seq_len"]], [HYENADNA_TINY[key]], "kx", ms=9, label="HyenaDNA tiny (quoted)")
     axes[1].axhline(8, color="grey", ls="--", lw=1, label="8 GB")
     for ax, ylabel in zip(axes, ("training tokens / s", "peak memory (GB)")):
         ax.set_xscale("log", base=2)

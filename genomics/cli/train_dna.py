@@ -481,10 +481,11 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     from longseq.training.resume import ContinuedMetrics
 
     from genomics.models.loading import checkpoint_safe_globals
+    from genomics.tasks.classification import best_mode
 
     is_lm = args.task == "lm"
     best_by = "bpb" if is_lm else getattr(module, "best_by", "loss")
-    monitor, mode = f"val/{best_by}", ("min" if best_by in ("bpb", "loss") else "max")
+    monitor, mode = f"val/{best_by}", best_mode(best_by)
     logger = CSVLogger(args.out_dir, name=args.task, version=start.version)
     run_dir = Path(logger.log_dir)
     kept = ContinuedMetrics(run_dir / "metrics.csv", start.global_step) if start.version is not None else None

@@ -13,11 +13,16 @@ from genomics.models.inference import base_labels, class_probabilities
 from genomics.tasks.base import DNATask
 from genomics.tasks.metrics import PER_CLASS, eval_metrics, metric_results, safe_name
 
-__all__ = ["BEST_BY", "ClassificationTask", "AnnotationTask"]
+__all__ = ["BEST_BY", "best_mode", "ClassificationTask", "AnnotationTask"]
 
 #: Validation metrics a run may pick its best checkpoint by (``best_by``): the loss is
 #: minimised, the others maximised.
 BEST_BY = ("loss", "mcc", "auroc", "acc", "f1_macro")
+
+
+def best_mode(metric: str) -> str:
+    """``"min"`` for a loss (``loss``, or the language model's ``bpb``), ``"max"`` for a score."""
+    return "min" if metric in ("loss", "bpb") else "max"
 
 
 class ClassificationTask(DNATask):
