@@ -28,6 +28,14 @@ def _pairwise(i: Tensor, j: Tensor) -> Tensor:
     return i.unsqueeze(-1) - j.unsqueeze(-2)
 
 
+def _heads_before_pairs(t: Tensor) -> Tensor:
+    """A bias table lookup (..., nq, nk, H) -> (..., H, nq, nk)."""
+    # dims counted from the front: the TorchScript ONNX exporter (torch.onnx.export with
+    # dynamo=False, which ultralytics uses) writes movedim(-1, -3) as a Transpose with a
+    # negative perm, which onnxruntime refuses to load
+    return t.movedim(t.dim() - 1, t.dim() - 3)
+
+
 def alibi_slopes(heads: int) -> Tensor:
     """Geometric head slopes of ALiBi (Press et al.), extended for non powers of two."""
     def power_of_two(n: int) -> list[float]:
@@ -89,7 +97,7 @@ class RelativeBias1D(nn.Module):
 
     def tile(self, i: Tensor, j: Tensor, pattern=None) -> Tensor:
         b = self.bucket(-_pairwise(i, j))  # j - i
-        return self.table(b).movedim(-1, -3)  # (..., H, nq, nk)
+        return _heads_before_pairs(self.table(b))
 
 
 class RelativeBias2D(nn.Module):
@@ -120,7 +128,7 @@ class RelativeBias2D(nn.Module):
         yj, xj = pattern.coords(j.clamp(min=0))
         dy = _pairwise(yi, yj).clamp(-(ws - 1), ws - 1) + ws - 1
         dx = _pairwise(xi, xj).clamp(-(ws - 1), ws - 1) + ws - 1
-        return self.table[dy * (2 * ws - 1) + dx].movedim(-1, -3)
+        return _heads_before_pairs(self.table[dy * (2 * ws - 1) + dx])
 
 
 def _rotate_half(x: Tensor) -> Tensor:

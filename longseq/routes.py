@@ -6,8 +6,11 @@
 * ``"pattern"``: the pattern's own implementation (data-dependent layouts such as LSH,
   registered in :mod:`longseq.kernels.registry`, or a pattern's ``attend`` method);
 * ``"dense_sdpa"``: :class:`~longseq.patterns.Dense` through PyTorch's fused SDPA;
-* ``"traced_dense"``: SDPA with the pattern's dense mask while ``torch.export`` traces;
-* ``"traced_window2d"``: while ``torch.export`` traces, :class:`~longseq.patterns.Window2D`
+* ``"traced_dense"``: SDPA with the pattern's dense mask while a graph is traced
+  (``torch.export``, ``torch.jit.trace``, either ``torch.onnx.export``; see
+  :func:`~longseq.kernels.tracing.is_tracing`), where the kernels' custom autograd
+  Functions cannot be recorded;
+* ``"traced_window2d"``: while a graph is traced, :class:`~longseq.patterns.Window2D`
   windows as the batch of one SDPA call, with a per-window mask (no ``L x L`` tensor);
 * ``"window2d_sdpa"``: :class:`~longseq.patterns.Window2D` windows as the batch of one SDPA call;
 * ``"flex"``: PyTorch's FlexAttention with the pattern as ``mask_mod`` and ``BlockMask``
@@ -32,6 +35,7 @@ from longseq.kernels.bias import TileBias
 from longseq.kernels.blocked import BackendChoice, backend_choice, bias_needs_grad, current_backend
 from longseq.kernels.flex import flex_unsupported, score_mod_for, supports_bias, supports_flex
 from longseq.kernels.registry import attention_for, attention_info, has_own_attention
+from longseq.kernels.tracing import is_tracing
 from longseq.kernels.window2d import supports_window2d_sdpa
 from longseq.kernels.window2d_traced import supports_traced_window2d
 from longseq.patterns import Dense, Pattern
@@ -58,9 +62,11 @@ _OWN_METHOD = Route("pattern", "own", "the pattern brings its own attend method"
 _DENSE = Route("dense_sdpa", "sdpa", "Dense without a bias: PyTorch's fused SDPA, no mask")
 _DENSE_PADDED = Route("dense_sdpa", "sdpa", "bidirectional Dense with a key_mask and no bias: SDPA with a padding mask")
 _TRACED = Route("traced_dense", "sdpa",
-                "torch.export is tracing: SDPA with the pattern's dense mask (quadratic, but traceable)")
+                "a graph is traced (torch.export, torch.jit.trace, torch.onnx.export): SDPA with the "
+                "pattern's dense mask (quadratic, but traceable)")
 _TRACED_WINDOW2D = Route("traced_window2d", "sdpa",
-                         "torch.export is tracing Window2D: window partition and one SDPA call with a "
+                         "a graph is traced (torch.export, torch.jit.trace, torch.onnx.export) through Window2D: "
+                         "window partition and one SDPA call with a "
                          "per-window mask (memory linear in L)")
 _WINDOW2D = Route("window2d_sdpa", "sdpa",
                   "Window2D windows attend only themselves: one partition copy and one SDPA call")
@@ -107,7 +113,7 @@ def choose_route(q: Tensor, pattern: Pattern, *, key_mask: Tensor | None, bias: 
         return _tiled("pattern", backend_choice(q, dropout_p, False), how)
     if isinstance(pattern, Dense) and bias is None and (key_mask is None or not pattern.causal):
         return _DENSE if key_mask is None else _DENSE_PADDED
-    if torch.compiler.is_exporting():
+    if is_tracing():
         return _TRACED_WINDOW2D if supports_traced_window2d(pattern, bias) else _TRACED
     flex = _flex_route(q, pattern, bias, float(dropout_p), needs_grad)
     if flex is not None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a longseq backbone to ONNX (symbolic batch, height and width), check it, or time it: ``python scripts/export_onnx.py --help``, or the console command ``longseq-export-onnx``.
+"""Export a longseq backbone, or a classifier trained with ``scripts/train_vit.py``, to ONNX (symbolic batch, height and width), check it, or time it: ``python scripts/export_onnx.py --help``, or the console command ``longseq-export-onnx``.
 
 The code, its usage text and examples live in :mod:`vision.cli.export_onnx`."""
 

@@ -21,13 +21,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ONE_FILE_MAX_BYTES", "check_onnx", "export_onnx", "min_export_side", "output_names_for", "weight_bytes"]
+__all__ = ["ONE_FILE_MAX_BYTES", "OnnxCheckError", "check_onnx", "export_onnx", "min_export_side", "output_names_for",
+           "weight_bytes"]
 
 log = logging.getLogger(__name__)
 
 #: Weights up to this size go inside the ``.onnx`` file; larger ones to ``<file>.onnx.data``
 #: beside it (protobuf caps one file at 2 GiB; the margin leaves room for the graph).
 ONE_FILE_MAX_BYTES = 1_800_000_000
+
+
+class OnnxCheckError(AssertionError):
+    """onnxruntime's outputs differ from eager PyTorch's (:func:`check_onnx`).
+
+    An ``AssertionError`` for callers that catch one, but raised explicitly: ``python -O``,
+    which strips ``assert`` statements, keeps the check."""
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -133,7 +141,9 @@ def check_onnx(
     """Run the ONNX file with onnxruntime at each ``(H, W)`` and compare with eager PyTorch.
 
     Every output is compared. Returns the max absolute difference per size (over all
-    outputs); raises ``AssertionError`` when one exceeds ``atol`` or a shape differs.
+    outputs); raises :class:`OnnxCheckError` when one exceeds ``atol``, a shape differs or
+    the output count does. Check only sizes of at least :func:`min_export_side`: below it
+    the graph's shape rules (Swin's shift, torch.export's grid sides) do not hold.
     """
     import onnxruntime as ort
 
@@ -148,13 +158,13 @@ def check_onnx(
             refs = [t.numpy() for t in _flat(model(x))]
         got = ort_session.run(None, {name: x.numpy()})
         if len(got) != len(refs):
-            raise AssertionError(f"ONNX has {len(got)} outputs, eager {len(refs)}")
+            raise OnnxCheckError(f"ONNX has {len(got)} outputs, eager {len(refs)}")
         diff = 0.0
         for i, (g, r) in enumerate(zip(got, refs)):
             if g.shape != r.shape:
-                raise AssertionError(f"ONNX output {i} shape {g.shape} != eager {r.shape} at {h}x{w}")
+                raise OnnxCheckError(f"ONNX output {i} shape {g.shape} != eager {r.shape} at {h}x{w}")
             diff = max(diff, float(np.abs(g - r).max()))
         diffs.append(diff)
         if diff > atol:
-            raise AssertionError(f"ONNX differs from eager by {diff:.2e} > {atol:.0e} at {h}x{w}")
+            raise OnnxCheckError(f"ONNX differs from eager by {diff:.2e} > {atol:.0e} at {h}x{w}")
     return diffs

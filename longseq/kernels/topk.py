@@ -12,6 +12,7 @@ from torch import Tensor
 
 from longseq.kernels.bias import TileBias
 from longseq.kernels.registry import register_attention
+from longseq.kernels.tracing import is_tracing
 from longseq.patterns_topk import TopK
 
 __all__ = ["topk_attention"]
@@ -31,34 +32,43 @@ def _scatter_add(dst: Tensor, idx: Tensor, src: Tensor) -> None:
     dst.scatter_add_(2, idx.reshape(B, H, n * c, 1).expand(B, H, n * c, D), src.reshape(B, H, n * c, D))
 
 
+def _topk_forward(q: Tensor, k: Tensor, v: Tensor, pattern: TopK, key_mask: Tensor | None, scale: float,
+                  dropout_p: float) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Top-k attention forward: q, k, v ``(B, H, L, D)`` -> ``(out (B, H, L, D), index,
+    probs, keep)``; ``index`` (long), ``probs`` (float32 or wider) and ``keep`` (bool, None
+    without dropout) are ``(B, H, L, c)`` for the ``c`` kept keys, what backward needs."""
+    B, H, L, D = q.shape
+    acc = torch.promote_types(q.dtype, torch.float32)  # softmax in float32 for half inputs
+    out = torch.empty_like(q)
+    c = pattern.kept(L)
+    index = torch.empty(B, H, L, c, dtype=torch.long, device=q.device)
+    probs = torch.empty(B, H, L, c, dtype=acc, device=q.device)
+    keep = torch.empty(B, H, L, c, dtype=torch.bool, device=q.device) if dropout_p > 0 else None
+    for s0 in range(0, L, pattern.block):
+        s1 = min(L, s0 + pattern.block)
+        idx, valid = pattern.select(q[:, :, s0:s1], k, s0, key_mask)
+        qb = q[:, :, s0:s1].to(acc)
+        s = torch.einsum("bhqd,bhqcd->bhqc", qb, _gather(k, idx).to(acc)) * scale
+        s = s.masked_fill(~valid, float("-inf"))
+        m = s.amax(-1, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # rows with no key: all zeros
+        e = torch.exp(s - m)
+        den = e.sum(-1, keepdim=True)
+        p = e / torch.where(den > 0, den, torch.ones_like(den))
+        index[:, :, s0:s1], probs[:, :, s0:s1] = idx, p
+        if keep is not None:
+            kb = torch.rand(p.shape, device=q.device) >= dropout_p
+            keep[:, :, s0:s1] = kb
+            p = p * kb / (1.0 - dropout_p)
+        out[:, :, s0:s1] = torch.einsum("bhqc,bhqcd->bhqd", p, _gather(v, idx).to(acc)).to(q.dtype)
+    return out, index, probs, keep
+
+
 class _TopKAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, pattern: TopK, key_mask: Tensor | None, scale: float,
                 dropout_p: float) -> Tensor:
-        B, H, L, D = q.shape
-        acc = torch.promote_types(q.dtype, torch.float32)  # softmax in float32 for half inputs
-        out = torch.empty_like(q)
-        c = pattern.kept(L)
-        index = torch.empty(B, H, L, c, dtype=torch.long, device=q.device)
-        probs = torch.empty(B, H, L, c, dtype=acc, device=q.device)
-        keep = torch.empty(B, H, L, c, dtype=torch.bool, device=q.device) if dropout_p > 0 else None
-        for s0 in range(0, L, pattern.block):
-            s1 = min(L, s0 + pattern.block)
-            idx, valid = pattern.select(q[:, :, s0:s1], k, s0, key_mask)
-            qb = q[:, :, s0:s1].to(acc)
-            s = torch.einsum("bhqd,bhqcd->bhqc", qb, _gather(k, idx).to(acc)) * scale
-            s = s.masked_fill(~valid, float("-inf"))
-            m = s.amax(-1, keepdim=True)
-            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # rows with no key: all zeros
-            e = torch.exp(s - m)
-            den = e.sum(-1, keepdim=True)
-            p = e / torch.where(den > 0, den, torch.ones_like(den))
-            index[:, :, s0:s1], probs[:, :, s0:s1] = idx, p
-            if keep is not None:
-                kb = torch.rand(p.shape, device=q.device) >= dropout_p
-                keep[:, :, s0:s1] = kb
-                p = p * kb / (1.0 - dropout_p)
-            out[:, :, s0:s1] = torch.einsum("bhqc,bhqcd->bhqd", p, _gather(v, idx).to(acc)).to(q.dtype)
+        out, index, probs, keep = _topk_forward(q, k, v, pattern, key_mask, scale, dropout_p)
         ctx.save_for_backward(q, k, v, index, probs, keep)
         ctx.scale, ctx.block, ctx.dropout_p = scale, pattern.block, dropout_p
         return out
@@ -100,4 +110,6 @@ def topk_attention(pattern: TopK, q: Tensor, k: Tensor, v: Tensor, *, key_mask: 
     """
     if bias is not None:
         raise ValueError("TopK attention does not take a positional bias; use RoPE or absolute embeddings")
+    if is_tracing():  # tracers cannot record the autograd Function; a traced graph has no backward
+        return _topk_forward(q, k, v, pattern, key_mask, float(scale), float(dropout_p))[0]
     return _TopKAttention.apply(q, k, v, pattern, key_mask, float(scale), float(dropout_p))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from longseq.attention import attend
+from longseq.kernels.tracing import is_tracing
 from longseq.layers.kv_cache import LayerKVCache
 from longseq.patterns import Pattern
 
@@ -188,8 +189,7 @@ class MultiheadAttention(nn.Module):
             return 1
         if self.head_chunks != "auto":
             return self.head_chunks
-        if (length <= AUTO_HEAD_CHUNK_TOKENS or self.bias is not None or not torch.is_grad_enabled()
-                or torch.compiler.is_exporting() or torch.jit.is_tracing()):
+        if length <= AUTO_HEAD_CHUNK_TOKENS or self.bias is not None or not torch.is_grad_enabled() or is_tracing():
             return 1
         return next((d for d in range(2, self.kv_heads + 1) if self.kv_heads % d == 0), 1)
 

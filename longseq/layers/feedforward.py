@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from longseq.kernels.tracing import is_tracing
+
 __all__ = ["FeedForward", "ChunkedFeedForward", "AUTO_FF_CHUNK_TOKENS"]
 
 #: ``chunks="auto"`` cuts the sequence into pieces of at most this many tokens.
@@ -48,7 +50,10 @@ class FeedForward(nn.Module):
 
     While training without dropout, the activation output is recomputed in backward
     rather than saved (``recompute_activation``): a quarter less activation memory for a
-    standard transformer block, for one extra elementwise pass.
+    standard transformer block, for one extra elementwise pass. Under a graph trace or
+    export (:func:`~longseq.kernels.tracing.is_tracing`) the plain layers run: tracers
+    cannot record the custom autograd Function, and an exported graph has no backward.
+    x (..., dim) -> (..., dim).
     """
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, activation: type[nn.Module] = nn.GELU,
@@ -60,7 +65,8 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         fc1, act, drop, fc2 = self.net
         no_dropout = drop.p == 0.0 or not self.training
-        if self.recompute_activation and no_dropout and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if (self.recompute_activation and no_dropout and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and not is_tracing()):
             return _ActivationLinear.apply(fc1(x), fc2.weight, fc2.bias, act)
         return fc2(drop(act(fc1(x))))
 
@@ -94,7 +100,7 @@ class ChunkedFeedForward(nn.Module):
         if length <= self.chunk_above:
             return 1
         if self.chunks == "auto":
-            if not torch.is_grad_enabled() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            if not torch.is_grad_enabled() or is_tracing():
                 return 1
             return max(1, -(-length // AUTO_FF_CHUNK_TOKENS))
         return self.chunks
@@ -110,6 +116,6 @@ class ChunkedFeedForward(nn.Module):
             return self.ff(pre(chunk) if pre is not None else chunk)
 
         parts = x.chunk(chunks, dim=1)
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or is_tracing():  # a traced graph has no backward to checkpoint for
             return torch.cat([fn(p) for p in parts], dim=1)
         return torch.cat([checkpoint(fn, p, use_reentrant=False) for p in parts], dim=1)

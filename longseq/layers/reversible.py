@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from longseq.kernels.tracing import is_tracing
+
 __all__ = ["ReversibleSequence"]
 
 
@@ -83,6 +85,9 @@ class ReversibleSequence(nn.Module):
             ``G(y1)`` a feed-forward, each mapping (B, L, dim) to (B, L, dim).
 
     ``forward(x1, x2, **kwargs) -> (y1, y2)``; keyword arguments go to every ``F``.
+    Without gradients, and while a graph is traced
+    (:func:`~longseq.kernels.tracing.is_tracing`), the layers run as plain residual
+    updates: tracers cannot record the custom autograd Function.
     """
 
     def __init__(self, blocks: Sequence[tuple[nn.Module, nn.Module]]) -> None:
@@ -95,11 +100,10 @@ class ReversibleSequence(nn.Module):
 
     def forward(self, x1: Tensor, x2: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
         pairs = list(zip(self.f, self.g))
-        if not torch.is_grad_enabled():
-            with torch.no_grad():
-                for f, g in pairs:
-                    x1 = x1 + f(x2, **kwargs)
-                    x2 = x2 + g(x1)
+        if not torch.is_grad_enabled() or is_tracing():
+            for f, g in pairs:
+                x1 = x1 + f(x2, **kwargs)
+                x2 = x2 + g(x1)
             return x1, x2
         params = [p for p in self.parameters() if p.requires_grad]
         return _ReversibleFunction.apply(x1, x2, pairs, kwargs, *params)

@@ -158,8 +158,8 @@ class PeriodicCheckpoint(Checkpoint):
         self._last_step = self._seen_step = trainer.global_step
         self.every_minutes = self._time_cadence(trainer)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        log.info("last.ckpt every %s steps and every %s minutes in %s", self.every_steps, self.every_minutes,
-                 self.dirpath)
+        minutes = "no" if self.every_minutes is None else f"{self.every_minutes:.3g}"
+        log.info("last.ckpt every %s steps and every %s minutes in %s", self.every_steps, minutes, self.dirpath)
 
     def _due(self, trainer: L.Trainer) -> bool:
         step = trainer.global_step

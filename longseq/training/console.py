@@ -3,6 +3,8 @@
 :func:`log_to_stderr` gives the root logger one handler that writes to whatever
 ``sys.stderr`` is when a record is emitted (not the stream of the moment it was installed),
 so a script's ``main`` can be called several times in one process, as tests do.
+:func:`lightning_through_root` keeps Lightning's own handler from printing each of its
+records a second time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["log_to_stderr"]
+__all__ = ["lightning_through_root", "log_to_stderr"]
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -40,3 +42,16 @@ def log_to_stderr(level: int = logging.WARNING, fmt: str = "%(levelname)s %(name
     handler.setLevel(level)
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
+
+
+def lightning_through_root() -> None:
+    """Lightning's records through the root logger's handlers only (call after importing
+    lightning). Lightning gives its ``lightning`` logger a stream handler of its own and lets
+    records propagate, so under a root handler every line would be printed twice."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)

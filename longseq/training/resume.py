@@ -9,21 +9,23 @@ Runs are laid out as Lightning's ``CSVLogger`` lays them out::
 :func:`run_version` tells which ``version_N`` a checkpoint belongs to, so the resumed run
 logs into the same folder; :class:`ContinuedMetrics` keeps the metrics rows the first run
 logged up to the checkpoint and lets the resumed run append after them, so the file reads
-as one uninterrupted run.
+as one uninterrupted run. :func:`finished_reason` says when a checkpoint's run has already
+spent the limits it would resume under, so resuming it would train nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from longseq.training.checkpointing import LAST_NAME
 from longseq.training.errors import UserError
 
-__all__ = ["ContinuedMetrics", "find_last_checkpoint", "read_metrics", "run_version"]
+__all__ = ["ContinuedMetrics", "find_last_checkpoint", "finished_reason", "read_metrics", "run_version"]
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^version_(\d+)$")
@@ -106,3 +108,39 @@ def _step(row: dict[str, str]) -> int | None:
         return int(float(row.get("step") or ""))
     except ValueError:
         return None
+
+
+def _time_limit_seconds(max_time: Any) -> float | None:
+    """Seconds of a ``Trainer(max_time=...)`` value: ``"DD:HH:MM:SS"``, a dict of
+    ``datetime.timedelta`` keywords, a timedelta or None."""
+    if max_time is None or max_time == {}:
+        return None
+    if isinstance(max_time, datetime.timedelta):
+        return max_time.total_seconds()
+    if isinstance(max_time, Mapping):
+        return datetime.timedelta(**max_time).total_seconds()
+    days, hours, minutes, seconds = (int(x) for x in str(max_time).split(":"))
+    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+
+
+def finished_reason(checkpoint: Mapping[str, Any], max_epochs: int | None = None, max_steps: int | None = None,
+                    max_time: Any = None) -> str | None:
+    """Why the Lightning run saved in ``checkpoint`` has nothing left to train under these
+    ``Trainer`` limits (``"it ran 6 of trainer.max_epochs 6 epochs"``), or None when it has.
+
+    Lightning resumes such a run, stops at once and reports nothing; a command that checks
+    first can tell the user which limit to raise."""
+    step = int(checkpoint.get("global_step") or 0)
+    if max_steps is not None and max_steps >= 0 and step >= max_steps:
+        return f"it ran {step} of trainer.max_steps {max_steps} optimizer steps"
+    progress = (((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}).get("current")
+    epochs = int(progress["completed"]) if progress else int(checkpoint.get("epoch") or 0)
+    if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
+        return f"it ran {epochs} of trainer.max_epochs {max_epochs} epochs"
+    limit = _time_limit_seconds(max_time)
+    timer = next((v for k, v in (checkpoint.get("callbacks") or {}).items() if str(k).startswith("Timer")), None)
+    if limit is not None and timer:
+        spent = float((timer.get("time_elapsed") or {}).get("train") or 0.0)
+        if spent >= limit:
+            return f"its training took {spent / 60:.1f} of trainer.max_time's {limit / 60:g} minutes"
+    return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+import torch
 
 from longseq.training.config import ConfigError, read_yaml
 from vision.cli import compare_detection, train_detector, train_yolo_baseline
@@ -196,6 +197,14 @@ def test_detector_command_two_steps(tmp_path: Path, tiny_digits_yaml: Path, caps
     assert "1 validation(s)" in out  # the epoch's end validated the final weights: not again
     assert "best  epoch 1.00: val mAP50" in out and "last  epoch 1.00: val mAP50" in out
     assert (tmp_path / "run" / "last.ckpt").is_file() and (tmp_path / "run" / "best.ckpt").is_file()
+    # The checkpoint names its backbone and classes, so it reloads without them and predicts as trained.
+    from vision.detection.lightning import DetectionTask
+
+    trained = torch.load(tmp_path / "run" / "best.ckpt", map_location="cpu", weights_only=False)
+    task = DetectionTask.load_from_checkpoint(tmp_path / "run" / "best.ckpt", map_location="cpu").eval()
+    assert task.hparams.backbone_spec == {"model": "test_vit", "channels": [16, 16, 16]}
+    assert task.hparams.class_names == [str(i) for i in range(10)]
+    assert all(torch.equal(v, trained["state_dict"][k]) for k, v in task.state_dict().items())
 
 
 def test_compare_detection_names_an_unusable_data_folder(tmp_path: Path, capsys) -> None:

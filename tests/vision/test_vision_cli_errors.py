@@ -161,3 +161,39 @@ def test_checkpoint_of_another_architecture(photos, tmp_path, capsys):
     for flag in ("--ckpt-path", "--init-from"):
         error = _error([*wider, flag, str(last)], capsys, tmp_path / "out")
         assert error.startswith(f"{flag}: {last}: ") and "fit the configured model" in error, error
+
+
+def test_resuming_a_finished_run_names_the_limit_it_reached(photos, tmp_path, capsys):
+    """A run that already spent its steps (or epochs) would resume, stop at once and train
+    nothing: refused, naming the limit; a larger limit resumes it."""
+    config = tmp_path / "tiny.yaml"
+    tiny = {"model": {"name": "longseq_vit_digits", "patch_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2,
+                      "window_size": 2, "global_blocks": [0]},
+            "data": {"img_size": 32, "batch_size": 2, "num_workers": 0},
+            "trainer": {"enable_progress_bar": False, "accelerator": "cpu"}}
+    config.write_text(yaml.safe_dump(tiny))
+    out = tmp_path / "run"
+    argv = ["--config", str(config), "--data", str(photos), "--max-minutes", "0", "--out-dir", str(out)]
+    train_vit.main([*argv, "--max-steps", "1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train_vit.main([*argv, "--max-steps", "1", "--ckpt-path", "last"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the run is finished (it ran 1 of trainer.max_steps 1 optimizer steps)" in error, error
+    assert "--max-steps" in error
+    train_vit.main([*argv, "--max-steps", "2", "--ckpt-path", "last"])
+    assert '"steps": 2' in capsys.readouterr().out
+
+
+def test_finished_reason_reads_steps_epochs_and_the_timer():
+    from longseq.training.resume import finished_reason
+
+    ckpt = {"global_step": 10, "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 2}}}},
+            "callbacks": {"Timer": {"time_elapsed": {"train": 125.0}}}}
+    assert finished_reason(ckpt, max_steps=10) == "it ran 10 of trainer.max_steps 10 optimizer steps"
+    assert finished_reason(ckpt, max_steps=11, max_epochs=2) == "it ran 2 of trainer.max_epochs 2 epochs"
+    assert finished_reason(ckpt, max_steps=-1, max_epochs=3, max_time={"minutes": 2}).startswith(
+        "its training took 2.1 of trainer.max_time's 2 minutes")
+    assert finished_reason(ckpt, max_steps=-1, max_epochs=3, max_time="00:00:03:00") is None
+    assert finished_reason(ckpt, max_steps=-1, max_epochs=-1, max_time=None) is None

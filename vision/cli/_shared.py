@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from longseq.training.config import ConfigError, Section, config_file, read_yaml, validate_config
+from longseq.training.json_values import json_safe
 
 __all__ = [
     "Config", "build_config", "find_config", "merge", "print_summary", "shipped_or_given",
@@ -126,9 +127,9 @@ def use_all_cores() -> None:
 
 def print_summary(summary: Mapping[str, Any]) -> None:
     """One ``key  value`` line per entry (floats to 4 significant digits), then the whole
-    summary as one JSON line for scripts that parse the output."""
+    summary as one strict JSON line for scripts that parse the output (NaN as null)."""
     width = max(len(k) for k in summary)
     print("\nsummary")
     for key, value in summary.items():
         print(f"  {key:<{width}}  {value:.4g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
-    print(json.dumps(summary))
+    print(json.dumps(json_safe(dict(summary))))

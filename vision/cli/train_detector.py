@@ -14,6 +14,7 @@ scattered-digits detection set at 1024 x 1024 (generated offline, cached).
 ``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
 (``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
 seeded split with ``--val-fraction``), which is converted once into ``<out>/data``.
+COCO json is not read. Images are not augmented (no flips), on any data set.
 
 Installed, the command is ``longseq-train-detector``. ``--config`` reads a YAML with the
 sections ``model`` (``name``: a timm backbone, plus ``MultiScaleBackbone``'s arguments),
@@ -25,13 +26,17 @@ default configs/detection/train_detector.yaml. Flags override the YAML,
 ``--print-config`` prints the merged config and exits.
 
 The run ends at ``--epochs``, ``--max-steps`` or ``--time-minutes``, whichever comes
-first; the final weights are validated once (at the last epoch's end, or after training
-when it stopped inside an epoch). The summary gives the epochs done as a fraction
-(training batches / batches per epoch), training minutes without validation, the best
-validation's mAP50 and mAP50-95 beside the last one's, the trained model's parameters,
-training images/s, peak memory and the checkpoints: ``last.ckpt`` (final weights) and
-``best.ckpt`` (best mAP50-95). Both reload with
-``DetectionTask.load_from_checkpoint(path, backbone=MultiScaleBackbone(...))``.
+first. Without ``--epochs`` (``trainer.max_epochs: null``) it trains one epoch, or, with
+``--time-minutes``, as many as the time allows: the clock ends the run, as in
+``train_yolo_baseline``. The learning rate follows a cosine down to zero at the end of the
+planned steps or of the time, whichever comes first. The final weights are validated once
+(at the last epoch's end, or after training when it stopped inside an epoch). The summary
+gives the epochs done as a fraction (training batches / batches per epoch), training
+minutes without validation, the best validation's mAP50 and mAP50-95 beside the last
+one's, the trained model's parameters, training images/s, peak memory, the bad labels
+left out (whole files and single boxes) and the checkpoints: ``last.ckpt`` (final weights)
+and ``best.ckpt`` (best mAP50-95). Both hold the backbone's keywords and the class names,
+and reload alone: ``DetectionTask.load_from_checkpoint(path)``.
 
 ``last.ckpt`` in ``--out`` is refreshed every 5% of the planned steps and every 10 minutes of
 training (with ``--time-minutes``, every 5% of it when that is shorter), written to a
@@ -57,8 +62,8 @@ from longseq.training.errors import UserError, check_positive, run_cli
 from vision.cli._shared import Config, build_config, find_config, signature_keys, timm_name_error, use_all_cores
 from vision.cli.checkpoints import read_training_checkpoint, resolve_ckpt_path
 
-__all__ = ["DEFAULTS", "PROG", "build_config_from_args", "check_flags", "check_inputs", "format_summary", "main",
-           "parser", "run", "sections"]
+__all__ = ["DEFAULTS", "PROG", "build_config_from_args", "check_flags", "check_inputs", "epoch_limit",
+           "format_summary", "main", "parser", "run", "sections"]
 
 PROG = "longseq-train-detector"
 
@@ -69,7 +74,7 @@ DEFAULTS: Config = {
              "batch_size": 2, "num_workers": 2},
     "task": {"detector": "fasterrcnn", "fpn_channels": 128, "lr": 1e-4, "weight_decay": 0.05},
     "checkpoint": {"every_steps": None, "every_minutes": 10.0},
-    "trainer": {"seed": 0, "max_epochs": 1, "max_steps": -1, "time_minutes": None, "precision": "32-true",
+    "trainer": {"seed": 0, "max_epochs": None, "max_steps": -1, "time_minutes": None, "precision": "32-true",
                 "devices": "auto", "default_root_dir": "runs/detector", "log_every_n_steps": 10},
 }
 
@@ -109,10 +114,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, help="data.n_train: generated training canvases")
     p.add_argument("--n-val", type=int, help="data.n_val: generated validation canvases")
     p.add_argument("--seed", type=int, help="data.seed and trainer.seed")
-    p.add_argument("--epochs", type=int, help="trainer.max_epochs")
+    p.add_argument("--epochs", type=int, help="trainer.max_epochs (default: 1, or no limit with --time-minutes)")
     p.add_argument("--max-steps", type=int, help="trainer.max_steps (-1: none)")
     p.add_argument("--time-minutes", type=float, help="trainer.time_minutes: training time limit (Lightning's "
-                   "max_time; validation included)")
+                   "max_time; validation included); without --epochs the run trains until it is spent")
     p.add_argument("--batch-size", type=int, help="data.batch_size")
     p.add_argument("--lr", type=float, help="task.lr")
     p.add_argument("--precision", help="trainer.precision")
@@ -172,6 +177,16 @@ def build_config_from_args(args: argparse.Namespace) -> Config:
                         sets=parse_set_overrides(getattr(args, "set_values", None) or []))
 
 
+def epoch_limit(max_epochs: int | None, time_minutes: float | None) -> int:
+    """Lightning's ``max_epochs`` for ``trainer.max_epochs``: as set, or when null 1 without a
+    time limit and -1 (none) with one, so the clock ends a timed run instead of a silent
+    epoch cap (``train_yolo_baseline`` does the same: ultralytics re-estimates its epochs
+    from the clock)."""
+    if max_epochs is not None:
+        return int(max_epochs)
+    return -1 if time_minutes else 1
+
+
 def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_yaml") -> dict[str, Any]:
     """Train and validate as ``cfg`` says, keeping ``<default_root_dir>/last.ckpt`` current
     (and ``best.ckpt``); returns the summary (see :func:`format_summary`). ``ckpt_path``
@@ -187,12 +202,13 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
     from vision.detection.lightning import DetectionTask, YoloDataModule
     from vision.detection.progress import RunProgress
     from vision.detection.pyramid import MultiScaleBackbone
-    from vision.detection.voc_folder import resolve_data
+    from vision.detection.voc_folder import import_report, resolve_data
 
     trainer_kwargs = dict(cfg["trainer"])
     L.seed_everything(trainer_kwargs.pop("seed", 0))
     extra_callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
     time_minutes = trainer_kwargs.pop("time_minutes", None)
+    trainer_kwargs["max_epochs"] = epoch_limit(trainer_kwargs.get("max_epochs"), time_minutes)
     if time_minutes:
         trainer_kwargs["max_time"] = {"seconds": round(float(time_minutes) * 60)}
     root = Path(trainer_kwargs.get("default_root_dir") or "runs/detector")
@@ -212,10 +228,12 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
         raise UserError(f"{data_flag}: {exc}") from None
     model_kwargs = dict(cfg["model"])
     name = model_kwargs.pop("name")
+    spec = {"model": name, **model_kwargs}  # saved with the task: its checkpoints reload alone
     with refused_values(f"model: {name}"):
-        backbone = MultiScaleBackbone(name, **model_kwargs)
+        backbone = MultiScaleBackbone(**spec)
     with refused_values("task"):
-        task = DetectionTask(backbone, num_classes=dm.num_classes, image_size=dm.hparams.img_size, **cfg["task"])
+        task = DetectionTask(backbone, num_classes=dm.num_classes, image_size=dm.hparams.img_size,
+                             backbone_spec=spec, class_names=dm.class_names, **cfg["task"])
     speed = Throughput(skip=1)  # the first batch pays one-off costs
     progress = RunProgress(best_checkpoint=root / "best.ckpt")
     # last.ckpt on a cadence of its own (and at the end), so a killed run loses little.
@@ -228,6 +246,8 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
     ckpt = periodic.path
     best, last = progress.best, progress.last
     nan = float("nan")
+    # what a VOC import left out (recorded beside its data.yaml) and what the scan of each split dropped
+    bad = import_report(dm.data_yaml).update(dm.train_set.report).update(dm.val_set.report)
     return {
         "backbone": name,
         "detector": task.hparams.detector,
@@ -254,6 +274,7 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
         **peak_memory_gb(trainer.strategy.root_device),
         "checkpoint": str(ckpt),
         "best_checkpoint": str(progress.best_checkpoint) if best else None,
+        **bad.counts(),
     }
 
 
@@ -273,6 +294,8 @@ def format_summary(s: dict[str, Any]) -> str:
         + f"\n  checkpoints {s['checkpoint']} (final)"
         + (f", {s['best_checkpoint']} (best)" if s.get("best_checkpoint") else "")
         + f"\n  data {s['data']}"
+        + (f" ({s['bad_labels']} bad label(s): {s['files_dropped']} file(s) left out, "
+           f"{s['boxes_rejected']} box(es) rejected)" if s.get("bad_labels") else "")
     )
 
 

@@ -175,8 +175,10 @@ def _resolve(cfg: Config) -> Config:
     used, other = ImageFolderDataModule, ScatteredDigitsDataModule
     keep = set(signature_keys(used)) | {"root"}
     dropped = sorted(k for k in cfg["data"] if k not in keep and k in signature_keys(other))
-    if dropped:
-        log.info("data.%s: not used by %s", ", data.".join(dropped), used.__name__)
+    # Said only for values other than the bare run's: those come with every merged config.
+    changed = [k for k in dropped if cfg["data"][k] != DEFAULTS["data"].get(k)]
+    if changed:
+        log.info("data.%s: not used by %s", ", data.".join(changed), used.__name__)
     return {**cfg, "data": {k: v for k, v in cfg["data"].items() if k not in dropped}}
 
 
@@ -422,6 +424,21 @@ def _summary(task: Any, trainer: Any, checkpoint: Any, history: Any, throughput:
     return summary
 
 
+def _keep_final_if_best(trainer: Any, checkpoint: Any, history: Any) -> None:
+    """Save the final weights as the best checkpoint when the closing validation (run by
+    ``trainer.validate``, which checkpoint callbacks ignore) scores the best ``val/top1`` of
+    the run, so ``best_checkpoint`` names the weights the summary's ``best_*`` describe."""
+    final, best = history.last or {}, history.best("val/top1", "max") or {}
+    if "val/top1" not in final or final.get("step") != best.get("step"):
+        return
+    saved = checkpoint.best_model_score
+    if saved is not None and float(saved) >= final["val/top1"]:
+        return
+    path = Path(checkpoint.dirpath) / f"step{int(trainer.global_step)}-top1={final['val/top1']:.3f}.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint.best_model_path, checkpoint.best_model_score = str(path), final["val/top1"]
+
+
 def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
         data_flag: str = "data.root") -> dict[str, Any]:
     """Train and validate as ``cfg`` says; returns the summary the command prints.
@@ -442,10 +459,14 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
     from lightning.pytorch.accelerators import CPUAccelerator
 
     import vision  # noqa: F401  (registers the longseq backbones with timm)
+    from longseq.training.console import lightning_through_root
+
+    lightning_through_root()
     from longseq.hardware import warn_if_slow_bf16
     from longseq.training.callbacks import Throughput
     from longseq.training.checkpointing import AtomicModelCheckpoint, CheckpointCadence, PeriodicCheckpoint
     from longseq.training.random_state import RandomStateCheckpoint
+    from longseq.training.resume import finished_reason
     from vision.tasks.callbacks import ValidationHistory
     from vision.tasks.classification import ImageClassificationTask
 
@@ -457,6 +478,12 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
     extra_callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
     out_dir = Path(trainer_kwargs.get("default_root_dir") or ".")
     ckpt_path = resolve_ckpt_path(ckpt_path, out_dir)
+    if ckpt_path:
+        reason = finished_reason(_read_checkpoint(ckpt_path, "--ckpt-path"), trainer_kwargs.get("max_epochs"),
+                                 trainer_kwargs.get("max_steps"), trainer_kwargs.get("max_time"))
+        if reason:
+            raise UserError(f"--ckpt-path {ckpt_path}: the run is finished ({reason}); raise that limit "
+                            f"(--epochs, --max-steps or --max-minutes) to train on")
     L.seed_everything(seed, workers=True)
     dm = _datamodule(cfg["data"])
     dm.prepare_data()
@@ -489,7 +516,7 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
         _check_fits(task, ckpt_path)
     throughput, history = Throughput(skip=1), ValidationHistory()  # skip: the first step pays one-off costs
     checkpoint = AtomicModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val/top1", mode="max",
-                                       save_last=False, filename="epoch{epoch}-top1{val/top1:.3f}",
+                                       save_last=False, filename="step{step}-top1={val/top1:.3f}",
                                        auto_insert_metric_name=False)
     # last.ckpt on a cadence of its own (and at the end), so a killed run loses little.
     periodic = PeriodicCheckpoint(out_dir / "checkpoints", CheckpointCadence(**(cfg.get("checkpoint") or {})))
@@ -502,6 +529,7 @@ def run(cfg: Config, ckpt_path: str | None = None, init_from: str | None = None,
     checkpoint.last_model_path = periodic.last_model_path or str(periodic.path)
     if (history.last or {}).get("step") != trainer.global_step:  # a step or time budget stopped mid-epoch
         trainer.validate(task, datamodule=dm, verbose=False)
+        _keep_final_if_best(trainer, checkpoint, history)
     return _summary(task, trainer, checkpoint, history, throughput, train_seconds, cfg, name)
 
 

@@ -18,6 +18,12 @@ registered with ultralytics).
 ``--data`` takes a YOLO ``data.yaml`` (or a folder holding one) or a Pascal VOC folder
 (``Annotations/``, ``JPEGImages/``, optional ``ImageSets/Main/{train,val}.txt``, else a
 seeded split with ``--val-fraction``), which is converted once into ``<run folder>/data``.
+COCO json is not read. Horizontal flips (``--fliplr``) default to 0.0 on the generated digits
+(a mirrored digit is another digit) and to ultralytics' 0.5 on any other data set.
+
+The run ends when ``--time-minutes`` is spent (ultralytics re-estimates the epoch count from
+the clock after every epoch, so ``--epochs`` then binds only at 1), or after ``--epochs``
+with ``--time-minutes 0``.
 
 Installed, the command is ``longseq-train-yolo``. ``--config`` reads a YAML with the sections
 ``model`` (``name``: an ultralytics model YAML or weights), ``data`` (``data_yaml``, or
@@ -38,8 +44,10 @@ validated again afterwards. Prints one summary and writes it as ``summary.json``
 run folder (``--summary-json`` to choose): epochs done as a fraction (training batches /
 batches per epoch), training time without validation, the best epoch's mAP50 and
 mAP50-95 (``best.pt``, the weights kept) beside the last epoch's, inference images/s,
-the trained model's parameters, peak memory, and the predictions on the first
-validation image, which ``scripts/compare_detection.py`` draws.
+the trained model's parameters, peak memory, the bad labels left out (``bad_labels``:
+``files_dropped`` whole files, e.g. a VOC annotation without its image, and
+``boxes_rejected``), and the predictions on the first validation image, which
+``scripts/compare_detection.py`` draws.
 """
 
 from __future__ import annotations
@@ -79,7 +87,7 @@ DEFAULTS: Config = {
     "trainer": {
         "time_minutes": 30.0, "epochs": 1000, "imgsz": None, "batch": 4, "nbs": None, "workers": 2, "device": "cpu",
         "threads": None, "project": "runs/detection", "name": None, "summary_json": None, "exist_ok": True,
-        "plots": False, "fliplr": 0.0, "amp": False, "optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0.25,
+        "plots": False, "fliplr": None, "amp": False, "optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0.25,
         "seed": 0, "pretrained": False, "verbose": False,
     },
 }
@@ -123,13 +131,15 @@ def add_training_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup)
     None (= the config's value): ``parser()`` has them, and ``compare_detection`` lists
     and passes on the same ones."""
     p.add_argument("--time-minutes", type=float, help="trainer.time_minutes: training budget (0: epochs only)")
-    p.add_argument("--epochs", type=int, help="trainer.epochs")
+    p.add_argument("--epochs", type=int, help="trainer.epochs: the epoch cap; under a time budget ultralytics "
+                   "re-estimates it from the clock after each epoch, so it binds only at 1 (or with --time-minutes 0)")
     p.add_argument("--batch", type=int, help="trainer.batch")
     p.add_argument("--workers", type=int, help="trainer.workers")
     p.add_argument("--device", help="trainer.device")
     p.add_argument("--threads", type=int, help="trainer.threads: torch CPU threads (default: all cores)")
     p.add_argument("--plots", action="store_true", default=None, help="trainer.plots")
-    p.add_argument("--fliplr", type=float, help="trainer.fliplr")
+    p.add_argument("--fliplr", type=float, help="trainer.fliplr: horizontal flip probability (default: 0.0 on the "
+                   "generated digits, ultralytics' 0.5 on other data)")
     p.add_argument("--amp", action="store_true", default=None, help="trainer.amp: mixed precision on GPU (needs "
                    "network once)")
     p.add_argument("--optimizer", help="trainer.optimizer")
@@ -214,6 +224,21 @@ def inference_speed(model: Any, images: list[Path], img_size: int, device: str, 
     return len(images[1:] or images) / (time.perf_counter() - t0)
 
 
+def flip_probability(fliplr: float | None, data_yaml: str | Path) -> float:
+    """``trainer.fliplr`` for a run on ``data_yaml``: as set, or when null 0.0 on the generated
+    scattered digits (a mirrored digit is another digit, or none) and ultralytics' own
+    default (0.5) on any other data set, where mirrored photos are as real as the originals."""
+    if fliplr is not None:
+        return float(fliplr)
+    from vision.detection.generate import is_scattered_digits
+
+    if is_scattered_digits(data_yaml):
+        return 0.0
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return float(DEFAULT_CFG_DICT["fliplr"])
+
+
 def _torch_device(device: Any) -> str:
     """The torch device an ultralytics ``device`` setting trains on, for the peak-memory query."""
     return "cpu" if str(device).lower() in ("cpu", "mps", "") else "cuda"
@@ -258,14 +283,15 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
 
     Settings the command fills in: ``imgsz`` null is ``data.img_size``, ``nbs`` null is
     ``batch`` (one optimizer step per batch), ``name`` null is the model's file stem,
-    ``time_minutes`` 0 means no budget, and ``amp`` is off on the CPU.
+    ``fliplr`` null is :func:`flip_probability`'s choice for the data, ``time_minutes`` 0
+    means no budget, and ``amp`` is off on the CPU.
     """
     import torch
     import ultralytics.utils.torch_utils as ul_torch
 
     from longseq.hardware import command_threads, peak_memory_gb
     from vision.detection.generate import make_scattered_digits_yolo
-    from vision.detection.voc_folder import resolve_data
+    from vision.detection.voc_folder import import_report, resolve_data
     from vision.detection.yolo_format import IMAGE_SUFFIXES, check_dataset, load_data_yaml, split_dirs
     from vision.integrations.ultralytics import YOLO
     from vision.integrations.ultralytics_resume import YoloCheckpointCadence, default_cadence
@@ -310,7 +336,11 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
         raise UserError(f"data.data_yaml: {given}: {exc}") from None
     for line in report.lines():
         print(f"bad labels: {line}")
+    # What a VOC import left out (logged when it converted, recorded beside its data.yaml, so a
+    # reused conversion or a comparison's run counts it too) belongs to the run's bad labels.
+    report = import_report(data_yaml).update(report)
     info = load_data_yaml(data_yaml)
+    train["fliplr"] = flip_probability(train.get("fliplr"), data_yaml)
 
     yolo = YOLO(model, **model_kwargs)
     progress = YoloRunProgress().attach(yolo)
@@ -358,7 +388,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
         "checkpoint_every_steps": cadence.every_steps,
         "mid_epoch_saves": len(cadence.saves),
         "resumed_from": str(resume[0]) if resume is not None else None,
-        "bad_labels": report.count,
+        **report.counts(),
         "recipe": {k: train.get(k) for k in ("batch", "nbs", "optimizer", "lr0", "warmup_epochs", "fliplr")}
         | {"time_minutes": time_minutes},
         "prediction": {
@@ -389,7 +419,16 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  inference {s['infer_images_per_s']:.2f} img/s  peak RSS {s['peak_rss_gb']:.2f} GB"
         + (f"  peak CUDA {s['peak_cuda_gb']:.2f} GB" if "peak_cuda_gb" in s else "")
         + f"\n  weights {s['weights']}" + _checkpoint_line(s) + f"\n  summary {s['summary_json']}\n  data {s['data']}"
+        + _bad_labels_line(s)
     )
+
+
+def _bad_labels_line(s: dict[str, Any]) -> str:
+    """How many labels the data set lost to problems ('' when none, or for summaries without it)."""
+    if not s.get("bad_labels"):
+        return ""
+    return (f" ({s['bad_labels']} bad label(s): {s.get('files_dropped', 0)} file(s) left out, "
+            f"{s.get('boxes_rejected', 0)} box(es) rejected)")
 
 
 def _checkpoint_line(s: dict[str, Any]) -> str:

@@ -21,6 +21,15 @@ from vision.detection.yolo_format import write_data_yaml, write_sample
 log = logging.getLogger(__name__)
 
 DIGIT_NAMES = [str(d) for d in range(10)]
+#: Written last into a finished folder: the generator's settings.
+META_NAME = "generator.json"
+
+
+def is_scattered_digits(data_yaml: str | Path) -> bool:
+    """Whether ``data_yaml`` is a scattered-digits set written by :func:`make_scattered_digits_yolo`
+    (its folder holds ``generator.json``), wherever it is passed from: training recipes
+    that suit digits only (no mirroring) follow this."""
+    return (Path(data_yaml).parent / META_NAME).is_file()
 
 
 def default_detection_root(img_size: int | tuple[int, int], n_train: int, n_val: int, seed: int) -> Path:
@@ -55,7 +64,7 @@ def make_scattered_digits_yolo(
     root = Path(root) if root is not None else default_detection_root(settings.canvas_size, n_train, n_val, seed)
     meta = {"settings": asdict(settings), "seed": seed, "n_train": n_train, "n_val": n_val}
     meta = json.loads(json.dumps(meta))  # tuples -> lists, as they read back from disk
-    meta_path = root / "generator.json"
+    meta_path = root / META_NAME
     if meta_path.is_file() and (root / "data.yaml").is_file() and json.loads(meta_path.read_text()) == meta:
         return root / "data.yaml"
     if root.exists():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from torchmetrics.detection import MeanAveragePrecision
 
+from longseq.schedules import time_budget_fraction, time_budget_seconds, warmup_cosine
 from vision.data.datamodules import shuffled_loader
 from vision.detection.dataset import YoloDetectionDataset, collate_detection
 from vision.detection.generate import make_scattered_digits_yolo
@@ -26,28 +29,44 @@ class DetectionTask(L.LightningModule):
     """Trains a torchvision detector built around ``backbone``; validates with COCO mAP.
 
     Args:
-        backbone: the multi-scale backbone (not saved in hyperparameters; pass it again to
-            ``load_from_checkpoint(path, backbone=...)``).
+        backbone: the multi-scale backbone; or None with ``backbone_spec``, from which it is
+            built. A task built with a spec reloads alone: ``load_from_checkpoint(path)``
+            (``train_detector.py`` saves one); otherwise pass the backbone again:
+            ``load_from_checkpoint(path, backbone=...)``.
+        backbone_spec: ``MultiScaleBackbone`` keywords with a timm name, ``{"model":
+            "longseq_vit_tiny", "channels": [...], ...}``; saved in the hyperparameters.
+        class_names: the object classes in label order, saved so predictions can be named.
         num_classes: object classes (background excluded).
         detector: ``"fasterrcnn"``, ``"retinanet"`` or ``"fcos"``.
         image_size: training canvas side (torchvision's transform then resizes nothing).
         fpn_channels: FPN width.
-        lr, weight_decay: AdamW settings; cosine decay over the trainer's estimated steps.
+        lr, weight_decay: AdamW settings; cosine decay to zero at the end of the trainer's
+            estimated steps or of its ``max_time``, whichever comes first (a run with no
+            epoch limit under a time budget decays by the clock alone).
 
     Logs ``train/loss`` (and each loss term) and ``val/map``, ``val/map_50``, ``val/map_75``.
     """
 
     def __init__(
         self,
-        backbone: MultiScaleBackbone,
+        backbone: MultiScaleBackbone | None = None,
         num_classes: int = 10,
         detector: DetectorKind = "fasterrcnn",
         image_size: int = 1024,
         fpn_channels: int = 128,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
+        backbone_spec: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if backbone is None:
+            if not backbone_spec:
+                raise ValueError("DetectionTask needs a backbone, or a backbone_spec to build it from "
+                                 "(load_from_checkpoint(path, backbone=...) for a checkpoint saved without one)")
+            backbone = MultiScaleBackbone(**backbone_spec)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
         self.save_hyperparameters(ignore=["backbone"])
         self.model = build_detector(detector, backbone, num_classes, image_size, fpn_channels)
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
@@ -76,10 +95,25 @@ class DetectionTask(L.LightningModule):
             self.log(f"val/{k}", res[k], prog_bar=k == "map_50")
         self.val_map.reset()
 
+    def _time_fraction(self) -> float:
+        """The share of ``max_time`` spent (:func:`longseq.schedules.time_budget_fraction`), the
+        first process's on every process: replicas stepping with learning rates read from
+        slightly different clocks would drift apart."""
+        trainer = self._trainer
+        fraction = time_budget_fraction(trainer)
+        if trainer is not None and trainer.world_size > 1 and time_budget_seconds(trainer) is not None:
+            fraction = float(trainer.strategy.broadcast(fraction, src=0))
+        return fraction
+
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        estimate = self.trainer.estimated_stepping_batches  # inf: no epoch or step limit, the clock decides
+        steps = max(int(estimate), 1) if math.isfinite(estimate) else None
+
+        def schedule(step: int) -> float:
+            return warmup_cosine(step, 0, steps, 0.0, self._time_fraction())
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -121,11 +155,14 @@ class YoloDataModule(L.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None and self.val_set is not None:
+            return  # scanned already (a command checks the data before building the model): not twice
         if self.data_yaml is None:  # prepare_data ran in another process (multi-device)
             self.prepare_data()
         data = load_data_yaml(self.data_yaml)
-        nc = len(data["names"])
-        self.num_classes = nc
+        names = data["names"]
+        self.class_names = [str(n) for n in (names.values() if isinstance(names, dict) else names)]
+        self.num_classes = len(self.class_names)
         self.train_set = YoloDetectionDataset.from_data(data, "train")
         self.val_set = YoloDetectionDataset.from_data(data, "val")
 

@@ -3,9 +3,12 @@
 A VOC annotation names its image (``<filename>``), its size and one ``<object>`` per box
 (``<name>``, ``<bndbox>`` with 1-based inclusive ``xmin ymin xmax ymax`` pixels).
 Objects marked difficult are left out (as VOC's evaluation and ultralytics' VOC conversion
-leave them). Boxes outside the image (beyond one pixel of overshoot, which is clamped),
-unknown class names and missing or undecodable images are reported per XML file through a
-:class:`LabelReport`; the other files still convert.
+leave them). The image is ``<filename>`` in the image folders, else the same name in
+another letter case, else the annotation's id (its XML file's stem) with any image suffix
+(:class:`ImageFinder`). Inverted boxes (``xmax < xmin`` or ``ymax < ymin``), boxes outside
+the image (beyond one pixel of overshoot, which is clamped), unknown class names and
+missing or undecodable images are reported per XML file through a :class:`LabelReport`;
+the other files still convert.
 """
 
 from __future__ import annotations
@@ -19,17 +22,59 @@ from pathlib import Path
 import numpy as np
 
 from vision.data.image_folder import UNREADABLE
-from vision.detection.yolo_format import LabelReport, format_label_rows, write_data_yaml, xyxy_to_yolo
+from vision.detection.yolo_format import (
+    IMAGE_SUFFIXES, LabelReport, format_label_rows, write_data_yaml, xyxy_to_yolo,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _find_image(xml_path: Path, filename: str, image_dirs: Sequence[Path]) -> Path | None:
-    for d in (*image_dirs, xml_path.parent):
-        cand = d / filename
-        if cand.exists():
-            return cand
-    return None
+class ImageFinder:
+    """Finds the image a VOC annotation names, in ``image_dirs`` and then the XML's own folder.
+
+    In order: ``<filename>`` as written; the same name in any letter case (``000017.JPG`` for
+    ``000017.jpg``); the annotation id (the XML file's stem, which ImageSets lists) or the
+    stem of ``<filename>`` with any suffix of :data:`IMAGE_SUFFIXES`, in any case (a
+    ``.png`` in ``JPEGImages/``). Each folder is listed once. ``renamed`` records
+    ``(xml, image)`` for every image found under another name than ``<filename>``.
+    """
+
+    def __init__(self, image_dirs: Sequence[str | Path] = ()) -> None:
+        self.image_dirs = [Path(d) for d in image_dirs]
+        self.renamed: list[tuple[Path, Path]] = []
+        self._listings: dict[Path, dict[str, Path]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, Path]:
+        """Lower-case file name -> path of the (non-hidden) files in ``folder``."""
+        if folder not in self._listings:
+            files = sorted(folder.iterdir()) if folder.is_dir() else []
+            # sorted, and the first of two names equal but for case wins: the same file every run
+            listing: dict[str, Path] = {}
+            for f in files:
+                if not f.name.startswith("."):  # not macOS's ._000017.jpg
+                    listing.setdefault(f.name.lower(), f)
+            self._listings[folder] = listing
+        return self._listings[folder]
+
+    def find(self, xml_path: Path, filename: str) -> Path | None:
+        """The image of the annotation ``xml_path`` whose ``<filename>`` is ``filename``, or None."""
+        folders = [*self.image_dirs, xml_path.parent]
+        for folder in folders:
+            if (folder / filename).is_file():
+                return folder / filename
+        stems = dict.fromkeys((xml_path.stem.lower(), Path(filename).stem.lower()))
+        names = [Path(filename).name.lower(), *(f"{stem}{suffix}" for stem in stems for suffix in IMAGE_SUFFIXES)]
+        for name in names:
+            for folder in folders:
+                found = self._listing(folder).get(name)
+                if found is not None:
+                    self.renamed.append((xml_path, found))
+                    return found
+        return None
+
+    def where(self) -> str:
+        """The folders searched, for a message."""
+        return ", ".join(str(d) for d in self.image_dirs) or "the XML's folder"
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -51,28 +96,31 @@ def _decoded_size(path: Path) -> tuple[int, int]:
 def convert_voc_file(
     xml_path: Path,
     class_names: Sequence[str],
-    image_dirs: Sequence[Path],
+    image_dirs: Sequence[Path] | ImageFinder,
     report: LabelReport,
     keep_difficult: bool = False,
 ) -> tuple[Path, np.ndarray, np.ndarray] | None:
     """Parse one VOC XML. Returns (image path, labels (N,), pixel xyxy boxes (N, 4)) or None
     when the file is unusable (unparsable XML, a missing or undecodable image), which is
-    reported. Objects marked ``<difficult>1</difficult>`` are left out unless
-    ``keep_difficult``."""
+    reported as a dropped file. The image is found by :class:`ImageFinder` (pass one to
+    share its folder listings between files). Objects marked ``<difficult>1</difficult>``
+    are left out unless ``keep_difficult``."""
+    finder = image_dirs if isinstance(image_dirs, ImageFinder) else ImageFinder(image_dirs)
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
-        report.add(xml_path, f"unparsable XML ({e})")
+        report.add(xml_path, f"unparsable XML ({e})", drop_file=True)
         return None
-    filename = root.findtext("filename") or f"{xml_path.stem}.jpg"
-    image = _find_image(xml_path, filename, image_dirs)
+    filename = (root.findtext("filename") or "").strip() or f"{xml_path.stem}.jpg"
+    image = finder.find(xml_path, filename)
     if image is None:
-        report.add(xml_path, f"missing image {filename}")
+        report.add(xml_path, f"missing image {filename} (nor any {xml_path.stem}.* image in {finder.where()})",
+                   drop_file=True)
         return None
     try:
         width, height = _decoded_size(image)
     except UNREADABLE as err:
-        report.add(xml_path, f"unreadable image {image.name} ({type(err).__name__}: {err})")
+        report.add(xml_path, f"unreadable image {image.name} ({type(err).__name__}: {err})", drop_file=True)
         return None
     labels, boxes = [], []
     for k, obj in enumerate(root.iter("object")):
@@ -88,6 +136,10 @@ def convert_voc_file(
             x0, y0, x1, y1 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
         except (AttributeError, TypeError, ValueError):
             report.add(xml_path, f"object {k}: missing or non-numeric bndbox")
+            continue
+        inverted = [what for what, bad in (("xmax < xmin", x1 < x0), ("ymax < ymin", y1 < y0)) if bad]
+        if inverted:
+            report.add(xml_path, f"object {k}: box {x0:g},{y0:g},{x1:g},{y1:g} is inverted ({', '.join(inverted)})")
             continue
         x0, y0 = x0 - 1, y0 - 1
         # Exporters that write 0-based pixels put a box touching the left or top edge at -1,
@@ -108,24 +160,29 @@ def voc_to_yolo(
     class_names: Sequence[str],
     split: str = "train",
     image_dirs: Sequence[str | Path] = (),
+    report: LabelReport | None = None,
 ) -> LabelReport:
     """Convert VOC XML files into ``out_root/{images,labels}/<split>`` and write ``data.yaml``.
 
     Images are copied next to their new label files. ``image_dirs`` are searched for each
-    ``<filename>`` (then the XML's own folder; a VOC tree keeps them in ``JPEGImages/``).
-    Returns the report of bad files and rows (also logged); the good rest is converted.
+    annotation's image (then the XML's own folder; a VOC tree keeps them in ``JPEGImages/``),
+    as :class:`ImageFinder` searches. Returns the report of bad files and rows; the good
+    rest is converted. The report is logged here unless the caller passes its own
+    ``report`` (which it then logs once, at the end).
     """
     if not class_names:
         raise ValueError("class_names must name at least one class")
+    owns_report = report is None
+    report = LabelReport() if report is None else report
     out_root = Path(out_root)
-    dirs = [Path(d) for d in image_dirs]
+    finder = ImageFinder(image_dirs)
     img_out, lbl_out = out_root / "images" / split, out_root / "labels" / split
     img_out.mkdir(parents=True, exist_ok=True)
     lbl_out.mkdir(parents=True, exist_ok=True)
-    report = LabelReport()
+    files = sorted(Path(p) for p in xml_files)
     converted = 0
-    for xml in sorted(Path(p) for p in xml_files):
-        parsed = convert_voc_file(xml, list(class_names), dirs, report)
+    for xml in files:
+        parsed = convert_voc_file(xml, list(class_names), finder, report)
         if parsed is None:
             continue
         image, labels, boxes = parsed
@@ -134,6 +191,11 @@ def voc_to_yolo(
         (lbl_out / f"{image.stem}.txt").write_text(format_label_rows(labels, xyxy_to_yolo(boxes, width, height)))
         converted += 1
     write_data_yaml(out_root, class_names, splits=[split])
-    log.info("converted %d VOC file(s) into %s", converted, out_root)
-    report.log()
+    log.info("converted %d of %d VOC annotation(s) into %s (%s)", converted, len(files), out_root, split)
+    if finder.renamed:
+        xml, image = finder.renamed[0]
+        log.info("%d image(s) found under another name than their <filename>, e.g. %s for %s",
+                 len(finder.renamed), image.name, xml.name)
+    if owns_report:
+        report.log()
     return report

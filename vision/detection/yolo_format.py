@@ -7,6 +7,8 @@ Layout (the one ultralytics reads)::
       images/<split>/<stem>.png
       labels/<split>/<stem>.txt # one row per box: "class cx cy w h", coordinates normalised to [0, 1]
 
+A row may also be a polygon, ``class x1 y1 x2 y2 x3 y3 ...`` (a segmentation label); it is
+read as its bounding box, as ultralytics reads it for detection (:func:`parse_label_row`).
 Boxes inside this package are ``xyxy`` pixel coordinates (float, shape (N, 4)), the
 convention torchvision detectors use; conversion to the normalised YOLO rows happens
 only here.
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -25,6 +28,11 @@ import yaml
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: What a ``--data`` value may name, for error messages.
+DATA_FORMS = "a YOLO data.yaml, a folder holding one, or a Pascal VOC folder (Annotations/, JPEGImages/)"
+#: Why a COCO json is refused, and what to do instead.
+COCO_REFUSED = (f"COCO json annotations are not supported; give {DATA_FORMS} (ultralytics.data.converter.convert_coco "
+                "converts COCO json to YOLO labels)")
 # Normalised coordinates may overshoot [0, 1] by float rounding when written by other tools.
 _COORD_TOLERANCE = 1e-3
 
@@ -103,11 +111,14 @@ def write_data_yaml(root: str | Path, names: Sequence[str], splits: Sequence[str
 
 
 def load_data_yaml(path: str | Path) -> dict:
-    """Read a YOLO ``data.yaml``; ``names`` comes back as a list and ``path`` absolute."""
+    """Read a YOLO ``data.yaml``; ``names`` comes back as a list and ``path`` absolute.
+    A ``.json`` file (COCO annotations) is refused by name, unread."""
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        raise ValueError(f"{path}: {COCO_REFUSED}")
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or "names" not in data:
-        raise ValueError(f"data yaml {path} has no 'names' entry")
+        raise ValueError(f"data yaml {path} has no 'names' entry (expected {DATA_FORMS})")
     names = data["names"]
     data["names"] = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
     root = Path(data.get("path") or path.parent).expanduser()
@@ -117,20 +128,52 @@ def load_data_yaml(path: str | Path) -> dict:
 
 @dataclass
 class LabelReport:
-    """Bad label rows and files found by :func:`scan_split`, grouped per file.
+    """Bad label rows and files found by :func:`scan_split` or a VOC import, grouped per file.
 
     ``problems`` maps a file path to its list of messages (one per bad row or one for
-    the whole file); ``count`` is the total number of problems.
+    the whole file); ``count`` is the total number of problems. ``dropped`` lists the files
+    left out whole (a label file without an image; a VOC annotation whose XML or image
+    cannot be read), each with one message: ``files_dropped`` counts them and
+    ``boxes_rejected`` the other problems, one per box (row or ``<object>``) left out.
     """
 
     problems: dict[str, list[str]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
 
-    def add(self, path: Path | str, message: str) -> None:
+    def add(self, path: Path | str, message: str, *, drop_file: bool = False) -> None:
+        """Record ``message`` for ``path``; ``drop_file``: the whole file is left out."""
         self.problems.setdefault(str(path), []).append(message)
+        if drop_file:  # once per file: a file left out is not read any further
+            self.dropped.append(str(path))
+
+    def update(self, other: "LabelReport") -> "LabelReport":
+        """Add the problems of ``other`` to this report; returns this report."""
+        for path, msgs in other.problems.items():
+            self.problems.setdefault(path, []).extend(msgs)
+        seen = set(self.dropped)
+        self.dropped += [path for path in other.dropped if path not in seen]
+        return self
 
     @property
     def count(self) -> int:
         return sum(len(v) for v in self.problems.values())
+
+    @property
+    def files_dropped(self) -> int:
+        return len(self.dropped)
+
+    @property
+    def boxes_rejected(self) -> int:
+        return self.count - self.files_dropped
+
+    def counts(self) -> dict[str, int]:
+        """``{"bad_labels": count, "files_dropped": ..., "boxes_rejected": ...}`` (run summaries)."""
+        return {"bad_labels": self.count, "files_dropped": self.files_dropped, "boxes_rejected": self.boxes_rejected}
+
+    def headline(self) -> str:
+        """``N bad label(s) in M file(s): F file(s) left out, B box(es) rejected``."""
+        return (f"{self.count} bad label(s) in {len(self.problems)} file(s): {self.files_dropped} file(s) left out, "
+                f"{self.boxes_rejected} box(es) rejected")
 
     def lines(self) -> list[str]:
         """One summary line per file: ``path: N problem(s): first message; ...``."""
@@ -140,11 +183,25 @@ class LabelReport:
             out.append(f"{path}: {len(msgs)} problem(s): {shown}")
         return out
 
-    def log(self, level: int = logging.WARNING) -> None:
+    def log(self, level: int = logging.WARNING, limit: int | None = 10) -> None:
+        """Log :meth:`headline` and the first ``limit`` of :meth:`lines` (None: all), then how
+        many more files there are."""
         if self.count:
-            log.log(level, "%d bad label(s) in %d file(s)", self.count, len(self.problems))
-            for line in self.lines():
+            log.log(level, "%s", self.headline())
+            lines = self.lines()
+            for line in lines[:limit]:
                 log.log(level, "  %s", line)
+            if limit is not None and len(lines) > limit:
+                log.log(level, "  ... and %d more file(s)", len(lines) - limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` reads it back."""
+        return {"problems": self.problems, "dropped": self.dropped}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "LabelReport":
+        data = data or {}
+        return cls({str(k): list(v) for k, v in (data.get("problems") or {}).items()}, list(data.get("dropped") or []))
 
 
 @dataclass(frozen=True)
@@ -156,32 +213,55 @@ class YoloSample:
     boxes: np.ndarray
 
 
+def parse_label_row(parts: Sequence[str], num_classes: int | None = None) -> tuple[int, list[float]]:
+    """``(class, [cx, cy, w, h])`` of one split YOLO label row, normalised coordinates.
+
+    A row is ``class cx cy w h`` (5 columns) or a polygon ``class x1 y1 x2 y2 x3 y3 ...``
+    (an odd count of at least 7: a class and three or more points), which becomes its
+    bounding box, as ultralytics turns a segmentation label into a detection box. Every
+    reader and checker of YOLO labels here goes through this function.
+
+    Raises:
+        ValueError: the reason the row is unusable (column count, non-numbers, class
+            outside ``[0, num_classes)``, box outside the image or empty).
+    """
+    n = len(parts)
+    if n != 5 and (n < 7 or n % 2 == 0):
+        raise ValueError(f"expected 5 columns (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}")
+    try:
+        cls_f, *values = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError("non-numeric value") from None
+    if cls_f != int(cls_f) or cls_f < 0 or (num_classes is not None and cls_f >= num_classes):
+        raise ValueError(f"class {parts[0]} not in [0, {num_classes})")
+    if n == 5:
+        cx, cy, w, h = values
+    else:
+        xs, ys = values[0::2], values[1::2]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+    lo, hi = -_COORD_TOLERANCE, 1 + _COORD_TOLERANCE
+    if w <= 0 or h <= 0 or cx - w / 2 < lo or cy - h / 2 < lo or cx + w / 2 > hi or cy + h / 2 > hi:
+        what = "polygon's box" if n > 5 else "box"
+        raise ValueError(f"{what} outside the image or empty ({cx:g} {cy:g} {w:g} {h:g})")
+    return int(cls_f), [cx, cy, w, h]
+
+
 def parse_label_file(path: Path, num_classes: int | None, report: LabelReport) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one label file, dropping (and reporting) rows with the wrong column count,
-    non-numbers, unknown classes or coordinates outside the image. Returns (labels (N,), boxes (N, 4))."""
+    """Parse one label file (rows as :func:`parse_label_row` reads them), dropping and
+    reporting the unusable rows. Returns (labels (N,), boxes (N, 4) normalised cx, cy, w, h)."""
     labels, boxes = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 5:
-            report.add(path, f"line {lineno}: expected 5 columns, got {len(parts)}")
-            continue
         try:
-            cls_f, *coords = (float(p) for p in parts)
-        except ValueError:
-            report.add(path, f"line {lineno}: non-numeric value")
+            cls, box = parse_label_row(parts, num_classes)
+        except ValueError as err:
+            report.add(path, f"line {lineno}: {err}")
             continue
-        if cls_f != int(cls_f) or cls_f < 0 or (num_classes is not None and cls_f >= num_classes):
-            report.add(path, f"line {lineno}: class {parts[0]} not in [0, {num_classes})")
-            continue
-        cx, cy, w, h = coords
-        lo, hi = -_COORD_TOLERANCE, 1 + _COORD_TOLERANCE
-        if w <= 0 or h <= 0 or cx - w / 2 < lo or cy - h / 2 < lo or cx + w / 2 > hi or cy + h / 2 > hi:
-            report.add(path, f"line {lineno}: box outside the image or empty ({cx:g} {cy:g} {w:g} {h:g})")
-            continue
-        labels.append(int(cls_f))
-        boxes.append(coords)
+        labels.append(cls)
+        boxes.append(box)
     return np.asarray(labels, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
@@ -246,7 +326,7 @@ def scan_folders(
     if lbl_dir.is_dir():
         for lbl in sorted(lbl_dir.glob("*.txt")):
             if lbl.stem not in images:
-                report.add(lbl, "missing image")
+                report.add(lbl, "missing image", drop_file=True)
     samples = []
     for stem, img in images.items():
         lbl = lbl_dir / f"{stem}.txt"

@@ -145,8 +145,11 @@ class ImageClassificationTask(L.LightningModule):
         self.val_confusion.plot(val=matrix.detach().cpu(), ax=ax, add_text=len(classes) <= 30, labels=classes,
                                 cmap="Blues")
         ax.set_title(title)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.tick_params(axis="x", labelrotation=90 if max(map(len, classes), default=0) > 3 else 0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight")  # long class names stay inside the image
         return path
 
     def parameter_groups(self) -> list[dict]:
