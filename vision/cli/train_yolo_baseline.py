@@ -67,6 +67,7 @@ from longseq.training.config import (
 )
 
 from longseq.training.errors import UserError, check_positive, run_cli
+from longseq.training.json_values import json_safe
 
 from vision.cli._shared import Config, build_config, find_config, signature_keys
 
@@ -401,7 +402,7 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
     }
     out = Path(summary_json) if summary_json else Path(trainer.save_dir) / "summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1))
+    out.write_text(json.dumps(json_safe(summary), indent=1))
     summary["summary_json"] = str(out)
     return summary
 
