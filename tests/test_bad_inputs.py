@@ -180,7 +180,7 @@ FILES = [
          _named("{tmp}/blob.fa")),
     Case("fasta-truncated-gzip", _records("cut.fa.gz", _truncated_gzip()), GenomeFormatError,
          _named("{tmp}/cut.fa.gz")),
-    Case("fasta-unknown-suffix", _records("genome.xyz", ">chr\nACGT\n"), GenomeFormatError,
+    Case("fasta-unknown-suffix", _records("genome.xyz", "hello\n"), GenomeFormatError,
          _named("{tmp}/genome.xyz")),
     Case("genbank-garbage", _records("genome.gb", "this is not a GenBank record\n"), GenomeFormatError,
          _named("{tmp}/genome.gb")),

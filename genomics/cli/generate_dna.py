@@ -3,16 +3,19 @@
     python scripts/generate_dna.py --ckpt runs/dna/lm/version_0/checkpoints/last.ckpt --prompt ACGTACGT --length 1000 --out generated.fa
 
 The prompt is ``--prompt`` (bases) or ``--prompt-fasta FILE[:RECORD[:START-END]]`` (the
-first record by default; START-END 1-based and inclusive, as samtools regions); FILE may
-name a shipped genome: ``ecoli`` (record ``NC_007779.1``) or ``yeast:chrNN``.
-``--prompt-strand -`` takes the reverse complement of the prompt region, so the output
-continues the minus strand: upstream of START on the plus strand, written 5' to 3' on the
-minus strand. Each base is sampled from the model's next-base distribution over A, C, G,
-T at ``--temperature`` (0: always the most likely base), among the ``--top-k`` most
-likely; ``--seed`` fixes the draws. The model keeps a bounded cache of past keys and
-values (its sliding windows), so each base costs the same however long the context is;
-the prompt is read in chunks of ``--prefill-chunk`` bases. Writes FASTA (the generated
-bases only; ``--include-prompt`` puts the prompt first) and prints bases per second.
+first record by default; START-END 1-based and inclusive, as samtools regions; FILE is
+the longest part before a ``:`` that is a file, so a record name holding colons, such as
+bedtools getfasta's ``chr1:0-101(+)``, is read whole); FILE may name a shipped genome:
+``ecoli`` (record ``NC_007779.1``) or ``yeast:chrNN``. ``--prompt-strand -`` takes the
+reverse complement of the prompt region, so the output continues the minus strand:
+upstream of START on the plus strand, written 5' to 3' on the minus strand. Each base is
+sampled from the model's next-base distribution over A, C, G, T at ``--temperature`` (0:
+always the most likely base), among the ``--top-k`` most likely; ``--seed`` fixes the
+draws. The model keeps a bounded cache of past keys and values (its sliding windows), so
+each base costs the same however long the context is; the prompt is read in chunks of
+``--prefill-chunk`` bases. Writes FASTA (the generated bases only; ``--include-prompt``
+puts the prompt first; the header's ``length=`` counts the bases written) and prints
+bases per second.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "parse_args", "run", "parse_region", "sample_next"]
+__all__ = ["main", "parse_args", "run", "parse_region", "sample_next", "split_spec"]
 
 PROG = "longseq-generate-dna"
 _LINE = 80  # FASTA line width
@@ -61,24 +64,55 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(f"{PROG}: error: {message}")
 
 
+_REGION = re.compile(r"(.+):(\d[\d,]*)-(\d[\d,]*)")
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE[:REST]`` -> (FILE, REST or None). FILE is the longest prefix ending before a
+    ``:`` that is an existing file (or ``archive.zip::member``), so record names that hold
+    colons (bedtools getfasta's ``chr1:0-101(+)``) are kept whole; when no prefix exists,
+    FILE ends at the first single ``:`` (a shipped genome such as ``ecoli``, or a missing file)."""
+    from genomics.io.readers import path_exists
+
+    if path_exists(spec):
+        return spec, None
+    cuts = [i for i, c in enumerate(spec) if c == ":" and spec[i - 1 : i] != ":" and spec[i + 1 : i + 2] != ":"]
+    for i in reversed(cuts):
+        if path_exists(spec[:i]):
+            return spec[:i], spec[i + 1 :] or None
+    return (spec[: cuts[0]], spec[cuts[0] + 1 :] or None) if cuts else (spec, None)
+
+
+def _region_split(rest: str) -> tuple[str, tuple[int, int]] | None:
+    """``RECORD:START-END`` -> (RECORD, (START, END)) unchecked, or None when ``rest`` has no region."""
+    m = _REGION.fullmatch(rest)
+    if not m:
+        return None
+    record, start, end = m.groups()
+    return record, (int(start.replace(",", "")), int(end.replace(",", "")))
+
+
+def _check_region(region: tuple[int, int]) -> tuple[int, int]:
+    s, e = region
+    if s < 1 or e < s:
+        raise ValueError(f"region {s}-{e} must satisfy 1 <= START <= END")
+    return region
+
+
 def parse_region(spec: str) -> tuple[str, str | None, tuple[int, int] | None]:
     """``FILE[:RECORD[:START-END]]`` -> (file, record or None, (start, end) 1-based inclusive or None).
 
-    A file name holding ``:`` is taken whole when it exists. Raises ``ValueError`` for a
-    malformed region.
+    FILE is found as :func:`split_spec` says. Raises ``ValueError`` for a malformed region.
+    (A record name ending in ``:N-M`` is told from a region only by the file's records, which
+    ``--prompt-fasta`` reads: there the whole name wins.)
     """
-    if Path(spec).exists():
-        return spec, None, None
-    m = re.fullmatch(r"(.+?):([^:]+)(?::(\d[\d,]*)-(\d[\d,]*))?", spec)
-    if not m:
-        return spec, None, None
-    path, record, start, end = m.groups()
-    if start is None:
-        return path, record, None
-    s, e = int(start.replace(",", "")), int(end.replace(",", ""))
-    if s < 1 or e < s:
-        raise ValueError(f"region {s}-{e} must satisfy 1 <= START <= END")
-    return path, record, (s, e)
+    path, rest = split_spec(spec)
+    if rest is None:
+        return path, None, None
+    split = _region_split(rest)
+    if split is None:
+        return path, rest, None
+    return path, split[0], _check_region(split[1])
 
 
 def _shipped(path: str, record: str | None) -> tuple[str, str | None]:
@@ -95,9 +129,39 @@ def _shipped(path: str, record: str | None) -> tuple[str, str | None]:
     return path, record
 
 
+def _listed(names: list[str], k: int = 10) -> str:
+    shown = ", ".join(names[:k])
+    return shown + (f", ... ({len(names)} records in all)" if len(names) > k else "")
+
+
+def _find_record(path: str, rest: str | None) -> tuple[Any, tuple[int, int] | None]:
+    """The record ``rest`` names in ``path`` (the first when None) and its region, if any.
+
+    ``rest`` is tried as a whole record name first, then as ``RECORD:START-END``; a record
+    that is not found is an error listing the file's records."""
+    from genomics.io.readers import iter_records
+
+    split = _region_split(rest) if rest is not None else None
+    names: list[str] = []
+    records = iter_records(path)
+    try:
+        for rec in records:
+            if rest is None or rest in (rec.id, rec.name):
+                return rec, None
+            if split is not None and split[0] in (rec.id, rec.name):
+                return rec, _check_region(split[1])
+            names.append(rec.id)
+    finally:
+        records.close()
+    wanted = split[0] if split is not None and split[0] != rest else rest
+    raise ValueError(f"no record named {wanted!r} in {path}; its records: {_listed(names)}")
+
+
 def _prompt_ids(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, str]:
     """Prompt ids (numpy uint8, strand applied) and a description for the FASTA header."""
     import numpy as np
+
+    from genomics.io.readers import describe_bad_sequence, missing_input
 
     if args.prompt is not None:
         text = args.prompt.strip()
@@ -109,30 +173,37 @@ def _prompt_ids(args: argparse.Namespace, tokenizer: Any) -> tuple[Any, str]:
             raise _fail(f"--prompt: {exc}") from None
         where = f"prompt={len(ids)}bp"
     else:
-        from genomics.io.readers import iter_records
-
+        spec = args.prompt_fasta
+        path, rest = split_spec(spec)
+        region_given = None
         try:
-            path, record, region = parse_region(args.prompt_fasta)
-            path, record = _shipped(path, record)
+            if path == "yeast" and rest is not None:  # yeast:chrNN[:START-END]: the chromosome is the file
+                split = _region_split(rest)
+                chromosome, region_given = split if split is not None else (rest, None)
+                path, rest = _shipped(path, chromosome)
+            else:
+                path, rest = _shipped(path, rest)
         except ValueError as exc:
-            raise _fail(f"--prompt-fasta {args.prompt_fasta}: {exc}") from None
-        if not Path(path.split("::")[0]).exists():  # FILE, or ZIP::MEMBER of a shipped zip
-            raise _fail(f"--prompt-fasta {args.prompt_fasta}: no such file {path}")
+            raise _fail(f"--prompt-fasta {spec}: {exc}") from None
+        problem = missing_input(path)
+        if problem is not None:  # FILE, or ZIP::MEMBER of a shipped zip
+            raise _fail(f"--prompt-fasta {spec}: {problem}" + (f" {path}" if problem == "no such file" else ""))
         try:
-            records = iter_records(path)
-            rec = next((r for r in records if record is None or r.id == record or r.name == record), None)
-        except ValueError as exc:
-            raise _fail(f"--prompt-fasta {exc}") from None
-        if rec is None:
-            raise _fail(f"--prompt-fasta {args.prompt_fasta}: no record named {record!r} in {path}")
+            rec, region = _find_record(path, rest)
+            region = _check_region(region_given) if region_given is not None else region
+        except ValueError as exc:  # a GenomeFormatError starts with the quoted file
+            message = str(exc)
+            raise _fail(f"--prompt-fasta {message}" if message.startswith(repr(path))
+                        else f"--prompt-fasta {spec}: {message}") from None
         seq = str(rec.seq)
         start, end = region or (1, len(seq))
         if end > len(seq):
-            raise _fail(f"--prompt-fasta {args.prompt_fasta}: region end {end} is past the record's {len(seq)} bases")
+            raise _fail(f"--prompt-fasta {spec}: region end {end} is past the record's {len(seq)} bases")
+        text = seq[start - 1 : end]
         try:
-            ids = tokenizer.encode(seq[start - 1 : end], record=rec.id, offset=start - 1)
+            ids = tokenizer.encode(text, record=rec.id, offset=start - 1)
         except ValueError as exc:
-            raise _fail(f"--prompt-fasta {exc}") from None
+            raise _fail(f"--prompt-fasta {spec}: {describe_bad_sequence(text[:10_000], rec.id, str(exc))}") from None
         where = f"prompt={rec.id}:{start}-{end}"
     if args.prompt_strand == "-":
         ids = np.ascontiguousarray(tokenizer.reverse_complement(ids))
@@ -202,8 +273,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     sequence = tokenizer.decode(out.numpy().astype("uint8"))
     prompt_text = tokenizer.decode(prompt)
     text = (prompt_text if args.include_prompt else "") + sequence
-    header = (f">{args.name} length={len(sequence)} {where} temperature={args.temperature} top_k={args.top_k} "
-              f"seed={args.seed}{' with_prompt' if args.include_prompt else ''}")
+    # length= is the length of the sequence written; with the prompt, both parts are named too
+    parts = (f" with_prompt prompt_length={len(prompt_text)} generated_length={len(sequence)}"
+             if args.include_prompt else "")
+    header = (f">{args.name} length={len(text)} {where} temperature={args.temperature} top_k={args.top_k} "
+              f"seed={args.seed}{parts}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as fh:
         fh.write(header + "\n")

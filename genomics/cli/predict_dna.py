@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, type=Path,
                    help="sequences: FASTA/FASTQ/GenBank or CSV/TSV with a 'sequence' column (plain or gzip)")
     p.add_argument("--out", required=True, type=Path,
-                   help="output file: .csv (classification), .bed (annotation), .tsv/.csv/.bedgraph (lm), "
-                        ".npy (--embed)")
+                   help="output file: .csv/.tsv (classification), .bed (annotation), .tsv/.csv/.bedgraph (lm), "
+                        ".npy (--embed); a text name ending in .gz is written gzip-compressed")
     p.add_argument("--embed", action="store_true", help="write mean-pooled encoder embeddings instead of predictions")
     p.add_argument("--window", type=int, help="bases per forward pass (default: the longest input trained on; for a "
                                                   "pool: flatten classifier its model.positions, the most it reads)")
@@ -86,7 +87,14 @@ def _output_kind(args: argparse.Namespace, info: Any, model: Any) -> str:
     if args.out.suffix.lower() == ".npy":
         raise _fail(f"--out {args.out}: a .npy file is written by --embed; predictions of a {info.task} "
                     f"checkpoint go to a text file")
-    return _OUTPUT_OF_TASK[info.task]
+    output = _OUTPUT_OF_TASK[info.task]
+    from genomics.cli.predict_outputs import OUTPUT_SUFFIXES, format_suffix
+
+    if format_suffix(args.out) not in OUTPUT_SUFFIXES[output]:
+        names = ", ".join(OUTPUT_SUFFIXES[output])
+        raise _fail(f"--out {args.out}: a {info.task} checkpoint writes {output} as {names} "
+                    f"(optionally .gz after it); give such a file name")
+    return output
 
 
 def _window_and_stride(args: argparse.Namespace, trained_len: int | None, per_base: bool,
@@ -96,6 +104,8 @@ def _window_and_stride(args: argparse.Namespace, trained_len: int | None, per_ba
         raise _fail(f"--window {args.window}: this classifier reads each position through its own weights "
                     f"(model.pool: flatten), so its windows are the {positions} bases it was trained on "
                     f"(model.positions)")
+    if args.window is not None and args.window < 2:
+        raise _fail(f"--window must be at least 2 bases, got {args.window}")
     window = args.window or positions or trained_len or 65536
     if window < 2:
         raise _fail(f"--window must be at least 2 bases, got {window}")
@@ -181,6 +191,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         seqs = read_sequences(args.data, tokenizer, sequence_column=args.sequence_column)
     except InputError as exc:
         raise _fail(f"--data {exc}") from None
+    repeated = [name for name, n in Counter(s.id for s in seqs).items() if n > 1]
+    if repeated:
+        print(f"warning: {len(repeated)} id(s) name more than one sequence ({', '.join(repeated[:5])}"
+              f"{', ...' if len(repeated) > 5 else ''}); the output keeps them in input order", file=sys.stderr)
     model.to(args.device)
     longer = sum(s.ids.size > window for s in seqs)
     print(f"{args.ckpt}: {info.task} model; {len(seqs)} sequences from {args.data}; window {window:,} bases"

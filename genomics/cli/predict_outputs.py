@@ -10,25 +10,54 @@
   ``id,length,bases_scored,bits_per_base``.
 * ``--embed``: ``.npy`` float32 (N, dim), row i the sequence on row i of
   ``<out stem>.ids.csv`` (``row,id,length``).
+
+A text output whose name ends in ``.gz`` (``bits.tsv.gz``, ``preds.bed.gz``) is written
+gzip-compressed, its format read from the suffix before ``.gz``; companions are plain CSV
+named after the stem without either suffix (``bits.tsv.gz`` -> ``bits.per_sequence.csv``).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Sequence
 
 import numpy as np
 
-__all__ = ["BEDGRAPH_SUFFIXES", "companion", "label_runs", "write_bed", "write_bits", "write_embeddings",
-           "write_probabilities", "write_sequence_means"]
+__all__ = ["BEDGRAPH_SUFFIXES", "OUTPUT_SUFFIXES", "companion", "format_suffix", "label_runs", "write_bed",
+           "write_bits", "write_embeddings", "write_probabilities", "write_sequence_means"]
 
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bg")
+#: The names ``--out`` may end in, per output kind (each also with ``.gz`` after it, except .npy).
+OUTPUT_SUFFIXES = {
+    "probabilities": (".csv", ".tsv"),
+    "labels": (".bed",),
+    "bits": (".tsv", ".csv", ".txt", *BEDGRAPH_SUFFIXES),
+    "embedding": (".npy",),
+}
+
+
+def format_suffix(path: Path) -> str:
+    """The suffix that names the format, lower case: ``bits.TSV.gz`` -> ``.tsv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_text(path: Path) -> IO[str]:
+    """``path`` for writing text, gzip-compressed when its name ends in ``.gz``."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "wt", newline="")
+    return open(path, "w", newline="")
 
 
 def companion(out: Path, tag: str) -> Path:
-    """``preds.tsv`` -> ``preds.<tag>.csv``: a file written beside ``out``."""
-    return out.with_name(f"{out.stem}.{tag}.csv")
+    """``preds.tsv`` (or ``preds.tsv.gz``) -> ``preds.<tag>.csv``: a file written beside ``out``."""
+    name = out.name[:-3] if out.name.lower().endswith(".gz") else out.name
+    stem = name[: -len(format_suffix(out))] if format_suffix(out) else name
+    return out.with_name(f"{stem}.{tag}.csv")
 
 
 def label_runs(labels: np.ndarray, background: int = 0) -> list[tuple[int, int, int]]:
@@ -44,9 +73,10 @@ def label_runs(labels: np.ndarray, background: int = 0) -> list[tuple[int, int, 
 
 def write_probabilities(path: Path, ids: Sequence[str], lengths: Sequence[int], probs: np.ndarray,
                         class_names: Sequence[str]) -> None:
-    """CSV of class probabilities ``probs`` (N, C) and the arg-max class per sequence."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
+    """CSV (TSV for a ``.tsv`` name) of class probabilities ``probs`` (N, C) and the arg-max
+    class per sequence."""
+    with _open_text(path) as fh:
+        w = csv.writer(fh, delimiter="\t" if format_suffix(path) == ".tsv" else ",")
         w.writerow(["id", "length", *(f"p_{c}" for c in class_names), "predicted"])
         for name, n, p in zip(ids, lengths, probs):
             w.writerow([name, n, *(f"{x:.6f}" for x in p), class_names[int(np.argmax(p))]])
@@ -55,7 +85,7 @@ def write_probabilities(path: Path, ids: Sequence[str], lengths: Sequence[int], 
 def write_bed(path: Path, ids: Sequence[str], labels: Sequence[np.ndarray], class_names: Sequence[str]) -> int:
     """BED4 of the non-background label runs of every sequence; returns the number of intervals."""
     count = 0
-    with open(path, "w") as fh:
+    with _open_text(path) as fh:
         for name, lab in zip(ids, labels):
             runs = label_runs(lab)
             fh.writelines(f"{name}\t{s}\t{e}\t{class_names[k]}\n" for s, e, k in runs)
@@ -65,10 +95,10 @@ def write_bed(path: Path, ids: Sequence[str], labels: Sequence[np.ndarray], clas
 
 def write_bits(path: Path, ids: Sequence[str], bits: Sequence[np.ndarray]) -> str:
     """Per-base bits of every scored base; returns the format written (``bedGraph``, ``CSV``, ``TSV``)."""
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     graph = suffix in BEDGRAPH_SUFFIXES
     sep = "," if suffix == ".csv" else "\t"
-    with open(path, "w") as fh:
+    with _open_text(path) as fh:
         fh.write("track type=bedGraph name=bits_per_base\n" if graph else f"id{sep}position{sep}bits\n")
         for name, b in zip(ids, bits):
             pos = np.flatnonzero(np.isfinite(b))

@@ -104,14 +104,19 @@ def check_genome_files(paths: Sequence[str], flag: str) -> None:
 
     Only the first record is read (the whole file is read once, into the cache, when the data
     module is set up; an error further into the file is raised there, also before the model).
+    A path is a file or ``archive.zip::member`` (a wrong member name lists the archive's
+    sequence files).
     """
     from genomics.data.tokenizers import NucleotideTokenizer
-    from genomics.io.readers import GenomeFormatError, describe_bad_sequence, detect_format, iter_records, path_exists
+    from genomics.io.readers import (
+        GenomeFormatError, describe_bad_sequence, detect_format, iter_records, missing_input,
+    )
 
     tokenizer = NucleotideTokenizer("keep")
     for path in paths:
-        if not path_exists(path):
-            raise UserError(f"{flag} {path}: no such file")
+        problem = missing_input(path)
+        if problem is not None:
+            raise UserError(f"{flag} {path}: {problem}")
         if "::" not in str(path) and Path(path).stat().st_size == 0:
             raise UserError(f"{flag} {path}: empty file")
         try:

@@ -104,7 +104,7 @@ def _markov(args: argparse.Namespace, info: Any, dm: Any) -> Any:
 def _record_file(out: Path, name: str, taken: set[Path]) -> Path:
     """``<out>/<name>.npy`` with unsafe characters replaced, numbered when two names end up
     the same (``chr1|a`` and ``chr1_a``); the path is added to ``taken``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "record"  # never a hidden file
     path, n = out / f"{stem}.npy", 1
     while path in taken:
         n += 1
@@ -127,7 +127,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(command_threads())
     from genomics.baselines.compare import ScoredRegion, class_margins, repeat_masks
     from genomics.io import build_genome_cache, ecoli_k12_fasta
-    from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, path_exists
+    from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, missing_input
     from genomics.io.sources import shipped_genome
     from genomics.models import CheckpointError, load_model, score_sequence
 
@@ -155,8 +155,9 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
             shipped = shipped_genome(fasta)
         except ValueError as exc:
             raise _fail(f"--fasta {args.fasta}: {exc}") from None
-        if shipped is None and not path_exists(fasta):  # a file, or archive.zip::member
-            raise _fail(f"--fasta {fasta}: no such file")
+        problem = missing_input(fasta) if shipped is None else None  # a file, or archive.zip::member
+        if problem is not None:
+            raise _fail(f"--fasta {fasta}: {problem}")
         fasta = shipped or fasta
         try:  # read as the model's training genome was: soft-masked bases kept or folded alike
             genome = build_genome_cache(fasta, soft_mask=tokenizer.soft_mask, labels=detect_format(fasta) == "genbank")
@@ -171,6 +172,7 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{scored_bases:,} bases: above {MAX_CLASS_BASES:,}, the class table and windows.tsv are left out "
               "(they hold every base's figures in memory); score fewer --records for them", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_outputs(args.out)  # read before bits_per_base.tsv is rewritten
     rows: list[dict[str, Any]] = []
     compared: list[ScoredRegion] = []
     taken: set[Path] = set()
@@ -200,7 +202,35 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
         summary["classes"] = class_margins(compared)
         _write_bins(compared, summary, args)
     _write_and_print(rows, summary, args)
+    bins = {args.out / "windows.tsv", args.out / "windows.png"} if compared else set()
+    _remove_stale(earlier, taken | bins, args.out)
     return {r["record"]: r["bits"] / r["bases_scored"] if r["bases_scored"] else float("nan") for r in rows}
+
+
+def _earlier_outputs(out: Path) -> set[Path]:
+    """Files an earlier run wrote in ``out``: the ``.npy`` of each record its bits_per_base.tsv
+    lists (named as :func:`_record_file` names them), and windows.tsv / windows.png."""
+    found = {out / name for name in ("windows.tsv", "windows.png") if (out / name).is_file()}
+    table = out / "bits_per_base.tsv"
+    if table.is_file():
+        taken: set[Path] = set()
+        for line in table.read_text().splitlines()[1:]:
+            if line.strip():
+                _record_file(out, line.split("\t", 1)[0], taken)
+        found |= {p for p in taken if p.is_file()}
+    return found
+
+
+def _remove_stale(earlier: set[Path], written: set[Path], out: Path) -> None:
+    """Delete the earlier run's files that this run did not rewrite (windows.tsv after a run
+    with --no-markov, the .npy of records not scored now), so every file in ``out`` is this run's."""
+    stale = sorted(p for p in earlier - written if p.is_file())
+    for path in stale:
+        path.unlink()
+    if stale:
+        shown = ", ".join(p.name for p in stale[:5]) + (", ..." if len(stale) > 5 else "")
+        print(f"removed {len(stale)} file(s) of an earlier run in {out} that this run does not write: {shown}",
+              file=sys.stderr)
 
 
 def _training_split(args: argparse.Namespace, info: Any) -> Any:

@@ -8,8 +8,9 @@ Sections (see :mod:`longseq.training.config`), each checked against what it feed
 * ``data``: the task's data module.
 * ``task``: the task's LightningModule (its ``max_steps`` defaults to the schedule's steps).
 * ``schedule`` (not for classification): :func:`~genomics.data.warmup_schedule`'s arguments,
-  ``seq_len`` (final window, default 65,536) and ``batch_size`` included, plus ``val_every``
-  (validate every this many steps of a long stage instead of once at the end).
+  ``seq_len`` (final window; each task's YAML sets it, see :func:`default_seq_lens`; 65,536
+  in a config without it) and ``batch_size`` included, plus ``val_every`` (validate every
+  this many steps of a long stage instead of once at the end).
 * ``averaging``: an exponential moving average of the weights
   (:class:`~longseq.training.averaging.Averaging`): ``ema_decay`` (null: off).
 * ``checkpoint``: how often ``last.ckpt`` is refreshed
@@ -19,6 +20,10 @@ Sections (see :mod:`longseq.training.config`), each checked against what it feed
 * ``trainer``: any ``lightning.Trainer`` argument. Precedence: :data:`TRAINER_DEFAULTS` <
   the YAML < flags; ``precision``, ``max_steps``, ``max_epochs`` and the dataloader reload /
   validation interval follow the device and the length schedule unless the YAML sets them.
+
+:func:`check_split_values` checks the split keys of the ``data`` section (``val_fraction``,
+``test_fraction``) before any file is read: validation picks the best checkpoint, so a run
+without a validation split is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import argparse
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from longseq.training.config import (
     ConfigError, Section, apply_overrides, config_file, find_config, parse_set_overrides, read_yaml, trainer_accepts,
@@ -35,12 +40,17 @@ from longseq.training.config import (
 )
 
 __all__ = [
-    "Config", "DEFAULT_SEQ_LEN", "TASKS", "TRAINER_DEFAULTS", "TaskSpec", "default_config_path", "flag_overrides",
-    "load_task_config", "merged_config", "task_sections", "task_spec",
+    "Config", "DEFAULT_CONFIGS", "DEFAULT_SEQ_LEN", "TASKS", "TRAINER_DEFAULTS", "TaskSpec", "check_split_values",
+    "default_config_path", "default_seq_lens", "flag_overrides", "load_task_config", "merged_config", "task_sections",
+    "task_spec",
 ]
 
 Config = dict[str, dict[str, Any]]
 TASKS = ("lm", "classification", "annotation", "needle")
+#: The default YAML of each task, relative to ``configs/``.
+DEFAULT_CONFIGS = {"lm": "genomics/tiny.yaml", "classification": "genomics/classification.yaml",
+                   "annotation": "genomics/annotation.yaml", "needle": "genomics/needle_global.yaml"}
+#: ``schedule.seq_len`` of a config that does not set it.
 DEFAULT_SEQ_LEN = 65536
 #: The script's own trainer settings; a YAML ``trainer:`` key replaces any of them.
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -86,11 +96,12 @@ def task_spec(task: str) -> TaskSpec:
     from genomics.tasks import AnnotationTask, ClassificationTask, LanguageModelTask
 
     specs = {
-        "lm": TaskSpec(DNALanguageModel, GenomeWindowDataModule, LanguageModelTask, "genomics/tiny.yaml", True),
+        "lm": TaskSpec(DNALanguageModel, GenomeWindowDataModule, LanguageModelTask, DEFAULT_CONFIGS["lm"], True),
         "classification": TaskSpec(DNAClassifier, SequenceClassificationDataModule, ClassificationTask,
-                                   "genomics/classification.yaml", False),
-        "annotation": TaskSpec(DNAClassifier, AnnotationDataModule, AnnotationTask, "genomics/annotation.yaml", True),
-        "needle": TaskSpec(DNAClassifier, NeedleDataModule, ClassificationTask, "genomics/needle_global.yaml", True),
+                                   DEFAULT_CONFIGS["classification"], False),
+        "annotation": TaskSpec(DNAClassifier, AnnotationDataModule, AnnotationTask, DEFAULT_CONFIGS["annotation"],
+                               True),
+        "needle": TaskSpec(DNAClassifier, NeedleDataModule, ClassificationTask, DEFAULT_CONFIGS["needle"], True),
     }
     if task not in specs:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -100,6 +111,20 @@ def task_spec(task: str) -> TaskSpec:
 def default_config_path(task: str) -> Path:
     """The shipped default YAML of ``task`` (``configs/genomics/...``)."""
     return config_file(task_spec(task).default_config)
+
+
+def default_seq_lens() -> dict[str, int]:
+    """``schedule.seq_len`` of each staged task's default YAML (the final training window
+    when ``--seq-len`` is not given), read from the files themselves, without importing the
+    task classes (``--help`` shows them)."""
+    import yaml
+
+    out = {}
+    for task, relative in DEFAULT_CONFIGS.items():
+        schedule = (yaml.safe_load(config_file(relative).read_text()) or {}).get("schedule")
+        if schedule is not None:
+            out[task] = int(schedule.get("seq_len") or DEFAULT_SEQ_LEN)
+    return out
 
 
 def task_sections(task: str) -> list[Section]:
@@ -188,3 +213,41 @@ def merged_config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.no_warmup:  # the first stage is the last: train at the final length throughout
         cfg["schedule"]["start_len"] = cfg["schedule"].get("seq_len", DEFAULT_SEQ_LEN)
     return cfg, path
+
+
+def check_split_values(cfg: Config, task: str, source: str | Path, set_keys: Iterable[str] = ()) -> None:
+    """``data.val_fraction`` and ``data.test_fraction`` in range, before any file is read.
+
+    Validation picks the best checkpoint and gives the run's scores, so the fraction held
+    out must be above 0 and below 1 wherever it is used: for the genome tasks unless
+    ``data.split_bed`` or ``data.val_records``/``data.test_records`` split the genome
+    instead, for classification when ``--data`` has no validation split. ``set_keys`` are
+    the data keys ``--set`` gave (named as ``--set data.KEY=VALUE``, others by ``source``).
+    Raises :class:`~longseq.training.errors.UserError`."""
+    from longseq.training.errors import UserError
+
+    data = cfg.get("data", {})
+    given = set(set_keys)
+
+    def name(key: str) -> str:
+        return f"--set data.{key}={data.get(key)}" if key in given else f"{source}: data.{key}={data.get(key)}"
+
+    by_records = bool(data.get("split_bed") or data.get("val_records") or data.get("test_records"))
+    if task in ("lm", "annotation") and by_records:
+        return  # the BED or the record names decide; the fractions are not read
+    val, test = data.get("val_fraction"), data.get("test_fraction")
+    what = ("the share of the training rows held out for validation when --data has no validation split"
+            if task == "classification" else "the share of each record held out for validation")
+    for key, value in (("val_fraction", val), ("test_fraction", test)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{name(key)}: must be a number, got {value!r}")
+    if val is not None and not 0 < val < 1:
+        hint = "; for a small validation split give e.g. --set data.val_fraction=0.01" if val <= 0 else ""
+        raise UserError(f"{name('val_fraction')}: must be > 0 and < 1 ({what}; validation picks the best "
+                        f"checkpoint){hint}")
+    if test is not None and not 0 <= test < 1:
+        raise UserError(f"{name('test_fraction')}: must be >= 0 and < 1 (the share of each record held out for "
+                        f"testing, after the validation share)")
+    if val is not None and test and val + test >= 1:
+        raise UserError(f"{name('val_fraction')}, data.test_fraction={test}: their sum must be below 1 (the rest of "
+                        f"each record trains)")

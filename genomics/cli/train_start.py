@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,6 +41,9 @@ class StartPoint:
     version: int | None = None
     #: The optimizer steps the checkpoint's run had taken (0 without a checkpoint).
     global_step: int = 0
+    #: For ``--init-from``: the model keys taken from the checkpoint (see :func:`adopt_checkpoint_model`),
+    #: so a problem with one of them can say where it came from.
+    adopted: dict[str, Any] = field(default_factory=dict)
 
 
 def _read(path: Path, flag: str) -> tuple[dict[str, Any], CheckpointInfo]:
@@ -78,12 +81,14 @@ def resolve_start(args: argparse.Namespace) -> StartPoint:
 def adopt_checkpoint_model(cfg: dict[str, dict[str, Any]], start: StartPoint, user_keys: Iterable[str],
                            task: str) -> dict[str, dict[str, Any]]:
     """For ``--init-from``: the config with the model keys the checkpoint decides (see
-    :func:`genomics.models.transfer.adopt_model_config`) taken from it."""
+    :func:`genomics.models.transfer.adopt_model_config`) taken from it; they are kept in
+    ``start.adopted``."""
     from genomics.models.transfer import adopt_model_config
 
     if start.info is None or start.resume:
         return cfg
     model, taken = adopt_model_config(cfg["model"], start.info, user_keys, task)
+    start.adopted = dict(taken)
     if taken:
         log.info("--init-from %s: model keys taken from the checkpoint: %s", start.path,
                  ", ".join(f"{k}={v!r}" for k, v in taken.items()))

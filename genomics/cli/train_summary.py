@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["evaluate_checkpoint", "format_evaluation", "json_safe", "print_summary"]
+__all__ = ["coverage_text", "evaluate_checkpoint", "format_evaluation", "print_summary"]
 
 
 def evaluate_checkpoint(task: str, trainer: Any, module: Any, dm: Any, checkpoint: str, ckpt: Any,
@@ -59,23 +59,10 @@ def _data_description(dm: Any) -> dict[str, Any]:
     return {"fasta": dm.paths, "gff": h.gff, "validation": how}
 
 
-def json_safe(value: Any) -> Any:
-    """NaN and infinities -> None (JSON has neither); numpy and torch scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def print_summary(s: dict[str, Any], stages: list | None) -> None:
     """The end-of-run summary on stdout."""
     print("\n== train_dna summary ==")
-    print(f"task {s['task']}: {s['steps']} steps, {s['train_tokens']:,} training bases in {s['wall_s']:.0f} s")
+    print(f"task {s['task']}: {_steps_text(s)}")
     print(f"throughput: {s['tokens_per_s']:,.0f} tokens/s (training batches only)")
     if stages and len(stages) > 1:
         print(f"sequence-length warm-up: {' -> '.join(f'{st.seq_len:,}' for st in stages)} bases "
@@ -88,6 +75,9 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
     if s.get("reuse_freed_memory"):
         mem += " (freed memory reused: --reuse-freed-memory)"
     print(mem)
+    scored = coverage_text(s, "val")
+    if scored and "val" not in s:  # the evaluation block of classification/annotation says it itself
+        print(f"validation: {scored}")
     if "best_val_bpb" in s:
         line = f"best validation bits per base: {s['best_val_bpb']:.4f}"
         if "markov_val_bpb" in s:
@@ -108,7 +98,7 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
         print(format_evaluation(s))
     print(f"checkpoint: {s['checkpoint']}")
     if s.get("last_checkpoint"):
-        print(f"last checkpoint (resume with --ckpt-path last): {s['last_checkpoint']}")
+        print(f"last checkpoint ({_cadence_text(s)}resume with --ckpt-path last): {s['last_checkpoint']}")
     if s.get("resumed_from"):
         print(f"resumed from: {s['resumed_from']}")
     if s.get("initialised_from"):
@@ -116,6 +106,36 @@ def print_summary(s: dict[str, Any], stages: list | None) -> None:
     print(f"config: {s['config']}\nmetrics: {s['metrics_csv']}")
     if "summary_json" in s:
         print(f"summary: {s['summary_json']}")
+
+
+def _cadence_text(s: dict[str, Any]) -> str:
+    """``saved every 50 steps and every 10 minutes; `` (or by time only when the run has no
+    step budget to take 5% of)."""
+    steps, minutes = s.get("checkpoint_every_steps"), s.get("checkpoint_every_minutes")
+    parts = ([f"{steps:,} steps"] if steps else []) + ([f"{minutes:.3g} minutes"] if minutes else [])
+    return f"saved every {' and every '.join(parts)} and at the end; " if parts else ""
+
+
+def _steps_text(s: dict[str, Any]) -> str:
+    """``80 steps, ... bases in 94 s``; for a resumed run the steps of the whole run and of
+    this process apart, since the bases and seconds are this process's only."""
+    this = s.get("steps_this_process", s["steps"])
+    work = f"{s['train_tokens']:,} training bases in {s['wall_s']:.0f} s"
+    if s.get("resumed_from") and this != s["steps"]:
+        return f"{s['steps']:,} steps in all, {this:,} in this process (resumed): {work}"
+    return f"{s['steps']:,} steps, {work}"
+
+
+def coverage_text(s: dict[str, Any], split: str) -> str:
+    """``28,672 of its 30,000 bases scored (95.6%: whole 4,096-base windows only, ...)`` when
+    the windows of ``split`` leave bases of its regions unscored (a remainder shorter than a
+    window at a region's end, windows with too many N), else ""."""
+    scored, bases = s.get(f"{split}_bases_scored"), s.get(f"{split}_bases")
+    if scored is None or not bases or scored >= bases:
+        return ""
+    window = f"whole {s['val_window']:,}-base windows" if s.get("val_window") else "whole windows"
+    return (f"{scored:,} of its {bases:,} bases scored ({scored / bases:.1%}: {window} only, each inside one "
+            f"region and with at most data.max_n_frac N)")
 
 
 def _fmt(value: Any) -> str:
@@ -152,8 +172,11 @@ def format_evaluation(s: dict[str, Any]) -> str:
              for c in classes]
     width = max(len(label) for label, _ in rows) + 2
     names = {"val": "validation", "test": "test"}
+    validation = s["data"].get("validation", "")
+    if coverage_text(s, "val"):
+        validation += f"; {coverage_text(s, 'val')}"
     lines = [f"evaluation of {s['evaluated_checkpoint']}",
-             f"classes: {', '.join(classes)}; validation: {s['data'].get('validation', '')}",
+             f"classes: {', '.join(classes)}; validation: {validation}",
              *([f"readout: {s['data']['pool']}"] if s["data"].get("pool") else []),
              " " * width + "".join(f"{names[sp]:>14}" for sp in splits)]
     lines += [label.ljust(width) + "".join(f"{_fmt(v):>14}" for v in values) for label, values in rows]

@@ -7,7 +7,8 @@ Lightning data modules (imported on first use, as they need Lightning).
 * ``length_warmup``: :func:`warmup_schedule`, the stages of growing window length.
 * ``datamodules``: :class:`GenomeWindowDataModule` (LM), :class:`AnnotationDataModule`.
 * ``sequence_classification``: :class:`SequenceClassificationDataModule` (a table, train/dev/test
-  files or a FASTA per class; :func:`stratified_holdout`).
+  files or a FASTA per class; :func:`stratified_holdout`, :func:`find_task_folders`,
+  :func:`normalise_labels`).
 * ``needle``: the long-range check's examples and :class:`NeedleDataModule`.
 * ``loaders``: :class:`PaddedSplitLoaders`, train/val/test loaders with padding masks;
   :class:`ResumableTrainOrder`, training loaders in an order a resumed run reproduces.
@@ -29,7 +30,8 @@ EXPORTS = {
     "length_warmup": ("OPEN_ENDED_STEPS", "Stage", "split_into_epochs", "warmup_schedule"),
     "loaders": ("PaddedSplitLoaders", "ResumableTrainOrder"),
     "datamodules": ("GenomeWindowDataModule", "AnnotationDataModule"),
-    "sequence_classification": ("SequenceClassificationDataModule", "stratified_holdout"),
+    "sequence_classification": ("SequenceClassificationDataModule", "find_task_folders", "normalise_labels",
+                                "stratified_holdout"),
     "needle": ("MARKER_ZONE", "NeedleSpec", "NeedleDataset", "NeedleDataModule"),
 }
 
@@ -44,7 +46,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genomics.data.length_warmup import OPEN_ENDED_STEPS, Stage, split_into_epochs, warmup_schedule
     from genomics.data.loaders import PaddedSplitLoaders, ResumableTrainOrder
     from genomics.data.needle import MARKER_ZONE, NeedleDataModule, NeedleDataset, NeedleSpec
-    from genomics.data.sequence_classification import SequenceClassificationDataModule, stratified_holdout
+    from genomics.data.sequence_classification import (
+        SequenceClassificationDataModule, find_task_folders, normalise_labels, stratified_holdout,
+    )
     from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
     from genomics.data.tokenizers import (
         CLS, MASK, NUM_BASES, PAD, SEP, A, C, G, KmerTokenizer, N, NucleotideTokenizer, SoftMask, T,

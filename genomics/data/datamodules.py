@@ -21,7 +21,7 @@ from genomics.data.loaders import ResumableTrainOrder
 from genomics.data.splits import SPLITS, Region, bed_splits, check_disjoint, fraction_splits, record_splits
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask
 from genomics.io.annotation import LABEL_NAMES
-from genomics.io.bed import read_bed
+from genomics.io.bed import Interval, read_bed
 from genomics.io.cache import GenomeArray, build_genome_cache
 from genomics.io.readers import DataInputError, SeqFormat
 from genomics.io.sources import ecoli_k12_fasta, yeast_genbank
@@ -133,22 +133,45 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
         h = self.hparams
         self.genomes = self._load()
         if h.split_bed:
-            self.splits = bed_splits(self.genomes, read_bed(h.split_bed))
+            self.splits = bed_splits(self.genomes, _read_split_bed(h.split_bed))
         elif h.val_records or h.test_records:
             self.splits = record_splits(self.genomes, h.val_records, h.test_records)
         else:
             self.splits = fraction_splits(self.genomes, h.val_fraction, h.test_fraction)
         check_disjoint(self.splits)
-        self.datasets = {"train": self.make_dataset("train", self.seq_len)}
-        for split in ("val", "test"):
-            if self.splits[split]:
-                self.datasets[split] = self.make_dataset(split, h.val_seq_len or self.seq_len)
+        try:
+            self.datasets = {"train": self.make_dataset("train", self.seq_len)}
+            for split in ("val", "test"):
+                if self.splits[split]:
+                    self.datasets[split] = self.make_dataset(split, h.val_seq_len or self.seq_len)
+        except DataInputError:
+            raise
+        except ValueError as exc:  # no window fits a split (too short, too many N): the settings to change
+            self.datasets = {}
+            raise DataInputError(f"{', '.join(self.paths[:2])}: {exc}") from None
+
+    def coverage(self, split: str) -> tuple[int, int]:
+        """``(bases in the windows of split, bases in its regions)``: the windows tile each
+        region from its start in whole windows, so up to a window's length less one at the end
+        of each region, and windows with too many N (``max_n_frac``), are not scored."""
+        regions = sum(len(r.interval) for r in self.splits.get(split, []))
+        ds = self.datasets.get(split)
+        if ds is None:
+            return 0, regions
+        if isinstance(ds, JoinedWindowDataset):  # each window's span, less the separators inside it
+            seps = (ds.offsets + ds.lengths)[:-1]
+            starts = ds.starts.astype(np.int64)
+            inside = np.searchsorted(seps, starts + ds.span) - np.searchsorted(seps, starts)
+            return int((ds.span - inside).sum()), regions
+        cells = ds.cells
+        return int((cells[:, 2] - cells[:, 1]).sum()) if len(cells) else 0, regions
 
     def make_dataset(self, split: str, seq_len: int) -> WindowDataset | JoinedWindowDataset:
         """Windows of ``split``; training ones are augmented. Public so a length warm-up can re-plan."""
         h = self.hparams
         if not self.splits.get(split):
-            raise ValueError(f"split {split!r} has no region; check val_fraction/val_records/split_bed")
+            raise DataInputError(f"split {split!r} has no region; check data.val_fraction, data.val_records or "
+                                 f"data.split_bed")
         train = split == "train"
         if h.get("join_records"):
             return JoinedWindowDataset(
@@ -224,6 +247,24 @@ class GenomeWindowDataModule(ResumableTrainOrder, L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.hparams.val_batch_size or self.batch_size, shuffle=False)
+
+
+def _read_split_bed(path: str | Path) -> list[Interval]:
+    """The intervals of ``data.split_bed``; a file that is missing, unreadable or not BED is a
+    :class:`DataInputError` naming the key and the file."""
+    try:
+        return read_bed(path)
+    except FileNotFoundError:
+        raise DataInputError(f"data.split_bed {path}: no such file") from None
+    except IsADirectoryError:
+        raise DataInputError(f"data.split_bed {path}: a folder, not a BED file") from None
+    except UnicodeDecodeError as exc:
+        raise DataInputError(f"data.split_bed {path}: not a text BED file ({exc.reason} at byte {exc.start}; "
+                             f"a gzip BED is read once unpacked)") from None
+    except OSError as exc:
+        raise DataInputError(f"data.split_bed {path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a malformed line: the message names the file and line
+        raise DataInputError(f"data.split_bed {exc}") from None
 
 
 class AnnotationDataModule(GenomeWindowDataModule):

@@ -9,11 +9,20 @@ never in ``__init__``; bad input raises :class:`~genomics.io.labelled.DataInputE
 
 Label checks: every label occurs at least twice, and, with ``min_class_share_rows`` rows or
 more, in at least ``min_class_share`` of the rows (a typo'd label is otherwise a class of
-its own); a label of the validation or test rows occurs in training.
+its own); a label of the validation or test rows occurs in training. When every label is a
+whole number, ``1.0`` is read as ``1`` (a table column that held an empty cell is written
+with ``.0`` by pandas), with a warning; other labels equal as numbers (``0.5``, ``0.50``)
+stay apart, with a warning.
+
+A folder whose subfolders hold split tables (a benchmark's task folders, such as GUE's
+``prom/prom_300_all/train.csv``) is not a class folder: it is an error naming the task
+folders, one of which is the ``--data`` to give.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,9 +33,11 @@ import numpy as np
 from genomics.data.datasets import SequenceDataset
 from genomics.data.loaders import PaddedSplitLoaders
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask
-from genomics.io.labelled import DataInputError, LabelledRows, read_labelled
+from genomics.io.labelled import SPLIT_NAMES, DataInputError, LabelledRows, is_table, read_labelled
 
-__all__ = ["SequenceClassificationDataModule", "stratified_holdout"]
+__all__ = ["SequenceClassificationDataModule", "find_task_folders", "normalise_labels", "stratified_holdout"]
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -54,6 +65,70 @@ def stratified_holdout(labels: list[str], fraction: float, seed: int) -> np.ndar
         chosen += [rows[j] for j in rng.permutation(len(rows))[:t]]
     return np.sort(np.array(chosen, dtype=np.int64))
 
+
+
+def _is_split_table(path: Path) -> bool:
+    """``train.csv``, ``dev.tsv.gz``, ...: a table named by a split."""
+    return path.name.lower().partition(".")[0] in SPLIT_NAMES and is_table(path) and path.is_file()
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def find_task_folders(folder: str | Path, depth: int = 2) -> list[str]:
+    """The subfolders of ``folder``, up to ``depth`` levels down, that hold split tables
+    (``train.csv``, ``dev.csv``, ...), as paths relative to it; empty when ``folder`` holds
+    split files or split folders itself (then it is one task's folder, not a parent of several).
+
+    A benchmark such as GUE keeps one task per folder (``prom/prom_300_all/train.csv``): its
+    parent folder would otherwise read as a folder of one subfolder per class."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "_"))]
+    if any(_is_split_table(p) or p.is_dir() and p.name.lower() in SPLIT_NAMES for p in entries):
+        return []
+    found: list[str] = []
+    level = [folder]
+    for _ in range(depth):
+        level = [sub for parent in level for sub in _subfolders(parent)]
+        found += [str(sub.relative_to(folder)) for sub in level if any(_is_split_table(p) for p in sub.iterdir())]
+    return sorted(found)
+
+
+def _as_number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def normalise_labels(labels: list[str], where: str = "--data") -> list[str]:
+    """``labels`` with whole-number labels written one way: when every label is a finite
+    whole number (``1``, ``1.0``, ``01``), each becomes its integer (``1``), logged when any
+    changes. Otherwise labels are kept as read, with a warning when two of them are equal
+    as numbers (``0.5`` and ``0.50`` are then two classes). Both are logged as warnings: the
+    class names of the run differ from the file's."""
+    values = {label: _as_number(label) for label in set(labels)}
+    if values and all(v is not None and v == int(v) for v in values.values()):
+        renamed = {label: str(int(v)) for label, v in values.items() if str(int(v)) != label}
+        if renamed:
+            log.warning("%s: labels %s read as %s (every label is a whole number)", where,
+                     ", ".join(sorted(renamed)), ", ".join(renamed[k] for k in sorted(renamed)))
+            return [renamed.get(label, label) for label in labels]
+        return labels
+    by_value: dict[float, list[str]] = {}
+    for label, v in values.items():
+        if v is not None:
+            by_value.setdefault(v, []).append(label)
+    same = [sorted(group) for group in by_value.values() if len(group) > 1]
+    for group in sorted(same):
+        log.warning("%s: labels %s are equal as numbers but are kept as %d classes (not every label is a whole "
+                    "number); write them one way if they are one class", where, " and ".join(map(repr, group)),
+                    len(group))
+    return labels
 
 
 #: Up to this many files a split's files are listed by name; beyond, by folder with counts
@@ -123,6 +198,12 @@ class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule
         if not h.data:
             raise DataInputError("--data (data.data) is required for --task classification")
         kw = {"sequence_column": h.sequence_column, "label_column": h.label_column}
+        for flag, path in (("--data", h.data), ("--test-data", h.test_data)):
+            tasks = find_task_folders(path) if path else []
+            if tasks:
+                shown = ", ".join(tasks[:4]) + (", ..." if len(tasks) > 4 else "")
+                raise DataInputError(f"{flag} {path}: holds task folders ({shown}), each with its own split "
+                                     f"tables; pass one of them as {flag} (e.g. {Path(path) / tasks[0]})")
         rows = read_labelled(h.data, self.tokenizer, what="--data", **kw)
         self.description = {"layout": rows.layout, "data": str(h.data)}
         if h.test_data:
@@ -140,6 +221,7 @@ class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule
             test.splits = ["test"] * len(test)
             rows.extend(test)
             self.description["test_data"] = str(h.test_data)
+        rows.labels = normalise_labels(rows.labels, f"--data {h.data}")
         splits = [s or "train" for s in rows.splits]
         if "train" not in splits:
             raise DataInputError(f"--data {h.data}: no training rows (every row is in the val or test split)")
@@ -147,6 +229,11 @@ class SequenceClassificationDataModule(PaddedSplitLoaders, L.LightningDataModule
         if "val" in splits:
             how = "validation split from --data"
         else:
+            if not 0.0 < h.val_fraction < 1.0:
+                raise DataInputError(
+                    f"data.val_fraction={h.val_fraction}: --data {h.data} has no validation split, so this share of "
+                    f"the training rows is held out to validate (and pick the best checkpoint); it must be > 0 and "
+                    f"< 1 (e.g. 0.1), or give a validation split (a split column, or a dev.csv)")
             train = [i for i, s in enumerate(splits) if s == "train"]
             held = stratified_holdout([rows.labels[i] for i in train], h.val_fraction, h.seed)
             for k in held:

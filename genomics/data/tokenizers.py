@@ -97,15 +97,15 @@ class NucleotideTokenizer:
         return self._complement
 
     def encode(self, seq: str | bytes | np.ndarray, record: str = "<sequence>", offset: int = 0) -> np.ndarray:
-        """Sequence -> ``(L,)`` uint8 ids. Raises ``ValueError`` naming record and position
-        (``offset`` + index) of the first character that is not a base or IUPAC code."""
+        """Sequence -> ``(L,)`` uint8 ids. Raises ``ValueError`` naming the record and the
+        1-based place (``offset`` + index + 1) of the first character that is not a base or
+        IUPAC code."""
         if isinstance(seq, str):
             try:
                 raw = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
             except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"record {record!r}: non-ASCII character {seq[exc.start]!r} at position {offset + exc.start}"
-                ) from None
+                raise ValueError(f"record {record!r}: non-ASCII character {seq[exc.start]!r} at base "
+                                 f"{offset + exc.start + 1} (1-based)") from None
         elif isinstance(seq, (bytes, bytearray, memoryview)):
             raw = np.frombuffer(seq, dtype=np.uint8)
         else:
@@ -115,7 +115,7 @@ class NucleotideTokenizer:
         if bad.size:
             pos = int(bad[0])
             raise ValueError(
-                f"record {record!r}: invalid nucleotide {chr(raw[pos])!r} at position {offset + pos} "
+                f"record {record!r}: invalid nucleotide {chr(raw[pos])!r} at base {offset + pos + 1} (1-based) "
                 f"(allowed: ACGTU, IUPAC codes {IUPAC_AMBIGUOUS}, lowercase)"
             )
         return ids

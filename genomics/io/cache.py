@@ -28,7 +28,8 @@ import numpy as np
 from genomics.data.tokenizers import NucleotideTokenizer, SoftMask, is_unknown
 from genomics.io.annotation import LABELS_VERSION, labels_from_gff, labels_from_record
 from genomics.io.readers import (
-    DataInputError, GenomeFormatError, SeqFormat, describe_bad_sequence, detect_format, iter_records, open_binary,
+    DataInputError, GenomeFormatError, SeqFormat, describe_bad_sequence, detect_format, iter_records,
+    missing_input, open_binary,
 )
 
 __all__ = ["RecordInfo", "GenomeArray", "build_genome_cache", "file_checksum", "default_cache_dir"]
@@ -45,6 +46,9 @@ def default_cache_dir() -> Path:
 
 def file_checksum(path: str | Path, chunk: int = 1 << 22) -> str:
     """SHA-256 of the raw bytes of a file (or ``zip::member``)."""
+    problem = missing_input(path)
+    if problem is not None:
+        raise FileNotFoundError(f"{path}: {problem}")
     digest = hashlib.sha256()
     text = str(path)
     if "::" in text:
@@ -150,8 +154,8 @@ def build_genome_cache(
     if labels and fmt != "genbank" and gff is None:
         raise DataInputError(f"{path}: per-base labels need GenBank input or a GFF3 file (--gff, data.gff); "
                          f"got {fmt} without one")
-    if labels and gff is not None and not Path(gff).is_file():
-        raise DataInputError(f"--gff {gff}: no such file")
+    if labels and gff is not None and (problem := missing_input(gff, "annotation")) is not None:
+        raise DataInputError(f"--gff {gff}: {problem}")
     label_key = "" if not labels else f"-gff{file_checksum(gff)[:16]}" if gff is not None else "-labels"
     label_key += f"v{LABELS_VERSION}" if labels else ""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

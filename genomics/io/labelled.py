@@ -4,8 +4,8 @@ folder of one FASTA per class.
 Every row keeps where it came from (file and line, or file and record), so an error about
 a row names it. The three layouts:
 
-* a table (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``): the delimiter is sniffed from
-  the first lines (comma, tab or semicolon; comma or tab when sniffing fails), a UTF-8 BOM
+* a table (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz`` or ``.bgz``): the delimiter is
+  sniffed from the first lines (comma, tab or semicolon; comma or tab when sniffing fails), a UTF-8 BOM
   is dropped, and header names are matched without regard to case: the sequence column is
   one of :data:`SEQUENCE_COLUMNS`, the label column one of :data:`LABEL_COLUMNS` (other
   names: ``sequence_column=`` / ``label_column=``). An optional ``split`` column holds one
@@ -33,7 +33,9 @@ from typing import Iterator
 import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer
-from genomics.io.readers import DataInputError, GenomeFormatError, iter_records, open_binary
+from genomics.io.readers import (
+    FASTA_SUFFIXES, DataInputError, GenomeFormatError, iter_records, open_binary, strip_compression,
+)
 
 __all__ = [
     "DataInputError", "FASTA_SUFFIXES", "LABEL_COLUMNS", "LabelledRows", "SEQUENCE_COLUMNS", "SPLIT_NAMES",
@@ -51,7 +53,6 @@ SEQUENCE_COLUMNS = ("sequence", "seq", "sequences", "dna", "dna_sequence", "nucl
 LABEL_COLUMNS = ("label", "labels", "class", "y", "target", "class_label", "category")
 SPLIT_COLUMN = "split"
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".ffn")
 _SNIFF_LINES = 20
 _SNIFF_CHARS = 1 << 16
 _BASES = re.compile(r"^[ACGTUNacgtun]+$")
@@ -103,12 +104,8 @@ def is_dna(value: str) -> bool:
     return len(value) >= 8 and _BASES.match(value) is not None
 
 
-def _strip_gz(name: str) -> str:
-    return name[:-3] if name.lower().endswith(".gz") else name
-
-
 def _suffix(path: Path) -> str:
-    return Path(_strip_gz(path.name)).suffix.lower()
+    return Path(strip_compression(path.name)).suffix.lower()
 
 
 def is_table(path: str | Path) -> bool:
@@ -325,7 +322,7 @@ def read_class_folder(folder: str | Path, tokenizer: NucleotideTokenizer, split:
             f"train/dev/val/test table; found {[p.name for p in entries][:10]}"
         )
     for path in fastas:
-        stem = _strip_gz(path.name)[: -len(_suffix(path))]
+        stem = strip_compression(path.name)[: -len(_suffix(path))]
         label, file_split = split_of_name(stem)
         if file_split is not None and split and file_split != split:
             raise DataInputError(f"{path}: a {file_split} file inside the {split} folder {folder}")
@@ -348,7 +345,7 @@ def _split_entries(folder: Path) -> dict[str, list[Path]]:
     """Split name -> the ``train.csv``-like files or ``train/``-like folders directly in ``folder``."""
     found: dict[str, list[Path]] = {}
     for p in _visible(folder):
-        name = _strip_gz(p.name).lower()
+        name = strip_compression(p.name).lower()
         stem, dot, _ = name.partition(".")
         if stem not in SPLIT_NAMES:
             continue

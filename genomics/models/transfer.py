@@ -3,7 +3,11 @@
 Two cases, by the checkpoint's task (its :data:`~genomics.models.loading.RECORD_KEY` record):
 
 * the same task as the new run (a language model continued at longer windows, a needle model
-  trained further): every weight is loaded; any name or shape that differs is an error;
+  trained further, a classifier trained further): every weight is loaded; any name or shape
+  that differs is an error, except in the head of a ``classification`` or ``annotation``
+  model: a classifier started on data with another number of classes, or with
+  another ``model.positions`` (a flatten readout), loads the encoder and starts the whole
+  head fresh, with a warning naming the tensors that differ;
 * another task (a pretrained language model fine-tuned for ``classification`` or
   ``annotation``): the shared encoder (``backbone.backbone.*``: embedding, k-mer
   convolution, attention blocks, norms) is loaded and the new task's head starts fresh. Head
@@ -82,11 +86,19 @@ def adopt_model_config(model: Mapping[str, Any], info: CheckpointInfo, user_keys
     return {**model, **taken}, taken
 
 
+def _encoder_differs(differences: Mapping[str, list[str]]) -> bool:
+    """Whether any difference (``name: ...`` for shapes, else the name) is in the encoder."""
+    return any(entry.split(":", 1)[0].startswith(ENCODER_PREFIX) for entries in differences.values()
+               for entry in entries)
+
+
 def init_from_checkpoint(module: nn.Module, ckpt: Mapping[str, Any], path: str | Path, task: str) -> InitReport:
     """Load the weights of checkpoint dict ``ckpt`` (read from ``path``) into the task module.
 
-    Same task: every tensor, strictly. Another task (see :func:`check_init_task`): the tensors
-    under :data:`ENCODER_PREFIX`, with the rest of the module left as initialised. Raises
+    Same task: every tensor, strictly, except that a classification or annotation head that
+    does not fit (another class count or ``positions``) is left as initialised, with the
+    encoder loaded. Another task (see :func:`check_init_task`): the tensors under
+    :data:`ENCODER_PREFIX`, with the rest of the module left as initialised. Raises
     :class:`CheckpointError` naming the file and the first few parameters at fault.
     """
     path = Path(path)
@@ -96,12 +108,16 @@ def init_from_checkpoint(module: nn.Module, ckpt: Mapping[str, Any], path: str |
     state = dict(ckpt["state_dict"])
     report = InitReport(path, info.task)
     if info.task == task:
-        problems = fit_problems(state_differences(own, state))
-        if problems:
+        differences = state_differences(own, state)
+        problems = fit_problems(differences)
+        if not problems:
+            module.load_state_dict(state)
+            report.loaded = list(own)
+            return report
+        if task not in _FINE_TUNED or _encoder_differs(differences):
             raise CheckpointError(f"--init-from {path}: the weights do not fit the model of this run; {problems}")
-        module.load_state_dict(state)
-        report.loaded = list(own)
-        return report
+        log.warning("--init-from %s: the %s checkpoint's head does not fit this run's model (%s: another number of "
+                    "classes, readout or model.positions), so it is not reused", path, info.task, problems)
     encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     differences = state_differences({k: v for k, v in own.items() if k.startswith(ENCODER_PREFIX)}, encoder)
     if differences["shape"]:

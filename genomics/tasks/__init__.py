@@ -4,6 +4,9 @@
 * :class:`ClassificationTask`: one label per sequence (also the needle check, ``pool="query"``).
 * :class:`AnnotationTask`: one label per base.
 * :class:`DNATask`: their shared optimiser (AdamW, warm-up, cosine decay).
+
+:mod:`genomics.tasks.callbacks` holds the training-loop callbacks ``longseq-train-dna`` adds
+(the save on SIGTERM, the progress bar of a run ended by the clock).
 """
 
 from genomics.tasks.base import DNATask

@@ -257,7 +257,7 @@ def test_rare_label_below_share_is_an_error_unless_allowed(tmp_path, no_model):
 
 def test_row_errors_name_file_and_line(tmp_path, no_model):
     cases = {
-        "bad_base.csv": ("sequence,label\nACGT,a\nACXT,b\n", r"bad_base\.csv:3.*'X' at position 2"),
+        "bad_base.csv": ("sequence,label\nACGT,a\nACXT,b\n", r"bad_base\.csv:3.*'X' at base 3 \(1-based\)"),
         "empty_seq.csv": ("sequence,label\nACGT,a\n,b\n", r"empty_seq\.csv:3: empty sequence"),
         "empty_label.csv": ("sequence,label\nACGT,a\nACGT,\n", r"empty_label\.csv:3: empty label"),
         "short_row.csv": ("sequence,label,split\nACGT,a,train\nACGT\n", r"short_row\.csv:3: 1 field"),

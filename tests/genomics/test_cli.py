@@ -298,7 +298,7 @@ def test_bench_dna_sequence_parallel_row(tmp_path, monkeypatch):
     assert [(r["processes"], r["status"]) for r in rows] == [(1, "ok"), (2, "ok")]
     one, two = rows
     assert two["params"] == one["params"] and two["sent_mb_per_step"] >= 4 * two["params"] / 2**20 - 1e-4
-    assert two["peak_rss_gb"] < two["peak_rss_total_gb"] <= 2 * two["peak_rss_gb"]
+    assert two["peak_rss_gb"] < two["peak_rss_total_gb"] <= 2 * two["peak_rss_gb"] + 2e-3  # each rounded to 3 places
     table = list(csv.DictReader(open(tmp_path / "bench" / "bench_dna.csv")))
     assert [r["processes"] for r in table] == ["1", "2"] and table[0]["sent_mb_per_step"] == ""
     with pytest.raises(UserError, match=r"--sequence-parallel 2: .*layer 0"):

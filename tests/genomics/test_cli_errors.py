@@ -132,7 +132,7 @@ def _protein(folder: Path) -> Path:
 
 
 def _unknown_suffix(folder: Path) -> Path:
-    (folder / "notes.txt").write_text(">x\nACGT\n")
+    (folder / "notes.txt").write_text("chr1 ACGT\n")  # neither suffix nor content says FASTA/GenBank/FASTQ
     return folder / "notes.txt"
 
 
@@ -146,8 +146,9 @@ def _later_record_not_dna(folder: Path) -> Path:
     (_truncated_gzip, r"--fasta '\S+cut\.fa\.gz': truncated or corrupt gzip stream"),
     (_protein, r"--fasta \S+protein\.fa: record 'P1' looks like protein, not DNA \(amino-acid letters E, F, I, L, P, "
                r"Q\)"),
-    (_unknown_suffix, r"--fasta \S+notes\.txt: cannot tell the format of "),
-    (_later_record_not_dna, r"'\S+later\.fa': record 'chr2': invalid nucleotide 'J' at position 4"),
+    (_unknown_suffix, r"--fasta '\S+notes\.txt': cannot tell the format: the suffix '\.txt' is not known and the "
+                      r"content \(first line 'chr1 ACGT'\) starts no record; accepted: FASTA \(.fa .fasta .fna"),
+    (_later_record_not_dna, r"'\S+later\.fa': record 'chr2': invalid nucleotide 'J' at base 5 \(1-based\)"),
 ])
 def test_genome_file_errors_before_the_model(make, message, work, capsys, no_model):
     path = make(work)

@@ -178,5 +178,5 @@ def test_classification_csv_and_folder(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.csv: no sequence column in the header \['bases', 'kind'\]"):
         SequenceClassificationDataModule(str(tmp_path / "bad.csv")).setup("fit")
     (tmp_path / "bad2.csv").write_text("sequence,label\nACGT,1\nACXT,0\n")
-    with pytest.raises(ValueError, match=r"bad2\.csv:3.*'X' at position 2"):
+    with pytest.raises(ValueError, match=r"bad2\.csv:3.*'X' at base 3 \(1-based\)"):
         SequenceClassificationDataModule(str(tmp_path / "bad2.csv")).setup("fit")

@@ -80,8 +80,10 @@ def test_same_seed_same_output_and_include_prompt(lm, tmp_path, capsys):
     c = generate_dna.run([*common, "--seed", "6", "--out", str(tmp_path / "c.fa"), "--include-prompt"])
     assert a["sequence"] == b["sequence"] != c["sequence"]
     assert (tmp_path / "a.fa").read_text() == (tmp_path / "b.fa").read_text()
-    _, with_prompt = _read_fasta(tmp_path / "c.fa")
+    header, with_prompt = _read_fasta(tmp_path / "c.fa")
     assert with_prompt == PROMPT + c["sequence"]
+    assert header.startswith(">generated length=170 prompt=50bp(+) ")  # length= counts the bases written
+    assert header.endswith(" with_prompt prompt_length=50 generated_length=120")
     printed = capsys.readouterr().out
     assert "bases/s" in printed and "wrote" in printed
 

@@ -258,6 +258,25 @@ def test_lm_bedgraph(runs, tmp_path):
     assert [f[0] for f in fields if f[1] == "1"] == [i for i, _ in CSV_ROWS]
 
 
+def test_gz_names_write_compressed_files_in_the_format_before_gz(runs, tmp_path):
+    import gzip
+
+    predict_dna.run(["--ckpt", _ckpt(runs, "lm"), "--data", str(runs[0] / "seqs.csv"),
+                     "--out", str(tmp_path / "b.bedgraph.gz"), "--no-progress"])
+    plain = tmp_path / "plain.bedgraph"
+    predict_dna.run(["--ckpt", _ckpt(runs, "lm"), "--data", str(runs[0] / "seqs.csv"), "--out", str(plain),
+                     "--no-progress"])
+    assert gzip.open(tmp_path / "b.bedgraph.gz", "rt").read() == plain.read_text()
+    assert (tmp_path / "b.per_sequence.csv").read_text() == (tmp_path / "plain.per_sequence.csv").read_text()
+    predict_dna.run(["--ckpt", _ckpt(runs, "classification"), "--data", str(runs[0] / "seqs.csv"),
+                     "--out", str(tmp_path / "p.tsv.gz"), "--no-progress"])
+    rows = list(csv.DictReader(gzip.open(tmp_path / "p.tsv.gz", "rt"), delimiter="\t"))
+    assert list(rows[0])[:2] == ["id", "length"] and len(rows) == len(CSV_ROWS)
+    predict_dna.run(["--ckpt", _ckpt(runs, "annotation"), "--data", str(runs[0] / "seqs.fa"),
+                     "--out", str(tmp_path / "a.bed.gz"), "--no-progress"])
+    assert all(len(line.split("\t")) == 4 for line in gzip.open(tmp_path / "a.bed.gz", "rt").read().splitlines())
+
+
 def test_padded_batches_match_single_passes(runs):
     """Padding never changes a sequence's result: each batch function on a padded batch of two
     equals the function on each sequence alone."""
@@ -339,6 +358,12 @@ def test_command_line_errors_name_the_flag(runs, tmp_path):
          r"--data .*s\.xyz: unknown format"),
         (["--ckpt", cls, "--data", fa, "--out", str(tmp_path / "p.csv"), "--window", "10", "--stride", "20"],
          r"--stride must be in \[1, --window=10\]"),
+        (["--ckpt", cls, "--data", fa, "--out", str(tmp_path / "p.csv"), "--window", "0"],
+         r"--window must be at least 2 bases, got 0"),
+        (["--ckpt", cls, "--data", fa, "--out", str(tmp_path / "p.bed")],
+         r"--out .*p\.bed: a classification checkpoint writes probabilities as \.csv, \.tsv"),
+        (["--ckpt", lm, "--data", fa, "--out", str(tmp_path / "b.bed.gz")],
+         r"--out .*b\.bed\.gz: a lm checkpoint writes bits as \.tsv"),
     ]
     (tmp_path / "s.xyz").write_text("ACGT\n")
     for argv, message in cases:
@@ -357,7 +382,7 @@ def test_command_line_errors_name_the_flag(runs, tmp_path):
     assert [r["id"] for r in _rows(tmp_path / "p.csv")] == ["a", "b"]
     (tmp_path / "bad.fa").write_text(">r1\nACGTXACGT\n")
     with pytest.raises(SystemExit, match=r"--data .*bad\.fa: record 'bad\.fa:r1': invalid nucleotide 'X' at "
-                                         r"position 4"):
+                                         r"base 5 \(1-based\)"):
         predict_dna.run(["--ckpt", cls, "--data", str(tmp_path / "bad.fa"), "--out", str(tmp_path / "p.csv")])
 
 

@@ -104,14 +104,20 @@ def test_records_that_match_nothing_list_the_names_found(lm_run, tmp_path):
 
 
 def test_unreadable_genomes_are_one_line_errors(lm_run, tmp_path, capsys):
-    """A missing file, an unknown suffix and duplicate record names: one error line naming
-    --fasta and the file, no traceback."""
+    """A missing file, an unknown suffix whose content is no sequence format, duplicate record
+    names and a GenBank record without sequence: one error line naming --fasta and the file,
+    no traceback."""
     root, ckpt = lm_run
-    (tmp_path / "genome.xyz").write_text(">a\nACGT\n")
+    (tmp_path / "genome.xyz").write_text("a\tACGT\n")
     write_fasta(tmp_path / "twice.fa", {"a": random_dna(300, 1)})
     (tmp_path / "twice.fa").write_text((tmp_path / "twice.fa").read_text() * 2)
-    for name, message in (("gone.fa", r"gone\.fa: no such file"), ("genome.xyz", r"genome\.xyz"),
-                          ("twice.fa", r"twice\.fa.*'a'")):
+    (tmp_path / "contig.gbk").write_text("LOCUS       NC_1  300000 bp    DNA     circular UNK 01-JAN-1980\n"
+                                         "FEATURES             Location/Qualifiers\n"
+                                         "CONTIG      join(CP009072.1:1..300000)\n//\n")
+    for name, message in (("gone.fa", r"gone\.fa: no such file"),
+                          ("genome.xyz", r"genome\.xyz.*cannot tell the format"),
+                          ("twice.fa", r"twice\.fa.*'a'"),
+                          ("contig.gbk", r"contig\.gbk': record 'NC_1' has no sequence \(a CONTIG-only GenBank")):
         with pytest.raises(SystemExit, match=rf"^longseq-score-dna: error: --fasta .*{message}") as exit_info:
             score_dna.main(["--ckpt", ckpt, "--fasta", str(tmp_path / name), "--no-markov",
                             "--out", str(tmp_path / "scores")])
@@ -153,6 +159,18 @@ def test_no_markov_and_a_moved_training_genome(lm_run, tmp_path, capsys):
                    "--markov-fasta", str(root / "train.fa"), "--out", str(tmp_path / "s")])
     again = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert again["markov"]["training_genome"] == [str(root / "train.fa")]
+
+
+def test_a_reused_out_folder_keeps_only_this_runs_files(lm_run, tmp_path, capsys):
+    out = tmp_path / "scores"
+    _score(lm_run, tmp_path)
+    assert {p.name for p in out.iterdir()} >= {"windows.tsv", "windows.png", "chr1.npy", "chr2.npy", "plasmid.npy"}
+    (out / "notes.txt").write_text("mine")  # not an output of score_dna: never touched
+    capsys.readouterr()
+    _score(lm_run, tmp_path, "--no-markov", "--records", "chr1")
+    assert sorted(p.name for p in out.iterdir()) == ["bits_per_base.tsv", "chr1.npy", "notes.txt", "summary.json"]
+    assert (f"removed 4 file(s) of an earlier run in {out} that this run does not write: chr2.npy, plasmid.npy, "
+            "windows.png, windows.tsv") in capsys.readouterr().err
 
 
 def test_a_checkpoint_that_is_not_a_causal_lm_is_refused(lm_run, tmp_path):

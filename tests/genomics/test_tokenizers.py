@@ -58,12 +58,13 @@ def test_iupac_to_n_and_u_to_t():
 
 @pytest.mark.parametrize("bad, pos, char", [("ACGTX", 4, "X"), ("AC-GT", 2, "-"), ("ACG T", 3, " ")])
 def test_invalid_character_names_record_and_position(bad, pos, char):
-    with pytest.raises(ValueError, match=rf"record 'chr7'.*{char!r}.*position {pos + 10}"):
+    # 0-based index pos of the piece that starts after 10 bases: base pos + 11 of the record, as people count
+    with pytest.raises(ValueError, match=rf"record 'chr7'.*{char!r} at base {pos + 11} \(1-based\)"):
         NucleotideTokenizer().encode(bad, record="chr7", offset=10)
 
 
 def test_non_ascii_is_clear_error():
-    with pytest.raises(ValueError, match="non-ASCII.*position 2"):
+    with pytest.raises(ValueError, match=r"non-ASCII.* at base 3 \(1-based\)"):
         NucleotideTokenizer().encode("ACé")
 
 
