@@ -143,16 +143,19 @@ def _find_record(path: str, rest: str | None) -> tuple[Any, tuple[int, int] | No
 
     split = _region_split(rest) if rest is not None else None
     names: list[str] = []
+    by_region = None  # the first record RECORD:START-END names, taken only if no record is named `rest` whole
     records = iter_records(path)
     try:
         for rec in records:
             if rest is None or rest in (rec.id, rec.name):
                 return rec, None
-            if split is not None and split[0] in (rec.id, rec.name):
-                return rec, _check_region(split[1])
+            if by_region is None and split is not None and split[0] in (rec.id, rec.name):
+                by_region = rec
             names.append(rec.id)
     finally:
         records.close()
+    if by_region is not None:
+        return by_region, _check_region(split[1])
     wanted = split[0] if split is not None and split[0] != rest else rest
     raise ValueError(f"no record named {wanted!r} in {path}; its records: {_listed(names)}")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from genomics.data.tokenizers import NucleotideTokenizer
 from genomics.io.labelled import SEQUENCE_COLUMNS, find_column, is_dna, is_table, open_table
-from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, iter_records
+from genomics.io.readers import DataInputError, GenomeFormatError, detect_format, iter_records, sniff_format
 
 __all__ = ["InputError", "NamedSequence", "read_sequences"]
 
@@ -89,6 +89,9 @@ def _check_suffix(path: Path) -> None:
     try:
         detect_format(path)
     except GenomeFormatError:
+        if sniff_format(path) == "gff":
+            raise InputError(f"{path}: a GFF3 annotation file, not sequences; give the sequences as FASTA, "
+                             f"FASTQ, GenBank or a table with a sequence column") from None
         raise InputError(f"{path}: unknown format (suffix {path.suffix!r}); give FASTA, FASTQ or GenBank "
                          f"(.fa, .fasta, .fna, .fq, .gb, ..., plain or .gz) or a table (.csv, .tsv, .txt, "
                          f"plain or .gz) with a sequence column") from None

@@ -241,6 +241,8 @@ def check_split_values(cfg: Config, task: str, source: str | Path, set_keys: Ite
     for key, value in (("val_fraction", val), ("test_fraction", test)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UserError(f"{name(key)}: must be a number, got {value!r}")
+    if task == "classification":
+        return  # used only when --data has no validation split: the data module checks it then
     if val is not None and not 0 < val < 1:
         hint = "; for a small validation split give e.g. --set data.val_fraction=0.01" if val <= 0 else ""
         raise UserError(f"{name('val_fraction')}: must be > 0 and < 1 ({what}; validation picks the best "

@@ -84,7 +84,9 @@ class SignalSafeCheckpoint(PeriodicCheckpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)  # a save waiting for its metrics is published first
-        if isinstance(exception, SIGTERMException) and self.stopped_at is None:
+        # Only a stop inside fit saves: in a later validate or test the module may hold the best
+        # checkpoint's weights, and last.ckpt must keep the final ones.
+        if isinstance(exception, SIGTERMException) and self.stopped_at is None and trainer.state.fn == "fit":
             self._save_now(trainer)
             self.stopped_at = trainer.global_step
             log.info("SIGTERM: last.ckpt saved at step %d in %s", trainer.global_step, self.dirpath)

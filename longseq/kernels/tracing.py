@@ -6,7 +6,9 @@ save memory in backward. A graph exporter cannot use them: the TorchScript trace
 ``torch.jit.trace`` and ``torch.onnx.export(..., dynamo=False)`` (the exporter
 ultralytics calls) fails on their non-tensor arguments (``RuntimeError:
 unordered_map::at``), and an exported graph has no backward anyway. Each such place asks
-:func:`is_tracing` and takes its plain PyTorch path instead.
+:func:`is_tracing` and takes its plain PyTorch path instead. LSH has no such path: its
+buckets depend on the data, so a trace would fix one input's layout, and it stays
+untraceable.
 """
 
 from __future__ import annotations

@@ -55,3 +55,4 @@ def lightning_through_root() -> None:
         for handler in list(logger.handlers):
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
+                logger.propagate = True  # a logger that kept its records to itself now hands them on

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from vision.detection.voc import voc_to_yolo
@@ -22,7 +21,7 @@ from vision.detection.yolo_format import (
     LabelReport, check_dataset, parse_label_row, scan_split, write_data_yaml, yolo_to_xyxy,
 )
 
-from .voc_data import write_voc_folder
+from .voc_data import write_tiny_detector_config, write_voc_folder
 
 
 # ---------------------------------------------------------------------------------- YOLO rows
@@ -31,7 +30,9 @@ def test_polygon_rows_are_read_as_their_bounding_box(tmp_path: Path) -> None:
     assert parse_label_row("1 0.5 0.5 0.2 0.4".split(), 2) == (1, [0.5, 0.5, 0.2, 0.4])
     for row, reason in (("0 0.1 0.1 0.2 0.2 0.9", "got 6"),  # a box with a sixth column
                         ("0 0.1 0.1 0.2 0.2 0.3 0.3 0.4", "got 8"),  # half a point
-                        ("0 0.1 0.1 0.2 0.2 0.3 1.5", "polygon's box outside the image")):
+                        ("0 0.1 0.1 0.2 0.2 0.3 1.5", "polygon's box outside the image"),
+                        ("0 nan 0.5 0.1 0.1", "non-finite"),  # nan passes every range comparison
+                        ("inf 0.5 0.5 0.1 0.1", "non-finite")):  # int(inf) would raise OverflowError
         with pytest.raises(ValueError, match=reason):
             parse_label_row(row.split())
 
@@ -202,13 +203,7 @@ def test_timed_detector_run_trains_past_one_epoch_and_counts_bad_labels(tmp_path
     xml = (voc / "Annotations" / "img0.xml").read_text()
     (voc / "Annotations" / "img0.xml").write_text(xml.replace("<ymin>25</ymin>", "<ymin>45</ymin>").replace(
         "<ymax>44</ymax>", "<ymax>30</ymax>"))
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"name": "test_vit", "channels": [16, 16, 16]},
-        "task": {"detector": "fcos", "fpn_channels": 32},
-        "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-                    "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1},
-    }))
+    config = write_tiny_detector_config(tmp_path / "run.yaml")
     args = train_detector.parser().parse_args(["--config", str(config), "--data", str(voc), "--img-size", "64",
                                                "--batch-size", "2", "--workers", "0", "--time-minutes", "0.15",
                                                "--out", str(tmp_path / "run")])

@@ -14,7 +14,7 @@ import yaml
 from vision.detection.voc_folder import STAMP, import_voc_folder, is_voc_folder, resolve_data, voc_split
 from vision.detection.yolo_format import check_dataset, load_data_yaml
 
-from .voc_data import write_voc_folder
+from .voc_data import write_tiny_detector_config, write_voc_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,13 +107,7 @@ def test_detector_trains_on_a_voc_folder(tmp_path: Path) -> None:
 
     voc = write_voc_folder(tmp_path / "voc", n=6, image_sets={"train": ["img0", "img1", "img2", "img3"],
                                                                "val": ["img4", "img5"]})
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"name": "test_vit", "channels": [16, 16, 16]},
-        "task": {"detector": "fcos", "fpn_channels": 32},
-        "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-                    "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1},
-    }))
+    config = write_tiny_detector_config(tmp_path / "run.yaml")
     run = tmp_path / "run"
     args = train_detector.parser().parse_args(["--config", str(config), "--data", str(voc), "--img-size", "64",
                                                "--max-steps", "1", "--batch-size", "2", "--workers", "0",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 
 def write_voc_folder(root: Path, n: int = 6, *, image_sets: dict[str, list[str]] | None = None,
                      size: tuple[int, int] = (64, 48)) -> Path:
@@ -33,3 +35,14 @@ def write_voc_folder(root: Path, n: int = 6, *, image_sets: dict[str, list[str]]
         (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
+
+
+def write_tiny_detector_config(path: Path) -> Path:
+    """A train_detector YAML for an FCOS on the 16-channel test backbone: seconds per step."""
+    path.write_text(yaml.safe_dump({
+        "model": {"name": "test_vit", "channels": [16, 16, 16]},
+        "task": {"detector": "fcos", "fpn_channels": 32},
+        "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1},
+    }))
+    return path

@@ -1,7 +1,7 @@
-"""Classification inputs that used to go wrong quietly or with a misleading message: a
-benchmark's parent folder of task folders given as ``--data`` (read as a folder of class
-subfolders), and whole-number labels written two ways (``1`` and ``1.0``, as pandas writes
-a column that held an empty cell) becoming four classes."""
+"""Classification inputs that are easy to get subtly wrong: a benchmark's parent folder of
+task folders given as ``--data`` (not a folder of class subfolders), and whole-number labels
+written two ways (``1`` and ``1.0``, as pandas writes a column that held an empty cell),
+which are one class each."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _benchmark(root: Path) -> Path:
 
 
 def test_parent_of_task_folders_is_named_as_such(tmp_path, capsys, no_model):
-    """Used to read dev.csv as a sequence file: ``invalid nucleotide 'e' at position 1``."""
+    """Named as a folder of task folders, not read as class folders (where dev.csv would be a sequence file)."""
     gue = _benchmark(tmp_path / "GUE")
     err = _error(["--task", "classification", "--data", str(gue / "prom")], capsys, tmp_path / "out")
     assert err == (f"--data {gue / 'prom'}: holds task folders (prom_300_all, prom_core_all), each with its own split "

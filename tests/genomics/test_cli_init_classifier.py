@@ -47,7 +47,7 @@ def _encoder(path: str | Path) -> dict:
 
 
 def test_positions_from_the_checkpoint_too_short_for_the_data(classifier, tmp_path, capsys):
-    """Used to say ``(remove it to take the longest)`` of a key the user never set."""
+    """The message says model.positions came from the checkpoint and what to do about it."""
     data = _csv(tmp_path / "long.csv", 2, 80)
     err = _error(["--task", "classification", "--data", str(data), "--init-from", str(classifier)], capsys,
                  tmp_path / "out")
@@ -73,7 +73,7 @@ def test_the_suggested_positions_reuse_the_encoder_with_a_fresh_head(classifier,
 
 
 def test_another_number_of_classes_starts_a_fresh_head(classifier, tmp_path, monkeypatch, caplog):
-    """Used to fail with a shape mismatch of backbone.head.weight and no hint."""
+    """A head for another number of classes starts fresh over the loaded encoder, with a warning."""
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     data = _csv(tmp_path / "three.csv", 3, 60)
     with caplog.at_level(logging.WARNING):

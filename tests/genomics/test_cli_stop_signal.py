@@ -52,7 +52,7 @@ def _same_rows(a: Path, b: Path) -> None:
 
 
 def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path):
-    """Used to exit with status 0, no summary and no save beyond the cadence's."""
+    """SIGTERM saves last.ckpt, says how to resume, exits 143; the resumed run ends where an uninterrupted one does."""
     fasta, config = _write_inputs(tmp_path)
     env = _env(tmp_path)
     subprocess.run(_command(fasta, config, tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=300)
@@ -118,3 +118,22 @@ def test_summary_of_a_fresh_run_has_no_resume_split():
     assert _steps_text(s) == "80 steps, 161,544 training bases in 94 s"
     assert _steps_text({**s, "steps_this_process": 40, "resumed_from": "last.ckpt"}) == \
         "80 steps in all, 40 in this process (resumed): 161,544 training bases in 94 s"
+
+
+@pytest.mark.parametrize("fn, saves", [("fit", True), ("validate", False), ("test", False)])
+def test_sigterm_saves_only_inside_fit(fn, saves, tmp_path, monkeypatch):
+    """After fit, validate and test may load the best checkpoint's weights into the module:
+    a SIGTERM there must not write them over the final weights in last.ckpt."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from longseq.training.checkpointing import CheckpointCadence
+
+    callback = SignalSafeCheckpoint(tmp_path, CheckpointCadence())
+    saved = []
+    monkeypatch.setattr(callback, "_save_now", lambda trainer: saved.append(trainer.global_step))
+    monkeypatch.setattr(callback, "_publish", lambda trainer: None)
+    trainer = SimpleNamespace(global_step=7, state=SimpleNamespace(fn=fn))
+    callback.on_exception(trainer, None, SIGTERMException())
+    assert saved == ([7] if saves else []) and callback.stopped_at == (7 if saves else None)

@@ -54,8 +54,8 @@ def test_progress_bar_has_no_total_in_the_open_ended_stage():
 
 
 def test_default_lm_run_is_budgeted_by_time(tmp_path, monkeypatch, capsys):
-    """The default config, a small model, a 3-second budget: used to print 1000000 steps and
-    save last.ckpt every 50,000 steps, a cadence the run never reaches."""
+    """The default config, a small model, a 3-second budget: the schedule line names the time
+    budget, not a step count, and last.ckpt is saved by the clock."""
     monkeypatch.setenv("LONGSEQ_CACHE_DIR", str(tmp_path / "cache"))
     fasta = write_fasta(tmp_path / "g.fa", {"chr": random_dna(20000, 3)})
     bars = []

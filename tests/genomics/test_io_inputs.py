@@ -269,5 +269,9 @@ def test_prompt_record_names_holding_colons(tmp_path):
     with pytest.raises(SystemExit, match=r"no record named 'chrZ' in \S+CTCF.fa; its records: chr1:0-101\(\+\), "
                                          r"chr1:200-260, chr2$"):
         _prompt(f"{fasta}:chrZ")
+    later = {"chr3": random_dna(40, 7), "chr3:1-10": random_dna(30, 8)}  # the whole name comes second
+    other = write_fasta(tmp_path / "later.fa", later)
+    ids, _ = _prompt(f"{other}:chr3:1-10")
+    assert TOK.decode(ids) == later["chr3:1-10"]
     assert generate_dna.split_spec(f"{fasta}:chr1:0-101(+)") == (str(fasta), "chr1:0-101(+)")
     assert generate_dna.parse_region(f"{fasta}:chr2:1-5") == (str(fasta), "chr2", (1, 5))

@@ -366,6 +366,9 @@ def test_command_line_errors_name_the_flag(runs, tmp_path):
          r"--out .*b\.bed\.gz: a lm checkpoint writes bits as \.tsv"),
     ]
     (tmp_path / "s.xyz").write_text("ACGT\n")
+    (tmp_path / "a.gff").write_text("##gff-version 3\nchr\t.\tgene\t1\t9\t.\t+\t.\tID=g\n")
+    cases.append((["--ckpt", cls, "--data", str(tmp_path / "a.gff"), "--out", str(tmp_path / "p.csv")],
+                  r"--data .*a\.gff: a GFF3 annotation file, not sequences"))
     for argv, message in cases:
         with pytest.raises(SystemExit, match=rf"^longseq-predict-dna: error: {message}"):
             predict_dna.run(argv)

@@ -159,6 +159,11 @@ def test_checkpoint_bench_times_its_architecture(ckpt: Path, tmp_path: Path, mon
     assert args[:2] == (NAME, 64)
     assert kwargs["num_classes"] == 10 and kwargs["model_kwargs"] == TINY_KWARGS[NAME]
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"model": NAME}
+    # Without --out the random-weight bench export is named apart from the trained model's file.
+    calls.clear()
+    cli.main(["--model", str(ckpt), "--bench", "--size", "64"])
+    (args, _), = calls
+    assert Path(args[2]) == ckpt.with_name(f"{ckpt.stem}_bench.onnx")
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -142,13 +142,17 @@ def test_debug_shows_the_traceback(no_model):
         train_vit.main(["--img-size", "0", "--debug"])
 
 
-def test_checkpoint_of_another_architecture(photos, tmp_path, capsys):
-    """A --ckpt-path whose weights do not fit the configured model: refused before training."""
-    config = tmp_path / "tiny.yaml"
-    tiny = {"model": {"name": "longseq_vit_digits", "patch_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2,
+def _tiny_config() -> dict:
+    """A one-block ViT on 32-pixel images: a run of a step or two takes seconds."""
+    return {"model": {"name": "longseq_vit_digits", "patch_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2,
                       "window_size": 2, "global_blocks": [0]},
             "data": {"img_size": 32, "batch_size": 2, "num_workers": 0},
             "trainer": {"enable_progress_bar": False, "accelerator": "cpu"}}
+
+
+def test_checkpoint_of_another_architecture(photos, tmp_path, capsys):
+    """A --ckpt-path whose weights do not fit the configured model: refused before training."""
+    config, tiny = tmp_path / "tiny.yaml", _tiny_config()
     config.write_text(yaml.safe_dump(tiny))
     first = tmp_path / "first"
     train_vit.main(["--config", str(config), "--data", str(photos), "--max-steps", "1", "--max-minutes", "0",
@@ -166,11 +170,7 @@ def test_checkpoint_of_another_architecture(photos, tmp_path, capsys):
 def test_resuming_a_finished_run_names_the_limit_it_reached(photos, tmp_path, capsys):
     """A run that already spent its steps (or epochs) would resume, stop at once and train
     nothing: refused, naming the limit; a larger limit resumes it."""
-    config = tmp_path / "tiny.yaml"
-    tiny = {"model": {"name": "longseq_vit_digits", "patch_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2,
-                      "window_size": 2, "global_blocks": [0]},
-            "data": {"img_size": 32, "batch_size": 2, "num_workers": 0},
-            "trainer": {"enable_progress_bar": False, "accelerator": "cpu"}}
+    config, tiny = tmp_path / "tiny.yaml", _tiny_config()
     config.write_text(yaml.safe_dump(tiny))
     out = tmp_path / "run"
     argv = ["--config", str(config), "--data", str(photos), "--max-minutes", "0", "--out-dir", str(out)]

@@ -225,8 +225,8 @@ def _exporter_logs(verbose: bool) -> Iterator[None]:
 
 
 def _default_out(args: argparse.Namespace, source: _Source) -> Path:
-    suffix = "_features" if args.features else ""
-    if source.checkpoint is not None:
+    suffix = ("_features" if args.features else "") + ("_bench" if args.bench else "")
+    if source.checkpoint is not None:  # the bench exports random weights: never over the trained model's file
         return source.checkpoint.with_name(f"{source.checkpoint.stem}{suffix}.onnx")
     return Path(f"onnx/{source.name}{suffix}.onnx")
 

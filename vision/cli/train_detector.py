@@ -198,11 +198,14 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
     from longseq.hardware import peak_memory_gb
     from longseq.training.callbacks import Throughput
     from longseq.training.checkpointing import CheckpointCadence, PeriodicCheckpoint
+    from longseq.training.console import lightning_through_root
     from longseq.training.random_state import RandomStateCheckpoint
     from vision.detection.lightning import DetectionTask, YoloDataModule
     from vision.detection.progress import RunProgress
     from vision.detection.pyramid import MultiScaleBackbone
     from vision.detection.voc_folder import import_report, resolve_data
+
+    lightning_through_root()
 
     trainer_kwargs = dict(cfg["trainer"])
     L.seed_everything(trainer_kwargs.pop("seed", 0))

@@ -428,6 +428,8 @@ def _keep_final_if_best(trainer: Any, checkpoint: Any, history: Any) -> None:
     """Save the final weights as the best checkpoint when the closing validation (run by
     ``trainer.validate``, which checkpoint callbacks ignore) scores the best ``val/top1`` of
     the run, so ``best_checkpoint`` names the weights the summary's ``best_*`` describe."""
+    from longseq.training.checkpointing import atomic_save_checkpoint
+
     final, best = history.last or {}, history.best("val/top1", "max") or {}
     if "val/top1" not in final or final.get("step") != best.get("step"):
         return
@@ -435,7 +437,7 @@ def _keep_final_if_best(trainer: Any, checkpoint: Any, history: Any) -> None:
     if saved is not None and float(saved) >= final["val/top1"]:
         return
     path = Path(checkpoint.dirpath) / f"step{int(trainer.global_step)}-top1={final['val/top1']:.3f}.ckpt"
-    trainer.save_checkpoint(path)
+    atomic_save_checkpoint(trainer, path)
     checkpoint.best_model_path, checkpoint.best_model_score = str(path), final["val/top1"]
 
 

@@ -116,6 +116,13 @@ class DetectionTask(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Runs saved with a ``CosineAnnealingLR`` resume on the ``LambdaLR`` schedule: their
+        scheduler state has no ``lr_lambdas``, which ``LambdaLR.load_state_dict`` requires
+        (its step count carries over, and the schedule continues from it)."""
+        for state in checkpoint.get("lr_schedulers") or []:
+            state.setdefault("lr_lambdas", [None] * len(state.get("base_lrs") or [None]))
+
 
 #: The name this class had before the ``*Task`` naming of LightningModules; kept for imports.
 DetectionModule = DetectionTask

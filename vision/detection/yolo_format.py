@@ -17,6 +17,7 @@ only here.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +233,8 @@ def parse_label_row(parts: Sequence[str], num_classes: int | None = None) -> tup
         cls_f, *values = (float(p) for p in parts)
     except ValueError:
         raise ValueError("non-numeric value") from None
+    if not all(math.isfinite(v) for v in (cls_f, *values)):  # nan passes every comparison below
+        raise ValueError("non-finite value (nan or inf)")
     if cls_f != int(cls_f) or cls_f < 0 or (num_classes is not None and cls_f >= num_classes):
         raise ValueError(f"class {parts[0]} not in [0, {num_classes})")
     if n == 5:
