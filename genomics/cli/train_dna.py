@@ -191,9 +191,7 @@ def plan_stages(task: str, cfg: Config) -> list | None:
         stages = length_stages(cfg["schedule"])
     except ValueError as exc:
         raise ConfigError(f"schedule: {exc}") from None
-    from genomics.data.length_warmup import OPEN_ENDED_STEPS
-
-    if stages[-1].steps >= OPEN_ENDED_STEPS and not cfg["trainer"].get("max_time"):
+    if open_ended(stages) and not cfg["trainer"].get("max_time"):
         raise ConfigError("schedule.train_tokens: null trains until trainer.max_time, which is not set "
                           "(give --max-time DD:HH:MM:SS, --max-steps, or a schedule.train_tokens budget)")
     return stages
@@ -680,11 +678,16 @@ def open_ended(stages: list | None) -> bool:
 
 def _budget_text(max_time: Any) -> str:
     """``trainer.max_time`` in words: ``00:00:15:00 (15 minutes)``."""
+    from longseq.training.resume import time_limit_seconds
+
     text = str(max_time)
-    parts = text.split(":")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+    try:
+        total = round(time_limit_seconds(max_time) or 0)
+    except (TypeError, ValueError):  # not a form Lightning reads: shown as given
         return text
-    days, hours, minutes, seconds = (int(p) for p in parts)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
     words = [f"{n} {unit}{'s' * (n != 1)}" for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute"),
                                                             (seconds, "second")) if n]
     return f"{text} ({', '.join(words) or '0 seconds'})"

@@ -25,7 +25,8 @@ from typing import Any, Mapping
 from longseq.training.checkpointing import LAST_NAME
 from longseq.training.errors import UserError
 
-__all__ = ["ContinuedMetrics", "find_last_checkpoint", "finished_reason", "read_metrics", "run_version"]
+__all__ = ["ContinuedMetrics", "find_last_checkpoint", "finished_reason", "read_metrics", "run_version",
+           "time_limit_seconds"]
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^version_(\d+)$")
@@ -110,7 +111,7 @@ def _step(row: dict[str, str]) -> int | None:
         return None
 
 
-def _time_limit_seconds(max_time: Any) -> float | None:
+def time_limit_seconds(max_time: Any) -> float | None:
     """Seconds of a ``Trainer(max_time=...)`` value: ``"DD:HH:MM:SS"``, a dict of
     ``datetime.timedelta`` keywords, a timedelta or None."""
     if max_time is None or max_time == {}:
@@ -137,7 +138,7 @@ def finished_reason(checkpoint: Mapping[str, Any], max_epochs: int | None = None
     epochs = int(progress["completed"]) if progress else int(checkpoint.get("epoch") or 0)
     if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
         return f"it ran {epochs} of trainer.max_epochs {max_epochs} epochs"
-    limit = _time_limit_seconds(max_time)
+    limit = time_limit_seconds(max_time)
     timer = next((v for k, v in (checkpoint.get("callbacks") or {}).items() if str(k).startswith("Timer")), None)
     if limit is not None and timer:
         spent = float((timer.get("time_elapsed") or {}).get("train") or 0.0)

@@ -283,6 +283,8 @@ def run(cfg: Config, ckpt_path: str | None = None, data_flag: str = "data.data_y
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary as the command prints it."""
+    from vision.detection.yolo_format import bad_labels_text
+
     limit = f" (limit {s['time_minutes']:g} min)" if s.get("time_minutes") else ""
     return (
         f"\n{s['backbone']} + {s['detector']}: {s['params_m']:.2f} M params ({s['num_classes']} classes), "
@@ -297,8 +299,7 @@ def format_summary(s: dict[str, Any]) -> str:
         + f"\n  checkpoints {s['checkpoint']} (final)"
         + (f", {s['best_checkpoint']} (best)" if s.get("best_checkpoint") else "")
         + f"\n  data {s['data']}"
-        + (f" ({s['bad_labels']} bad label(s): {s['files_dropped']} file(s) left out, "
-           f"{s['boxes_rejected']} box(es) rejected)" if s.get("bad_labels") else "")
+        + bad_labels_text(s)
     )
 
 

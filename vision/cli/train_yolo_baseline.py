@@ -409,6 +409,8 @@ def run(cfg: Config, ckpt_path: str | None = None) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary as the command prints it."""
+    from vision.detection.yolo_format import bad_labels_text
+
     limit = s["recipe"].get("time_minutes") if isinstance(s.get("recipe"), dict) else None
     return (
         f"\n{s['model']}: {s['params'] / 1e6:.2f} M params ({s['num_classes']} classes) at {s['img_size']}²\n"
@@ -420,16 +422,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  inference {s['infer_images_per_s']:.2f} img/s  peak RSS {s['peak_rss_gb']:.2f} GB"
         + (f"  peak CUDA {s['peak_cuda_gb']:.2f} GB" if "peak_cuda_gb" in s else "")
         + f"\n  weights {s['weights']}" + _checkpoint_line(s) + f"\n  summary {s['summary_json']}\n  data {s['data']}"
-        + _bad_labels_line(s)
+        + bad_labels_text(s)
     )
-
-
-def _bad_labels_line(s: dict[str, Any]) -> str:
-    """How many labels the data set lost to problems ('' when none, or for summaries without it)."""
-    if not s.get("bad_labels"):
-        return ""
-    return (f" ({s['bad_labels']} bad label(s): {s.get('files_dropped', 0)} file(s) left out, "
-            f"{s.get('boxes_rejected', 0)} box(es) rejected)")
 
 
 def _checkpoint_line(s: dict[str, Any]) -> str:

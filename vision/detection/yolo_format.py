@@ -214,6 +214,15 @@ class YoloSample:
     boxes: np.ndarray
 
 
+def bad_labels_text(summary: dict[str, Any]) -> str:
+    """A run summary's bad labels as printed after its data path: `` (N bad label(s): F
+    file(s) left out, B box(es) rejected)``, or '' when there were none (or no count)."""
+    if not summary.get("bad_labels"):
+        return ""
+    return (f" ({summary['bad_labels']} bad label(s): {summary.get('files_dropped', 0)} file(s) left out, "
+            f"{summary.get('boxes_rejected', 0)} box(es) rejected)")
+
+
 def parse_label_row(parts: Sequence[str], num_classes: int | None = None) -> tuple[int, list[float]]:
     """``(class, [cx, cy, w, h])`` of one split YOLO label row, normalised coordinates.
 
